@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, database, Redis, lifespan, embedded dev stack, CLI."""

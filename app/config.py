@@ -1,0 +1,130 @@
+"""One typed settings object, read from the environment and an optional `.env`.
+
+A bad value stops the program with one line that names the variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # Unset means "the embedded dev stack" (`taskline dev` / `make run` starts it).
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_queue_name: str = Field("taskline", min_length=1, max_length=100)
+
+    worker_queue_maxsize: int = Field(10, ge=1, le=1000)
+    worker_shutdown_timeout_s: float = Field(
+        30.0, ge=0, le=3600, validation_alias=_env("WORKER_SHUTDOWN_TIMEOUT")
+    )
+    worker_lease_s: float = Field(
+        30.0, ge=1, le=3600, validation_alias=_env("WORKER_LEASE_SECONDS")
+    )
+    reconcile_interval_s: float = Field(
+        5.0, gt=0, le=3600, validation_alias=_env("RECONCILE_INTERVAL_SECONDS")
+    )
+    reconcile_grace_s: float = Field(
+        5.0, ge=0, le=3600, validation_alias=_env("RECONCILE_GRACE_SECONDS")
+    )
+    taskline_handlers: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    db_pool_size: int = Field(10, ge=1, le=200)
+
+    data_dir: Path = Field(Path(".taskline"), validation_alias=_env("TASKLINE_DATA_DIR"))
+    embedded_pg_port: int = Field(54329, ge=1, le=65535)
+    embedded_redis_port: int = Field(63799, ge=1, le=65535)
+
+    # Test hook for the "API died between commit and push" fault: the row is
+    # committed and the doorbell is never rung. Never set it in production.
+    fault_skip_push: bool = Field(False, validation_alias=_env("TASKLINE_FAULT_SKIP_PUSH"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("taskline_handlers")
+    @classmethod
+    def _module_paths(cls, value: str) -> str:
+        for name in filter(None, (part.strip() for part in value.split(","))):
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"{name!r} is not a module path")
+        return value
+
+    @cached_property
+    def handler_modules(self) -> tuple[str, ...]:
+        return tuple(filter(None, (part.strip() for part in self.taskline_handlers.split(","))))
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or (
+            f"postgresql+asyncpg://postgres@127.0.0.1:{self.embedded_pg_port}/taskline"
+        )
+
+    @property
+    def cache_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+
+_ENV_NAMES = {
+    "worker_shutdown_timeout_s": "WORKER_SHUTDOWN_TIMEOUT",
+    "worker_lease_s": "WORKER_LEASE_SECONDS",
+    "reconcile_interval_s": "RECONCILE_INTERVAL_SECONDS",
+    "reconcile_grace_s": "RECONCILE_GRACE_SECONDS",
+    "data_dir": "TASKLINE_DATA_DIR",
+    "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
+}
+
+
+def describe_error(error: ValidationError) -> str:
+    """The first problem as one line: `invalid setting NAME: reason`."""
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    name = _ENV_NAMES.get(field, field).upper()
+    return f"invalid setting {name}: {first['msg']}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, or stop the program with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        print(f"taskline: {describe_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,37 @@
+"""Which exceptions mean "a store is unreachable" (answer 503, back off and retry)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.exceptions
+import sqlalchemy.exc
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+POSTGRES_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+)
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    *REDIS_ERRORS,
+    *POSTGRES_ERRORS,
+    ConnectionError,
+    asyncio.TimeoutError,
+    OSError,
+)
+
+
+def store_name(error: BaseException) -> str:
+    return "redis" if isinstance(error, REDIS_ERRORS) else "postgres"
+
+
+def is_store_error(error: BaseException) -> bool:
+    if isinstance(error, STORE_ERRORS):
+        return True
+    # Connection loss mid-statement surfaces as a DBAPIError flagged as a disconnect.
+    return isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated

@@ -1,0 +1,54 @@
+"""Apply migrations, waiting first for the database to accept connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from alembic import command
+
+log = logging.getLogger("taskline.migrate")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["url"] = url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+async def _ping(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
+def wait_for_database(url: str, *, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            asyncio.run(_ping(url))
+            return
+        except Exception as error:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"taskline: database not reachable after {timeout_s:.0f}s: {error}"
+                ) from error
+            log.info("waiting for the database: %s", error)
+            time.sleep(1)
+
+
+def upgrade(url: str, *, revision: str = "head") -> None:
+    wait_for_database(url)
+    command.upgrade(alembic_config(url), revision)

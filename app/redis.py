@@ -1,0 +1,42 @@
+"""The Redis pool and the names of every key Taskline writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import ConnectionPool
+
+from app.config import Settings
+
+
+def create_redis(settings: Settings, *, max_connections: int = 50) -> Redis:
+    """One pool per process; ids and small values only, so responses are decoded."""
+    pool = ConnectionPool.from_url(
+        settings.cache_url,
+        max_connections=max_connections,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return Redis(connection_pool=pool)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every key lives under one namespace (`REDIS_QUEUE_NAME`)."""
+
+    namespace: str
+
+    @property
+    def ready(self) -> str:
+        """The doorbell list: task ids pushed on the left, popped from the right."""
+        return f"{self.namespace}:ready"
+
+    @property
+    def reconcile_lock(self) -> str:
+        return f"{self.namespace}:lock:reconcile"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.namespace}:cancel"

@@ -1,0 +1,47 @@
+"""The ASGI app: `uvicorn main:app` (or `taskline api`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.config import Settings, load_settings
+from app.http import BodySizeLimit, health_router, install_error_handlers
+from app.lifespan import lifespan
+from app.logs import configure_logging
+from tasks.exceptions import TaskError
+from tasks.handlers import load_handlers
+from tasks.router import router as tasks_router
+
+DESCRIPTION = """
+Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
+it is committed in PostgreSQL, its id rings a doorbell on Redis, and a worker
+claims it, runs its handler and records the result here.
+"""
+
+
+async def task_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, TaskError)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app = FastAPI(title="Taskline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = load_handlers(settings.handler_modules)
+    app.add_middleware(BodySizeLimit)
+    app.add_exception_handler(TaskError, task_error)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(tasks_router)
+    return app
+
+
+def _app_from_environment() -> FastAPI:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+app = _app_from_environment()

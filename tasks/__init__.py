@@ -1,0 +1,1 @@
+"""The task feature: models, schemas, repository, service, router, handlers, worker."""

@@ -1,0 +1,58 @@
+"""FastAPI dependencies of the task feature, as named `Annotated` aliases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.lifespan import Resources
+from tasks import repository
+from tasks.exceptions import TaskNotFound
+from tasks.handlers import Registry
+from tasks.models import Task
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    async with resources.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_redis(resources: ResourcesDep) -> Redis:
+    return resources.redis
+
+
+RedisDep = Annotated[Redis, Depends(get_redis)]
+
+
+def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+async def valid_task(task_id: uuid.UUID, session: SessionDep) -> Task:
+    task = await repository.get_task(session=session, task_id=task_id)
+    if task is None:
+        raise TaskNotFound(task_id)
+    return task
+
+
+TaskDep = Annotated[Task, Depends(valid_task)]

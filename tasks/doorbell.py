@@ -1,0 +1,48 @@
+"""The Redis side: a list of task ids that wakes workers.
+
+Redis holds no state that matters: an id may vanish (the reconcile re-rings
+it) or arrive twice (the claim skips it). Ids are pushed on the left and popped
+from the right; ids given back go on the right, so they are popped next.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from app.redis import Keys
+
+
+async def ring(redis: Redis, keys: Keys, ids: Sequence[uuid.UUID]) -> None:
+    if ids:
+        await redis.lpush(keys.ready, *(str(task_id) for task_id in ids))
+
+
+async def ring_first(redis: Redis, keys: Keys, ids: Sequence[uuid.UUID]) -> None:
+    """Give ids back at the end that is popped next (shutdown, failed claim)."""
+    if ids:
+        await redis.rpush(keys.ready, *(str(task_id) for task_id in reversed(ids)))
+
+
+async def pop(redis: Redis, keys: Keys, *, count: int, timeout_s: float) -> list[uuid.UUID]:
+    """Up to `count` ids; blocks (no polling) until one arrives or `timeout_s` passes."""
+    reply = await redis.blmpop(timeout_s, 1, keys.ready, direction="RIGHT", count=count)
+    if not reply:
+        return []
+    ids = []
+    for raw in reply[1]:
+        try:
+            ids.append(uuid.UUID(str(raw)))
+        except ValueError:
+            continue  # not ours; the claim would skip it anyway
+    return ids
+
+
+async def length(redis: Redis, keys: Keys) -> int:
+    return int(await redis.llen(keys.ready))
+
+
+async def members(redis: Redis, keys: Keys) -> set[str]:
+    return {str(raw) for raw in await redis.lrange(keys.ready, 0, -1)}

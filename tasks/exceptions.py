@@ -1,0 +1,42 @@
+"""Domain errors of the task feature. One handler in main.py maps them to HTTP."""
+
+from __future__ import annotations
+
+import uuid
+
+
+class TaskError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class TaskNotFound(TaskError):
+    status_code = 404
+
+    def __init__(self, task_id: uuid.UUID) -> None:
+        super().__init__(f"task {task_id} not found")
+
+
+class TaskConflict(TaskError):
+    status_code = 409
+
+
+class UnknownKind(TaskError):
+    status_code = 422
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        super().__init__(f"unknown kind {kind!r}; known kinds: {', '.join(known)}")
+
+
+class InvalidPayload(TaskError):
+    status_code = 422
+
+
+class InvalidCursor(TaskError):
+    status_code = 422
+
+    def __init__(self) -> None:
+        super().__init__("cursor is not one this API handed out")

@@ -1,0 +1,120 @@
+"""The handler registry: a task's `kind` names the function that runs it.
+
+A project adds handlers with the `handler` decorator in a module named by the
+`TASKLINE_HANDLERS` setting:
+
+    from tasks.handlers import TaskContext, handler
+
+    @handler("resize")
+    async def resize(task: TaskContext) -> dict:
+        ...
+
+Async handlers run on the worker's event loop; plain functions run in a thread
+pool so they never block it. The return value is stored as the task's JSON result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+HandlerFunc = Callable[["TaskContext"], Awaitable[Any]] | Callable[["TaskContext"], Any]
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a handler gets: the task as it was claimed."""
+
+    id: UUID
+    kind: str
+    message: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Handler:
+    kind: str
+    func: HandlerFunc
+    payload_model: type[BaseModel] | None = None
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", asyncio.iscoroutinefunction(self.func))
+
+    def check_payload(self, payload: dict[str, Any]) -> str | None:
+        """None when the payload fits the handler, else why not."""
+        if self.payload_model is None:
+            return None
+        try:
+            self.payload_model.model_validate(payload)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "payload"
+            return f"payload.{where}: {first['msg']}"
+        return None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, kind: str, func: HandlerFunc, payload: type[BaseModel] | None = None) -> None:
+        if kind in self._handlers and self._handlers[kind].func is not func:
+            raise ValueError(f"a handler for kind {kind!r} is already registered")
+        self._handlers[kind] = Handler(kind, func, payload)
+
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)
+
+
+registry = Registry()
+
+
+def handler(
+    kind: str, *, payload: type[BaseModel] | None = None
+) -> Callable[[HandlerFunc], HandlerFunc]:
+    """Register `func` as the handler of `kind`; `payload` validates POSTed payloads."""
+
+    def register(func: HandlerFunc) -> HandlerFunc:
+        registry.add(kind, func, payload)
+        return func
+
+    return register
+
+
+def load_handlers(modules: tuple[str, ...]) -> Registry:
+    """Import the modules named by `TASKLINE_HANDLERS`; their decorators register."""
+    for name in modules:
+        importlib.import_module(name)
+    return registry
+
+
+# Built-in handlers ---------------------------------------------------------
+
+
+@handler("echo")
+async def echo(task: TaskContext) -> dict[str, Any]:
+    return {"message": task.message}
+
+
+class SleepPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0, le=3600, description="How long to sleep, at most an hour.")
+
+
+@handler("sleep", payload=SleepPayload)
+async def sleep(task: TaskContext) -> dict[str, Any]:
+    seconds = SleepPayload.model_validate(task.payload).seconds
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}

@@ -1,0 +1,224 @@
+"""All SQL of the task feature, as small keyword-only functions.
+
+Every state change is one conditional UPDATE ... WHERE status = ... RETURNING:
+the rows returned are the answer, so two processes can never both win.
+Worker statements take an autocommit connection: one statement, one round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from tasks.models import Task, TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    id: uuid.UUID
+    kind: str
+    message: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended; written back in batches by the worker."""
+
+    task_id: uuid.UUID
+    attempt: int
+    status: TaskStatus
+    result_json: str | None = None
+    error: str | None = None
+
+
+# API side -----------------------------------------------------------------
+
+
+async def insert_task(
+    *, session: AsyncSession, task_id: uuid.UUID, kind: str, message: str, payload: dict[str, Any]
+) -> Task:
+    statement = (
+        insert(Task).values(id=task_id, kind=kind, message=message, payload=payload).returning(Task)
+    )
+    return (await session.scalars(statement)).one()
+
+
+async def get_task(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    return await session.get(Task, task_id, populate_existing=True)
+
+
+async def list_tasks(
+    *,
+    session: AsyncSession,
+    status: TaskStatus | None,
+    kind: str | None,
+    before_id: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Task]:
+    """Newest first by the time-ordered id; `before_id` is the keyset cursor."""
+    statement = select(Task).order_by(Task.id.desc()).limit(limit)
+    if status is not None:
+        statement = statement.where(Task.status == status.value)
+    if kind is not None:
+        statement = statement.where(Task.kind == kind)
+    if before_id is not None:
+        statement = statement.where(Task.id < before_id)
+    return (await session.scalars(statement)).all()
+
+
+async def cancel_pending(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    statement = (
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.PENDING.value)
+        .values(
+            status=TaskStatus.CANCELED.value,
+            finished_at=text("now()"),
+            updated_at=text("now()"),
+        )
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+# Worker side ---------------------------------------------------------------
+
+_CLAIM = text("""
+    UPDATE tasks
+       SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id,
+           started_at = now(), updated_at = now(),
+           lease_expires_at = now() + make_interval(secs => :lease_s)
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'pending'
+ RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds
+""")
+
+
+async def claim(
+    *, conn: AsyncConnection, ids: Sequence[uuid.UUID], worker_id: str, lease_s: float
+) -> list[ClaimedTask]:
+    """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are skipped."""
+    rows = await conn.execute(
+        _CLAIM, {"ids": list(ids), "worker_id": worker_id, "lease_s": lease_s}
+    )
+    return [ClaimedTask(*row) for row in rows]
+
+
+_FINISH = text("""
+    UPDATE tasks AS t
+       SET status = o.status, result = CAST(o.result AS jsonb), error = o.error,
+           finished_at = now(), updated_at = now(), lease_expires_at = NULL
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
+                  CAST(:results AS text[]), CAST(:errors AS text[]))
+           AS o(id, attempt, status, result, error)
+     WHERE t.id = o.id AND t.attempts = o.attempt
+       AND t.status = 'processing' AND t.worker_id = :worker_id
+ RETURNING t.id
+""")
+
+
+async def finish(
+    *, conn: AsyncConnection, outcomes: Sequence[Outcome], worker_id: str
+) -> set[uuid.UUID]:
+    """Record many outcomes in one statement. An attempt this worker no longer
+    owns (its lease was lost and the task reclaimed) is not overwritten."""
+    rows = await conn.execute(
+        _FINISH,
+        {
+            "ids": [o.task_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "statuses": [o.status.value for o in outcomes],
+            "results": [o.result_json for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "worker_id": worker_id,
+        },
+    )
+    return {row[0] for row in rows}
+
+
+_RELEASE = text("""
+    UPDATE tasks
+       SET status = 'pending', attempts = attempts - 1, worker_id = NULL,
+           started_at = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'processing' AND worker_id = :worker_id
+ RETURNING id
+""")
+
+
+async def release(
+    *, conn: AsyncConnection, ids: Sequence[uuid.UUID], worker_id: str
+) -> list[uuid.UUID]:
+    """Give claimed tasks back (shutdown): their interrupted attempt does not count."""
+    rows = await conn.execute(_RELEASE, {"ids": list(ids), "worker_id": worker_id})
+    return [row[0] for row in rows]
+
+
+_EXTEND_LEASES = text("""
+    UPDATE tasks SET lease_expires_at = now() + make_interval(secs => :lease_s)
+     WHERE status = 'processing' AND worker_id = :worker_id
+""")
+
+
+async def extend_leases(*, conn: AsyncConnection, worker_id: str, lease_s: float) -> None:
+    await conn.execute(_EXTEND_LEASES, {"worker_id": worker_id, "lease_s": lease_s})
+
+
+_RECOVER_EXPIRED = text("""
+    WITH expired AS (
+        SELECT id FROM tasks
+         WHERE status = 'processing' AND lease_expires_at < now()
+         ORDER BY lease_expires_at
+         LIMIT :limit
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE tasks AS t
+       SET status = CASE WHEN t.attempts < t.max_attempts THEN 'pending' ELSE 'failed' END,
+           error = CASE WHEN t.attempts < t.max_attempts THEN t.error
+                        ELSE 'worker lost: ' || coalesce(t.worker_id, '?')
+                             || ' stopped renewing its lease' END,
+           finished_at = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
+           worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+      FROM expired
+     WHERE t.id = expired.id
+ RETURNING t.id, t.status
+""")
+
+
+async def recover_expired(*, conn: AsyncConnection, limit: int) -> list[uuid.UUID]:
+    """Tasks whose worker died: back to pending (ids returned, to re-ring) or failed."""
+    rows = await conn.execute(_RECOVER_EXPIRED, {"limit": limit})
+    return [row[0] for row in rows if row[1] == TaskStatus.PENDING.value]
+
+
+_STALE_PENDING = text("""
+    SELECT id FROM tasks
+     WHERE status = 'pending' AND run_at <= now()
+       AND updated_at < now() - make_interval(secs => :grace_s)
+     ORDER BY run_at
+     LIMIT :limit
+""")
+
+
+async def stale_pending(*, conn: AsyncConnection, grace_s: float, limit: int) -> list[uuid.UUID]:
+    """Ready tasks untouched for `grace_s`: candidates for a lost doorbell."""
+    rows = await conn.execute(_STALE_PENDING, {"grace_s": grace_s, "limit": limit})
+    return [row[0] for row in rows]
+
+
+_TOUCH = text("""
+    UPDATE tasks SET updated_at = now()
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'pending'
+""")
+
+
+async def touch_pending(*, conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> None:
+    """Restart the grace period of re-rung tasks, so they are not rung again at once."""
+    await conn.execute(_TOUCH, {"ids": list(ids)})

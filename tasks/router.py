@@ -1,0 +1,83 @@
+"""HTTP routes of the task feature: parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from tasks import service
+from tasks.dependencies import RegistryDep, ResourcesDep, SessionDep, TaskDep
+from tasks.models import Task, TaskStatus
+from tasks.schemas import KIND_PATTERN, ErrorOut, TaskCreate, TaskOut, TaskPage, TaskPatch
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such task."}
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    responses={422: {"description": "Invalid body or unknown kind."}, **_UNAVAILABLE},
+    summary="Create a task",
+)
+async def create_task(
+    body: TaskCreate,
+    response: Response,
+    session: SessionDep,
+    resources: ResourcesDep,
+    registry: RegistryDep,
+) -> Task:
+    """Store the task (committed in PostgreSQL), then ring the doorbell for a worker."""
+    task = await service.create_task(
+        session=session, resources=resources, registry=registry, body=body
+    )
+    response.headers["Location"] = f"/tasks/{task.id}"
+    return task
+
+
+@router.get("", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks")
+async def list_tasks(
+    session: SessionDep,
+    status: TaskStatus | None = None,
+    kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> TaskPage:
+    """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next."""
+    items, next_cursor = await service.list_tasks(
+        session=session, status=status, kind=kind, cursor=cursor, limit=limit
+    )
+    return TaskPage(items=[TaskOut.model_validate(item) for item in items], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskOut,
+    responses={**_NOT_FOUND, **_UNAVAILABLE},
+    summary="Get a task",
+)
+async def get_task(task: TaskDep) -> Task:
+    return task
+
+
+@router.patch(
+    "/{task_id}",
+    response_model=TaskOut,
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorOut, "description": "The task is no longer pending."},
+        **_UNAVAILABLE,
+    },
+    summary="Cancel a task",
+)
+async def patch_task(body: TaskPatch, task: TaskDep, session: SessionDep) -> Task:
+    """Only `{"status": "canceled"}` is accepted. Canceling twice is not an error."""
+    return await service.cancel_task(session=session, task=task)

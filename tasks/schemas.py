@@ -1,0 +1,111 @@
+"""Request and response bodies of the tasks API."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.models import TaskStatus
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 256 * 1024
+KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"message": "Hello World"},
+                {"message": "nap", "kind": "sleep", "payload": {"seconds": 2}},
+            ]
+        },
+    )
+
+    message: str = Field(min_length=1, description="What the task is about; at most 64 KiB.")
+    kind: str = Field("echo", pattern=KIND_PATTERN, description="The handler that runs the task.")
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments for the handler: a JSON object, at most 256 KiB.",
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message_size(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be blank")
+        if len(value.encode()) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message is over {MAX_MESSAGE_BYTES} bytes")
+        return value
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_size(value) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload is over {MAX_PAYLOAD_BYTES} bytes of JSON")
+        return value
+
+
+class TaskPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "canceled"}]}
+    )
+
+    status: Literal["canceled"] = Field(description="The only change a client may ask for.")
+
+
+class TaskOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "019a8f3c-5a7e-7c11-9d2e-6f1b2a3c4d5e",
+                    "message": "Hello World",
+                    "kind": "echo",
+                    "payload": {},
+                    "status": "completed",
+                    "result": {"message": "Hello World"},
+                    "error": None,
+                    "attempts": 1,
+                    "created_at": "2026-11-23T10:00:00.000000Z",
+                    "updated_at": "2026-11-23T10:00:00.004000Z",
+                    "started_at": "2026-11-23T10:00:00.002000Z",
+                    "finished_at": "2026-11-23T10:00:00.004000Z",
+                }
+            ]
+        },
+    )
+
+    id: uuid.UUID
+    message: str
+    kind: str
+    payload: dict[str, Any]
+    status: TaskStatus
+    result: Any | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next (older) page; null on the last page."
+    )
+
+
+class ErrorOut(BaseModel):
+    detail: str

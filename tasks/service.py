@@ -1,0 +1,78 @@
+"""The rules of the task feature: what may be created, what may change, what to ring."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ids import uuid7
+from app.lifespan import Resources
+from tasks import doorbell, repository
+from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
+from tasks.handlers import Registry
+from tasks.models import Task, TaskStatus
+from tasks.schemas import TaskCreate
+
+log = logging.getLogger("taskline.api")
+
+
+async def create_task(
+    *, session: AsyncSession, resources: Resources, registry: Registry, body: TaskCreate
+) -> Task:
+    handler = registry.get(body.kind)
+    if handler is None:
+        raise UnknownKind(body.kind, registry.kinds())
+    problem = handler.check_payload(body.payload)
+    if problem is not None:
+        raise InvalidPayload(problem)
+    # Fail before writing when the doorbell is unreachable: a task accepted now
+    # would wait for Redis anyway, and the client is better told to retry.
+    await resources.redis.ping()
+    task = await repository.insert_task(
+        session=session, task_id=uuid7(), kind=body.kind, message=body.message, payload=body.payload
+    )
+    await session.commit()
+    if resources.settings.fault_skip_push:
+        return task
+    try:
+        await doorbell.ring(resources.redis, resources.keys, [task.id])
+    except Exception:
+        # Committed is accepted: the reconcile rings the doorbell for it later.
+        log.warning("task %s committed but its doorbell failed; reconcile will ring it", task.id)
+    return task
+
+
+async def cancel_task(*, session: AsyncSession, task: Task) -> Task:
+    """Cancel a pending task. One conditional UPDATE, so it cannot race a claim."""
+    canceled = await repository.cancel_pending(session=session, task_id=task.id)
+    await session.commit()
+    if canceled is not None:
+        return canceled
+    current = await repository.get_task(session=session, task_id=task.id)
+    if current is not None and current.status == TaskStatus.CANCELED:
+        return current
+    status = current.status if current is not None else task.status
+    raise TaskConflict(f"task {task.id} is {status}; only a pending task can be canceled")
+
+
+async def list_tasks(
+    *,
+    session: AsyncSession,
+    status: TaskStatus | None,
+    kind: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Task], str | None]:
+    try:
+        before_id = uuid.UUID(cursor) if cursor else None
+    except ValueError:
+        raise InvalidCursor() from None
+    items = await repository.list_tasks(
+        session=session, status=status, kind=kind, before_id=before_id, limit=limit + 1
+    )
+    if len(items) > limit:
+        return items[:limit], str(items[limit - 1].id)
+    return items, None

@@ -1,0 +1,77 @@
+"""Side loops of the worker: lease heartbeat and the reconcile sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.errors import is_store_error
+from app.lifespan import Resources
+from tasks import doorbell, repository
+
+log = logging.getLogger("taskline.worker")
+
+# A longer doorbell list is not read whole; tasks behind it would wait for it anyway.
+FULL_SCAN_MAX = 10_000
+SWEEP_LIMIT = 1_000
+
+
+async def heartbeat(db: AsyncEngine, *, worker_id: str, lease_s: float) -> None:
+    """Extend the leases of this worker's running tasks, in one statement, every lease/3."""
+    while True:
+        try:
+            async with db.connect() as conn:
+                await repository.extend_leases(conn=conn, worker_id=worker_id, lease_s=lease_s)
+        except Exception as error:
+            if not is_store_error(error):
+                raise
+            log.warning("heartbeat failed (%s); leases not extended this round", error)
+        await asyncio.sleep(lease_s / 3)
+
+
+async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, int]:
+    """Recover tasks of dead workers and re-ring lost doorbells. Returns both counts.
+
+    Safe with many workers at once: the recovery is a conditional UPDATE with
+    SKIP LOCKED, and a doorbell rung twice only costs a skipped claim.
+    """
+    settings, redis, keys = resources.settings, resources.redis, resources.keys
+    async with db.connect() as conn:
+        recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
+    await doorbell.ring_first(redis, keys, recovered)
+    if recovered:
+        log.warning("recovered %d task(s) from expired leases", len(recovered))
+
+    if await doorbell.length(redis, keys) > FULL_SCAN_MAX:
+        return len(recovered), 0
+    async with db.connect() as conn:
+        stale = await repository.stale_pending(
+            conn=conn, grace_s=settings.reconcile_grace_s, limit=SWEEP_LIMIT
+        )
+    if not stale:
+        return len(recovered), 0
+    queued = await doorbell.members(redis, keys)
+    lost = [task_id for task_id in stale if str(task_id) not in queued]
+    if lost:
+        async with db.connect() as conn:
+            await repository.touch_pending(conn=conn, ids=lost)
+        await doorbell.ring(redis, keys, lost)
+        log.warning("re-rang the doorbell of %d pending task(s)", len(lost))
+    return len(recovered), len(lost)
+
+
+async def reconcile(db: AsyncEngine, resources: Resources) -> None:
+    interval_s = resources.settings.reconcile_interval_s
+    lock_ms = max(1, int(interval_s * 900))
+    while True:
+        try:
+            # One sweep per interval across the fleet is enough; the lock expires by itself.
+            if await resources.redis.set(resources.keys.reconcile_lock, "1", nx=True, px=lock_ms):
+                await reconcile_once(db, resources)
+        except Exception as error:
+            if not is_store_error(error):
+                raise
+            log.warning("reconcile failed (%s); trying again next round", error)
+        await asyncio.sleep(interval_s)

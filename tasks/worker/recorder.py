@@ -1,0 +1,85 @@
+"""Writes outcomes back to PostgreSQL in batches: one statement for many tasks.
+
+While one batch is being written the next one gathers, so batches grow with
+load and a lone task is written at once. The buffer is bounded: `put` waits
+when it is full, which slows handlers down rather than letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.errors import is_store_error
+from tasks import repository
+from tasks.repository import Outcome
+from tasks.worker.backoff import Backoff
+
+log = logging.getLogger("taskline.worker")
+
+MAX_BATCH = 500
+
+
+class Recorder:
+    def __init__(self, db: AsyncEngine, worker_id: str, *, max_pending: int) -> None:
+        self._db = db
+        self._worker_id = worker_id
+        self._max_pending = max_pending
+        self._pending: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def put(self, outcome: Outcome) -> None:
+        while len(self._pending) >= self._max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self._pending.append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every outcome handed in is written; False if time ran out."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                try:
+                    await self._write(batch)
+                except Exception as error:
+                    if not is_store_error(error):
+                        raise
+                    delay_s = backoff.next_delay_s()
+                    log.warning("cannot record outcomes (%s); retrying in %.2fs", error, delay_s)
+                    await asyncio.sleep(delay_s)
+                    continue
+                backoff.reset()
+                del self._pending[: len(batch)]
+                self._space.set()
+            self._idle.set()
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        async with self._db.connect() as conn:
+            written = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
+        if len(written) < len(batch):
+            for outcome in batch:
+                if outcome.task_id not in written:
+                    log.warning(
+                        "outcome of task %s attempt %d dropped: the task is no longer this "
+                        "worker's (lease lost or canceled)",
+                        outcome.task_id,
+                        outcome.attempt,
+                    )

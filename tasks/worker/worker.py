@@ -1,0 +1,240 @@
+"""The worker: a puller, a scheduler and supervised side loops around a slot pool.
+
+Shutdown runs in two phases: stop pulling and give back what has not started;
+then give running handlers a bounded grace, cancel what is left, give it back,
+write the last outcomes and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from functools import partial
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.errors import is_store_error
+from app.lifespan import close_resources, open_resources
+from tasks import doorbell, repository
+from tasks.handlers import Registry
+from tasks.repository import ClaimedTask
+from tasks.worker import maintenance
+from tasks.worker.backoff import Backoff
+from tasks.worker.execution import execute
+from tasks.worker.recorder import Recorder
+from tasks.worker.slots import Slots
+
+log = logging.getLogger("taskline.worker")
+
+POP_TIMEOUT_S = 1.0
+
+
+class WorkerCrashed(RuntimeError):
+    """A side loop died; the worker stopped rather than carry on half-blind."""
+
+
+class Worker:
+    def __init__(self, settings: Settings, registry: Registry, *, worker_id: str | None = None):
+        self.settings = settings
+        self.registry = registry
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.slots = Slots(settings.worker_queue_maxsize)
+        self.local: asyncio.Queue[ClaimedTask] = asyncio.Queue()
+        self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.stop_requested = asyncio.Event()
+        self.exit_now = asyncio.Event()
+        self._loops: dict[str, asyncio.Task[None]] = {}
+
+    # Lifecycle -------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: graceful shutdown. Second call: exit at once."""
+        if self.stop_requested.is_set():
+            self.exit_now.set()
+        self.stop_requested.set()
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        self.resources = open_resources(self.settings, pre_ping=False)
+        # Single statements in autocommit: one round trip each, no BEGIN/COMMIT.
+        self.db: AsyncEngine = self.resources.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
+        self.recorder = Recorder(self.db, self.worker_id, max_pending=self.slots.capacity * 50)
+        signals = self._install_signal_handlers() if handle_signals else []
+        log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
+        try:
+            await self._serve()
+        finally:
+            for signum in signals:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+
+    async def _serve(self) -> None:
+        lease_s = self.settings.worker_lease_s
+        self._start("puller", self._pull())
+        self._start("scheduler", self._schedule())
+        self._start("recorder", self.recorder.run())
+        self._start(
+            "heartbeat", maintenance.heartbeat(self.db, worker_id=self.worker_id, lease_s=lease_s)
+        )
+        self._start("reconcile", maintenance.reconcile(self.db, self.resources))
+        stop_wait = asyncio.create_task(self.stop_requested.wait(), name="stop-wait")
+        done, _ = await asyncio.wait(
+            [stop_wait, *self._loops.values()], return_when=asyncio.FIRST_COMPLETED
+        )
+        died = [task for task in done if task is not stop_wait]
+        for task in died:
+            log.error(
+                "%s loop died; stopping the worker", task.get_name(), exc_info=_error_of(task)
+            )
+        stop_wait.cancel()
+        exit_watch = asyncio.create_task(self._exit_on_second_signal(), name="exit-watch")
+        try:
+            await self._shutdown()
+        finally:
+            exit_watch.cancel()
+        if died:
+            raise WorkerCrashed(", ".join(task.get_name() for task in died))
+
+    def _start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._loops[name] = asyncio.create_task(coro, name=name)
+
+    def _install_signal_handlers(self) -> list[int]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.request_stop)
+        return [signal.SIGINT, signal.SIGTERM]
+
+    async def _exit_on_second_signal(self) -> None:
+        await self.exit_now.wait()
+        log.warning("second signal: exiting now; running tasks come back when their leases expire")
+        os._exit(1)
+
+    # Pulling and scheduling -------------------------------------------------
+
+    async def _pull(self) -> None:
+        backoff = Backoff()
+        while True:
+            count = await self.slots.take_free()
+            try:
+                claimed = await self._pull_batch(count)
+            except Exception as error:
+                self.slots.give_back(count)
+                if not is_store_error(error):
+                    raise
+                delay_s = backoff.next_delay_s()
+                log.warning("cannot pull work (%s); retrying in %.2fs", error, delay_s)
+                await asyncio.sleep(delay_s)
+                continue
+            backoff.reset()
+            self.slots.give_back(count - len(claimed))
+
+    async def _pull_batch(self, count: int) -> list[ClaimedTask]:
+        redis, keys = self.resources.redis, self.resources.keys
+        ids = await doorbell.pop(redis, keys, count=count, timeout_s=POP_TIMEOUT_S)
+        if not ids:
+            return []
+        claiming = asyncio.ensure_future(self._claim(ids))
+        try:
+            claimed = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopping mid-claim: finish the claim so the shutdown can give the tasks back.
+            for task in await claiming:
+                self.local.put_nowait(task)
+            raise
+        for task in claimed:
+            self.local.put_nowait(task)
+        return claimed
+
+    async def _claim(self, ids: list[uuid.UUID]) -> list[ClaimedTask]:
+        try:
+            async with self.db.connect() as conn:
+                claimed = await repository.claim(
+                    conn=conn,
+                    ids=ids,
+                    worker_id=self.worker_id,
+                    lease_s=self.settings.worker_lease_s,
+                )
+        except Exception:
+            # The ids have left Redis: put them back rather than wait for the reconcile.
+            with suppress(Exception):
+                await doorbell.ring_first(self.resources.redis, self.resources.keys, ids)
+            raise
+        if len(claimed) < len(ids):
+            taken = {task.id for task in claimed}
+            skipped = [str(task_id) for task_id in ids if task_id not in taken]
+            log.info("skipped %d id(s) not pending (canceled, done, unknown or twice): %s",
+                     len(skipped), ", ".join(skipped[:10]))  # fmt: skip
+        return claimed
+
+    async def _schedule(self) -> None:
+        while True:
+            task = await self.local.get()
+            runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
+            self.running[task.id] = runner
+            runner.add_done_callback(partial(self._task_done, task.id))
+
+    async def _run_task(self, task: ClaimedTask) -> None:
+        outcome = await execute(task, self.registry, self.executor)
+        await self.recorder.put(outcome)
+
+    def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
+        self.running.pop(task_id, None)
+        self.slots.give_back()
+        if not runner.cancelled() and runner.exception() is not None:
+            log.error("task %s runner failed", task_id, exc_info=runner.exception())
+
+    # Shutdown ---------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        log.info("worker %s stopping: no new work; %d running", self.worker_id, len(self.running))
+        await _cancel(self._loops.pop("puller"), self._loops.pop("scheduler"))
+        not_started = [self.local.get_nowait().id for _ in range(self.local.qsize())]
+        await self._give_back(not_started)
+
+        grace_s = self.settings.worker_shutdown_timeout_s
+        interrupted: list[uuid.UUID] = []
+        if self.running:
+            _, late = await asyncio.wait(list(self.running.values()), timeout=grace_s)
+            interrupted = [task_id for task_id, runner in self.running.items() if runner in late]
+            if late:
+                log.warning("%d task(s) still running after %.1fs: canceling", len(late), grace_s)
+                await _cancel(*late)
+        await self._give_back(interrupted)
+
+        if not await self.recorder.drain(timeout_s=max(grace_s, 5.0)):
+            log.warning("some outcomes were not recorded; those tasks return when leases expire")
+        await _cancel(*self._loops.values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        await close_resources(self.resources)
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _give_back(self, ids: list[uuid.UUID]) -> None:
+        """Claimed but not finished here: back to pending, and rung to be popped next."""
+        if not ids:
+            return
+        try:
+            async with self.db.connect() as conn:
+                released = await repository.release(conn=conn, ids=ids, worker_id=self.worker_id)
+            await doorbell.ring_first(self.resources.redis, self.resources.keys, released)
+            log.info("gave back %d task(s)", len(released))
+        except Exception as error:
+            log.warning("could not give back %d task(s) (%s); leases will expire", len(ids), error)
+
+
+async def _cancel(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _error_of(task: asyncio.Task[Any]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
