@@ -19,7 +19,7 @@ def create_redis(settings: Settings, *, max_connections: int = 50) -> Redis:
         socket_connect_timeout=5,
         health_check_interval=30,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 @dataclass(frozen=True)

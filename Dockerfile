@@ -1,0 +1,17 @@
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY tasks ./tasks
+COPY alembic ./alembic
+COPY alembic.ini main.py worker.py ./
+RUN pip install . && useradd --system --no-create-home taskline
+
+USER taskline
+EXPOSE 8000
+# In a container the API must listen beyond loopback; compose maps the port.
+ENV API_HOST=0.0.0.0
+CMD ["taskline", "api"]

@@ -1,0 +1,283 @@
+"""Fixtures: real PostgreSQL and a real Redis-protocol server for every test.
+
+The embedded servers start once per session in a temporary folder on free
+ports, unless TEST_DATABASE_URL / TEST_REDIS_URL name servers to use. Each test
+gets its own database cloned from a migrated template and its own Redis key
+namespace, both removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.embedded import EmbeddedPostgres, EmbeddedValkey
+from app.lifespan import Resources, close_resources, open_resources
+from app.migrate import upgrade
+from main import create_app
+from tasks.handlers import load_handlers
+from tasks.tests import handlers as test_handlers
+from tasks.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_HANDLERS = "tasks.tests.handlers"
+
+EXECUTIONS_DDL = """
+CREATE TABLE executions (
+    task_id uuid NOT NULL,
+    attempt int NOT NULL,
+    pid int NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz
+)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def with_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@dataclass
+class Stores:
+    admin_url: str  # SQLAlchemy URL of a maintenance database
+    redis_url: str
+    postgres: EmbeddedPostgres | None
+    valkey: EmbeddedValkey | None
+    template: str = ""
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+    base = tmp_path_factory.mktemp("stores")
+    found = Stores(
+        admin_url=os.environ.get("TEST_DATABASE_URL", ""),
+        redis_url=os.environ.get("TEST_REDIS_URL", ""),
+        postgres=None,
+        valkey=None,
+        template=f"taskline_template_{os.getpid()}",
+    )
+    try:
+        if not found.admin_url:
+            found.postgres = EmbeddedPostgres(base / "postgres", free_port(), database="postgres")
+            found.postgres.start()
+            found.admin_url = found.postgres.url()
+        found.admin_url = found.admin_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        if not found.redis_url:
+            found.valkey = EmbeddedValkey(base / "valkey", free_port())
+            found.valkey.start()
+            found.redis_url = found.valkey.url()
+        _make_template(found)
+        yield found
+        _run(_admin(found.admin_url, f'DROP DATABASE IF EXISTS "{found.template}" WITH (FORCE)'))
+    finally:
+        if found.valkey is not None:
+            found.valkey.stop()
+        if found.postgres is not None:
+            found.postgres.stop()
+
+
+def _make_template(found: Stores) -> None:
+    _run(_admin(found.admin_url, f'DROP DATABASE IF EXISTS "{found.template}" WITH (FORCE)'))
+    _run(_admin(found.admin_url, f'CREATE DATABASE "{found.template}"'))
+    template_url = with_database(found.admin_url, found.template)
+    upgrade(template_url)
+    _run(_admin(template_url, EXECUTIONS_DDL))
+
+
+@pytest.fixture
+async def database_url(stores: Stores) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    await _admin(stores.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{stores.template}"')
+    yield with_database(stores.admin_url, name)
+    await test_handlers.close_pools()
+    await _admin(stores.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def namespace(stores: Stores) -> AsyncIterator[str]:
+    """This test's own Redis key namespace, deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    redis = Redis.from_url(stores.redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture
+def settings(
+    database_url: str, namespace: str, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", plain_dsn(database_url))
+    return make_settings(database_url, stores.redis_url, namespace)
+
+
+def make_settings(database_url: str, redis_url: str, namespace: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "redis_queue_name": namespace,
+        "taskline_handlers": TEST_HANDLERS,
+        "worker_shutdown_timeout_s": 5.0,
+        "reconcile_interval_s": 0.5,
+        "reconcile_grace_s": 1.0,
+        "db_pool_size": 5,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def resources(settings: Settings) -> AsyncIterator[Resources]:
+    opened = open_resources(settings)
+    yield opened
+    await close_resources(opened)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to this test's database, for looking at rows directly."""
+    conn = await asyncpg.connect(plain_dsn(database_url))
+    yield conn
+    await conn.close()
+
+
+WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
+    """Start in-process workers; every one is stopped at the end of the test."""
+    started: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> Worker:
+        worker_settings = settings.model_copy(update=overrides)
+        worker = Worker(worker_settings, load_handlers(worker_settings.handler_modules))
+        task = asyncio.create_task(worker.run(), name="test-worker")
+        started.append((worker, task))
+        return worker
+
+    yield start
+    for worker, task in started:
+        worker.request_stop()
+    for _, task in started:
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` until it holds; fail the test past the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def status_counts(db: asyncpg.Connection) -> dict[str, int]:
+    rows = await db.fetch("SELECT status, count(*) AS n FROM tasks GROUP BY status")
+    return {row["status"]: row["n"] for row in rows}
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        return self.process.wait(timeout_s)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def spawn_worker(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `python worker.py` as a real process; killed at the end if still running."""
+    spawned: list[WorkerProcess] = []
+
+    def spawn(**env_overrides: str) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": settings.cache_url,
+            "REDIS_QUEUE_NAME": settings.redis_queue_name,
+            "TASKLINE_HANDLERS": TEST_HANDLERS,
+            "TASKLINE_TEST_RECORD_DSN": plain_dsn(database_url),
+            "WORKER_SHUTDOWN_TIMEOUT": "10",
+            "RECONCILE_INTERVAL_SECONDS": "0.5",
+            "RECONCILE_GRACE_SECONDS": "1",
+            "LOG_LEVEL": "INFO",
+            **env_overrides,
+        }
+        log_path = tmp_path / f"worker-{len(spawned)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        spawned.append(WorkerProcess(process, log_path))
+        return spawned[-1]
+
+    yield spawn
+    for worker in spawned:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait()
