@@ -26,22 +26,24 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
+def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process.
 
-    The API pings before each checkout so the first request after a database
-    restart succeeds; the worker skips the ping (one round trip fewer on the hot
-    path) because it retries every failed batch anyway.
+    Every statement runs in autocommit: each state change is one conditional
+    statement, so BEGIN/COMMIT would only add two round trips. No ping before a
+    checkout either: a connection broken by a database restart fails its first
+    statement (503 in the API, a retry in the worker) and SQLAlchemy then
+    replaces the whole pool.
     """
-    return create_async_engine(
+    engine = create_async_engine(
         settings.db_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=pre_ping,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},
         echo=False,
     )
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

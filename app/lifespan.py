@@ -24,9 +24,9 @@ class Resources:
     keys: Keys
 
 
-def open_resources(settings: Settings, *, pre_ping: bool = True) -> Resources:
+def open_resources(settings: Settings) -> Resources:
     """Create the pools. Nothing connects yet, so this never fails on a store that is down."""
-    engine = create_engine(settings, pre_ping=pre_ping)
+    engine = create_engine(settings)
     return Resources(
         settings=settings,
         engine=engine,

@@ -16,8 +16,10 @@ from tasks.exceptions import TaskNotFound
 from tasks.handlers import Registry
 from tasks.models import Task
 
+# Every dependency is `async def`: a plain `def` would be run in a thread pool.
 
-def get_resources(request: Request) -> Resources:
+
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -33,14 +35,14 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_redis(resources: ResourcesDep) -> Redis:
+async def get_redis(resources: ResourcesDep) -> Redis:
     return resources.redis
 
 
 RedisDep = Annotated[Redis, Depends(get_redis)]
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 

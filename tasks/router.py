@@ -34,13 +34,13 @@ async def create_task(
     session: SessionDep,
     resources: ResourcesDep,
     registry: RegistryDep,
-) -> Task:
+) -> TaskOut:
     """Store the task (committed in PostgreSQL), then ring the doorbell for a worker."""
-    task = await service.create_task(
+    row = await service.create_task(
         session=session, resources=resources, registry=registry, body=body
     )
-    response.headers["Location"] = f"/tasks/{task.id}"
-    return task
+    response.headers["Location"] = f"/tasks/{row.id}"
+    return TaskOut.model_validate(row)
 
 
 @router.get("", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks")

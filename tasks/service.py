@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ids import uuid7
@@ -21,7 +23,7 @@ log = logging.getLogger("taskline.api")
 
 async def create_task(
     *, session: AsyncSession, resources: Resources, registry: Registry, body: TaskCreate
-) -> Task:
+) -> Row[Any]:
     handler = registry.get(body.kind)
     if handler is None:
         raise UnknownKind(body.kind, registry.kinds())
@@ -31,10 +33,10 @@ async def create_task(
     # Fail before writing when the doorbell is unreachable: a task accepted now
     # would wait for Redis anyway, and the client is better told to retry.
     await resources.redis.ping()
+    # Autocommit (app/db.py): the row is durable when the INSERT returns.
     task = await repository.insert_task(
         session=session, task_id=uuid7(), kind=body.kind, message=body.message, payload=body.payload
     )
-    await session.commit()
     if resources.settings.fault_skip_push:
         return task
     try:
@@ -48,7 +50,6 @@ async def create_task(
 async def cancel_task(*, session: AsyncSession, task: Task) -> Task:
     """Cancel a pending task. One conditional UPDATE, so it cannot race a claim."""
     canceled = await repository.cancel_pending(session=session, task_id=task.id)
-    await session.commit()
     if canceled is not None:
         return canceled
     current = await repository.get_task(session=session, task_id=task.id)

@@ -210,7 +210,7 @@ async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
         return worker
 
     yield start
-    for worker, task in started:
+    for worker, _ in started:
         worker.request_stop()
     for _, task in started:
         await asyncio.wait_for(task, 30)
@@ -271,7 +271,11 @@ def spawn_worker(
         log_path = tmp_path / f"worker-{len(spawned)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "worker.py"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         spawned.append(WorkerProcess(process, log_path))
         return spawned[-1]

@@ -64,9 +64,8 @@ class Worker:
         self.stop_requested.set()
 
     async def run(self, *, handle_signals: bool = False) -> None:
-        self.resources = open_resources(self.settings, pre_ping=False)
-        # Single statements in autocommit: one round trip each, no BEGIN/COMMIT.
-        self.db: AsyncEngine = self.resources.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.resources = open_resources(self.settings)
+        self.db: AsyncEngine = self.resources.engine
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
         self.recorder = Recorder(self.db, self.worker_id, max_pending=self.slots.capacity * 50)
         signals = self._install_signal_handlers() if handle_signals else []

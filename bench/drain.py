@@ -1,0 +1,81 @@
+"""How fast does one worker (concurrency 10) drain no-op tasks?
+
+Inserts N pending `echo` tasks and rings their doorbells, then starts one
+`python worker.py` and measures from its first claim to its last recorded
+outcome, as PostgreSQL saw them (every state change committed).
+
+    .venv/bin/python bench/drain.py [--tasks 20000] [--concurrency 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import asyncpg
+from common import Stack, stack, start_worker
+from redis.asyncio import Redis
+
+from app.ids import uuid7
+
+
+async def enqueue(found: Stack, count: int) -> None:
+    ids = [uuid7() for _ in range(count)]
+    conn = await asyncpg.connect(found.dsn)
+    try:
+        await conn.copy_records_to_table(
+            "tasks",
+            records=[(task_id, "echo", "bench", "{}") for task_id in ids],
+            columns=["id", "kind", "message", "payload"],
+        )
+    finally:
+        await conn.close()
+    redis = Redis.from_url(found.redis_url)
+    try:
+        for start in range(0, count, 5000):
+            await redis.lpush(
+                f"{found.namespace}:ready", *(str(i) for i in ids[start : start + 5000])
+            )
+    finally:
+        await redis.aclose()
+
+
+async def wait_drained(found: Stack, count: int, timeout_s: float) -> tuple[float, int]:
+    conn = await asyncpg.connect(found.dsn)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done = await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'completed'")
+            if done >= count:
+                break
+            await asyncio.sleep(0.2)
+        row = await conn.fetchrow(
+            "SELECT extract(epoch FROM max(finished_at) - min(started_at)) AS span_s,"
+            " count(*) FILTER (WHERE status = 'completed') AS completed FROM tasks"
+        )
+        return float(row["span_s"] or 0), int(row["completed"])
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=10)
+    args = parser.parse_args()
+    with stack() as found:
+        asyncio.run(enqueue(found, args.tasks))
+        worker = start_worker(found, WORKER_QUEUE_MAXSIZE=str(args.concurrency))
+        try:
+            span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    rate = completed / span_s if span_s else 0.0
+    print(f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
+          f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

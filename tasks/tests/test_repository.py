@@ -1,0 +1,383 @@
+"""The SQL of the task feature, run against a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.ids import uuid7
+from app.lifespan import Resources
+from tasks import repository
+from tasks.models import TaskStatus
+from tasks.repository import Outcome
+
+
+def autocommit(resources: Resources) -> AsyncEngine:
+    return resources.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def add_tasks(resources: Resources, count: int, *, kind: str = "echo") -> list[uuid.UUID]:
+    async with resources.sessionmaker() as session:
+        ids = []
+        for number in range(count):
+            task = await repository.insert_task(
+                session=session, task_id=uuid7(), kind=kind, message=f"m{number}", payload={}
+            )
+            ids.append(task.id)
+        await session.commit()
+    return ids
+
+
+async def claim(resources: Resources, ids: list[uuid.UUID], worker_id: str, lease_s: float = 60):
+    async with autocommit(resources).connect() as conn:
+        return await repository.claim(conn=conn, ids=ids, worker_id=worker_id, lease_s=lease_s)
+
+
+async def row(db: asyncpg.Connection, task_id: uuid.UUID) -> asyncpg.Record:
+    return await db.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
+
+
+async def test_insert_then_get_returns_the_stored_task(resources: Resources) -> None:
+    task_id = uuid7()
+    async with resources.sessionmaker() as session:
+        await repository.insert_task(
+            session=session, task_id=task_id, kind="sleep", message="nap", payload={"seconds": 1}
+        )
+        await session.commit()
+    async with resources.sessionmaker() as session:
+        task = await repository.get_task(session=session, task_id=task_id)
+        missing = await repository.get_task(session=session, task_id=uuid7())
+    assert task is not None and missing is None
+    assert (task.kind, task.message, task.payload) == ("sleep", "nap", {"seconds": 1})
+    assert (task.status, task.attempts, task.max_attempts) == ("pending", 0, 1)
+    assert task.created_at is not None and task.finished_at is None
+
+
+async def test_list_is_newest_first_filtered_and_keyset_paged(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    echoes = await add_tasks(resources, 3, kind="echo")
+    sleeps = await add_tasks(resources, 3, kind="sleep")
+    await db.execute("UPDATE tasks SET status = 'completed' WHERE id = ANY($1)", echoes[:2])
+    await db.execute("UPDATE tasks SET status = 'completed' WHERE id = ANY($1)", sleeps[1:])
+    newest_first = sorted(echoes + sleeps, reverse=True)
+
+    async def listed(**filters: Any) -> list[uuid.UUID]:
+        args = {"status": None, "kind": None, "before_id": None, "limit": 50, **filters}
+        async with resources.sessionmaker() as session:
+            return [task.id for task in await repository.list_tasks(session=session, **args)]
+
+    assert await listed() == newest_first
+    assert await listed(limit=2) == newest_first[:2]
+    completed = [echoes[1], echoes[0], sleeps[2], sleeps[1]]
+    assert await listed(status=TaskStatus.COMPLETED) == sorted(completed, reverse=True)
+    assert await listed(kind="echo") == echoes[::-1]
+    assert await listed(kind="sleep", status=TaskStatus.PENDING) == [sleeps[0]]
+    assert await listed(kind="nothing") == []
+
+    pages, cursor = [], None
+    while True:
+        page = await listed(limit=2, before_id=cursor)
+        if not page:
+            break
+        pages.append(page)
+        cursor = page[-1]
+    assert [task_id for page in pages for task_id in page] == newest_first
+    assert await listed(kind="echo", before_id=echoes[2]) == [echoes[1], echoes[0]]
+
+
+async def test_cancel_pending_touches_only_pending_tasks(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    pending, claimed, done = await add_tasks(resources, 3)
+    await claim(resources, [claimed], "w1")
+    await db.execute("UPDATE tasks SET status = 'completed' WHERE id = $1", done)
+    async with resources.sessionmaker() as session:
+        canceled = await repository.cancel_pending(session=session, task_id=pending)
+        assert canceled is not None and canceled.status == "canceled"
+        for task_id in (pending, claimed, done, uuid7()):
+            assert await repository.cancel_pending(session=session, task_id=task_id) is None
+        await session.commit()
+    assert (await row(db, pending))["finished_at"] is not None
+    assert (await row(db, claimed))["status"] == "processing"
+    assert (await row(db, done))["status"] == "completed"
+
+
+async def test_claim_takes_pending_tasks_once_and_skips_the_rest(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    first, second, canceled = await add_tasks(resources, 3)
+    await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = $1", canceled)
+    ids = [first, second, first, canceled, uuid7()]
+    got = await claim(resources, ids, "worker-a", lease_s=45)
+    again = await claim(resources, ids, "worker-b", lease_s=45)
+    assert sorted(task.id for task in got) == sorted([first, second])
+    assert again == []
+    assert all(task.attempt == 1 and task.kind == "echo" for task in got)
+    for task_id in (first, second):
+        claimed = await db.fetchrow(
+            "SELECT *, lease_expires_at - started_at AS lease, now() - started_at AS age"
+            " FROM tasks WHERE id = $1",
+            task_id,
+        )
+        assert claimed["status"] == "processing" and claimed["attempts"] == 1
+        assert claimed["worker_id"] == "worker-a"
+        assert claimed["lease"].total_seconds() == pytest.approx(45)
+        assert 0 <= claimed["age"].total_seconds() < 30
+    assert (await row(db, canceled))["status"] == "canceled"
+
+
+async def test_finish_records_outcomes_of_the_current_attempt_only(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    done, broken, lost = await add_tasks(resources, 3)
+    await db.execute("UPDATE tasks SET max_attempts = 3 WHERE id = $1", lost)
+    await claim(resources, [done, broken, lost], "w1")
+    # w1 loses the lease of `lost`; w2 reclaims it as attempt 2.
+    await db.execute(
+        "UPDATE tasks SET lease_expires_at = now() - interval '1 s' WHERE id = $1", lost
+    )
+    async with autocommit(resources).connect() as conn:
+        assert await repository.recover_expired(conn=conn, limit=10) == [lost]
+    assert [task.attempt for task in await claim(resources, [lost], "w2")] == [2]
+
+    async with autocommit(resources).connect() as conn:
+        written = await repository.finish(
+            conn=conn,
+            worker_id="w1",
+            outcomes=[
+                Outcome(done, 1, TaskStatus.COMPLETED, result_json='{"ok": true}'),
+                Outcome(broken, 1, TaskStatus.FAILED, error="ValueError: bad"),
+                Outcome(lost, 1, TaskStatus.COMPLETED, result_json='"stale"'),
+                Outcome(lost, 2, TaskStatus.COMPLETED, result_json='"not w1"'),
+            ],
+        )
+        assert written == {done, broken}
+        wrong_attempt = Outcome(lost, 1, TaskStatus.FAILED, error="old attempt")
+        assert await repository.finish(conn=conn, worker_id="w2", outcomes=[wrong_attempt]) == set()
+        current = Outcome(lost, 2, TaskStatus.COMPLETED, result_json='"w2"')
+        assert await repository.finish(conn=conn, worker_id="w2", outcomes=[current]) == {lost}
+
+    ok, bad, last = [await row(db, task_id) for task_id in (done, broken, lost)]
+    assert (ok["status"], json.loads(ok["result"]), ok["error"]) == (
+        "completed",
+        {"ok": True},
+        None,
+    )
+    assert (bad["status"], bad["result"], bad["error"]) == ("failed", None, "ValueError: bad")
+    assert (last["status"], json.loads(last["result"]), last["attempts"]) == ("completed", "w2", 2)
+    for record in (ok, bad, last):
+        assert record["finished_at"] is not None and record["lease_expires_at"] is None
+
+
+async def test_release_returns_only_this_workers_tasks_to_pending(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    mine_a, mine_b, theirs = await add_tasks(resources, 3)
+    await claim(resources, [mine_a, mine_b], "w1")
+    await claim(resources, [theirs], "w2")
+    async with autocommit(resources).connect() as conn:
+        released = await repository.release(conn=conn, ids=[mine_a, mine_b, theirs], worker_id="w1")
+    assert sorted(released) == sorted([mine_a, mine_b])
+    for task_id in (mine_a, mine_b):
+        back = await row(db, task_id)
+        assert (back["status"], back["attempts"], back["worker_id"]) == ("pending", 0, None)
+        assert back["started_at"] is None and back["lease_expires_at"] is None
+    other = await row(db, theirs)
+    assert (other["status"], other["attempts"], other["worker_id"]) == ("processing", 1, "w2")
+
+
+async def test_extend_leases_moves_only_this_workers_processing_leases(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    mine, finished, theirs = await add_tasks(resources, 3)
+    await claim(resources, [mine, finished], "w1", lease_s=5)
+    await claim(resources, [theirs], "w2", lease_s=5)
+    async with autocommit(resources).connect() as conn:
+        outcome = Outcome(finished, 1, TaskStatus.COMPLETED, result_json="null")
+        await repository.finish(conn=conn, outcomes=[outcome], worker_id="w1")
+        await repository.extend_leases(conn=conn, worker_id="w1", lease_s=600)
+    ahead = "SELECT extract(epoch FROM lease_expires_at - now()) FROM tasks WHERE id = $1"
+    assert await db.fetchval(ahead, mine) > 500
+    assert await db.fetchval(ahead, theirs) < 10
+    assert (await row(db, finished))["lease_expires_at"] is None
+
+
+async def test_recover_expired_requeues_or_fails_by_attempts(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    retry, exhausted, alive = await add_tasks(resources, 3)
+    await db.execute("UPDATE tasks SET max_attempts = 2 WHERE id = $1", retry)
+    await claim(resources, [retry, exhausted], "dead-worker")
+    await claim(resources, [alive], "live-worker")
+    await db.execute(
+        "UPDATE tasks SET lease_expires_at = now() - interval '1 s' WHERE id = ANY($1)",
+        [retry, exhausted],
+    )
+    async with autocommit(resources).connect() as conn:
+        assert await repository.recover_expired(conn=conn, limit=100) == [retry]
+        assert await repository.recover_expired(conn=conn, limit=100) == []
+    again, lost, running = [await row(db, task_id) for task_id in (retry, exhausted, alive)]
+    assert (again["status"], again["worker_id"], again["finished_at"]) == ("pending", None, None)
+    assert lost["status"] == "failed" and lost["finished_at"] is not None
+    assert lost["error"].startswith("worker lost") and "dead-worker" in lost["error"]
+    assert (running["status"], running["worker_id"]) == ("processing", "live-worker")
+
+
+async def test_concurrent_recovery_recovers_each_expired_task_once(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    expired = await add_tasks(resources, 200)
+    await db.execute("UPDATE tasks SET max_attempts = 3")
+    await claim(resources, expired, "dead-worker")
+    await db.execute("UPDATE tasks SET lease_expires_at = now() - interval '1 s'")
+
+    async def sweep() -> list[uuid.UUID]:
+        found: list[uuid.UUID] = []
+        async with autocommit(resources).connect() as conn:
+            while batch := await repository.recover_expired(conn=conn, limit=15):
+                found.extend(batch)
+        return found
+
+    results = await asyncio.gather(*(sweep() for _ in range(5)))
+    recovered = [task_id for result in results for task_id in result]
+    assert len(recovered) == len(expired)
+    assert sorted(recovered) == sorted(expired)
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE status = 'pending'") == 200
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE attempts <> 1") == 0
+
+
+async def test_stale_pending_finds_old_ready_tasks_and_touch_restarts_the_grace(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    old, fresh, later, done = await add_tasks(resources, 4)
+    aged = "UPDATE tasks SET updated_at = now() - interval '60 s' WHERE id = ANY($1)"
+    await db.execute(aged, [old, later, done])
+    await db.execute("UPDATE tasks SET run_at = now() + interval '1 hour' WHERE id = $1", later)
+    await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = $1", done)
+    async with autocommit(resources).connect() as conn:
+        assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == [old]
+        await repository.touch_pending(conn=conn, ids=[old, done])
+        assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == []
+    assert await db.fetchval(
+        "SELECT now() - updated_at < interval '30 s' FROM tasks WHERE id=$1", old
+    )
+    assert await db.fetchval(
+        "SELECT now() - updated_at > interval '30 s' FROM tasks WHERE id=$1", done
+    )
+    assert (await row(db, fresh))["status"] == "pending"
+
+
+async def test_cancel_and_claim_race_has_exactly_one_winner_per_task(
+    client: Any, resources: Resources, db: asyncpg.Connection
+) -> None:
+    ids = []
+    for number in range(200):
+        response = await client.post("/tasks", json={"message": f"race {number}"})
+        assert response.status_code == 201, response.text
+        ids.append(uuid.UUID(response.json()["id"]))
+
+    answers: dict[uuid.UUID, int] = {}
+    claimed: list[uuid.UUID] = []
+    cancel_order = random.sample(ids, len(ids))
+    claim_order = random.sample(ids, len(ids))
+    batches = [claim_order[start : start + 10] for start in range(0, len(ids), 10)]
+    gate = asyncio.Semaphore(10)  # the API's pool holds 10 connections
+
+    async def cancel(task_id: uuid.UUID) -> None:
+        async with gate:
+            response = await client.patch(f"/tasks/{task_id}", json={"status": "canceled"})
+        answers[task_id] = response.status_code
+
+    async def claimer(name: str) -> None:
+        async with autocommit(resources).connect() as conn:
+            while batches:
+                batch = batches.pop()
+                got = await repository.claim(conn=conn, ids=batch, worker_id=name, lease_s=60)
+                claimed.extend(task.id for task in got)
+                await asyncio.sleep(0)
+
+    jobs = [cancel(task_id) for task_id in cancel_order]
+    jobs += [claimer(f"w{number}") for number in range(4)]
+    random.shuffle(jobs)
+    await asyncio.gather(*jobs)
+
+    claims = Counter(claimed)
+    rows = {r["id"]: r for r in await db.fetch("SELECT id, status, attempts FROM tasks")}
+    canceled = [task_id for task_id in ids if rows[task_id]["status"] == "canceled"]
+    processing = [task_id for task_id in ids if rows[task_id]["status"] == "processing"]
+    assert len(canceled) + len(processing) == 200, Counter(r["status"] for r in rows.values())
+    for task_id in canceled:
+        assert answers[task_id] == 200 and claims[task_id] == 0, task_id
+    for task_id in processing:
+        assert answers[task_id] == 409 and claims[task_id] == 1, task_id
+        assert rows[task_id]["attempts"] == 1
+    assert len(claimed) == len(processing)
+
+
+async def test_database_rejects_an_unknown_status(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    await add_tasks(resources, 1)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute("UPDATE tasks SET status = 'bogus'")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute("UPDATE tasks SET attempts = -1")
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[str]:
+    return [plan["Node Type"], *(n for child in plan.get("Plans", []) for n in plan_nodes(child))]
+
+
+async def test_list_queries_use_an_index_on_a_large_table(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    # 50k finished rows; 'failed' and 'sleep' are rare, so a filter on them only
+    # stays cheap when an index serves both the filter and the order.
+    await db.execute(
+        "INSERT INTO tasks (id, kind, message, status)"
+        " SELECT gen_random_uuid(),"
+        "        CASE WHEN i % 250 IN (0, 1) THEN 'sleep' ELSE 'echo' END, 'x',"
+        "        CASE WHEN i % 250 = 0 THEN 'failed' ELSE 'completed' END"
+        "   FROM generate_series(1, 50000) AS i"
+    )
+    await db.execute("ANALYZE tasks")
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        captured.append((statement, params))
+
+    filters = [
+        (TaskStatus.COMPLETED, None),
+        (TaskStatus.FAILED, None),
+        (None, "echo"),
+        (None, "sleep"),
+        (TaskStatus.COMPLETED, "echo"),
+        (TaskStatus.FAILED, "sleep"),
+        (None, None),
+    ]
+    event.listen(resources.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        for status, kind in filters:
+            captured.clear()
+            async with resources.sessionmaker() as session:
+                found = await repository.list_tasks(
+                    session=session, status=status, kind=kind, before_id=None, limit=51
+                )
+            assert len(found) == 51
+            statement, params = next(c for c in captured if "FROM tasks" in c[0])
+            explained = await db.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *params)
+            nodes = plan_nodes(json.loads(explained)[0]["Plan"])
+            assert "Seq Scan" not in nodes and "Sort" not in nodes, (status, kind, nodes)
+            assert {"Index Scan", "Index Only Scan"} & set(nodes), (status, kind, nodes)
+    finally:
+        event.remove(resources.engine.sync_engine, "before_cursor_execute", capture)

@@ -1,0 +1,440 @@
+"""The tasks API over HTTP: every route and its errors, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from app.config import Settings
+from app.lifespan import Resources
+from main import create_app
+from tasks.tests.conftest import Stores, WorkerFactory, free_port, make_settings, wait_for
+
+KNOWN_KINDS = ("blocking", "boom", "echo", "not_json", "record", "sleep")
+MIB = 1024 * 1024
+
+
+async def rows(db: asyncpg.Connection) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM tasks"))
+
+
+async def rung(resources: Resources, settings: Settings) -> list[str]:
+    return list(await resources.redis.lrange(f"{settings.redis_queue_name}:ready", 0, -1))
+
+
+Check = Callable[[], Awaitable[None]]
+
+
+@pytest.fixture
+def nothing_written(db: asyncpg.Connection, resources: Resources, settings: Settings) -> Check:
+    """No row in PostgreSQL and no id on the doorbell."""
+
+    async def check() -> None:
+        assert await rows(db) == 0
+        assert await rung(resources, settings) == []
+
+    return check
+
+
+async def create(client: httpx.AsyncClient, message: str = "Hello World", **extra: Any) -> dict:
+    response = await client.post("/tasks", json={"message": message, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def wait_status(client: httpx.AsyncClient, task_id: str, status: str) -> None:
+    async def reached() -> bool:
+        return (await client.get(f"/tasks/{task_id}")).json()["status"] == status
+
+    await wait_for(reached, timeout_s=20, what=f"task {task_id} to be {status}")
+
+
+async def list_page(client: httpx.AsyncClient, **params: Any) -> dict:
+    params = {name: value for name, value in params.items() if value is not None}
+    response = await client.get("/tasks", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def cancel(client: httpx.AsyncClient, task_id: Any) -> Awaitable[httpx.Response]:
+    return client.patch(f"/tasks/{task_id}", json={"status": "canceled"})
+
+
+async def stored_status(db: asyncpg.Connection, task_id: str) -> str:
+    return str(await db.fetchval("SELECT status FROM tasks WHERE id = $1", uuid.UUID(task_id)))
+
+
+async def executions(db: asyncpg.Connection, task_id: str) -> int:
+    query = "SELECT count(*) FROM executions WHERE task_id = $1"
+    return int(await db.fetchval(query, uuid.UUID(task_id)))
+
+
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on its own settings; a 500 comes back as a response, not an exception."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+def assert_json_error(response: httpx.Response, status: int) -> Any:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()["detail"]
+
+
+# Create ---------------------------------------------------------------------
+
+
+async def test_create_stores_the_task_and_rings_the_doorbell(
+    client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources, settings: Settings
+) -> None:
+    response = await client.post("/tasks", json={"message": "Hello World"})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    task_id = uuid.UUID(body["id"])
+    assert (task_id.version, task_id.variant) == (7, uuid.RFC_4122)
+    assert {k: body[k] for k in body if not k.endswith("_at") and k != "id"} == {
+        "message": "Hello World",
+        "kind": "echo",
+        "payload": {},
+        "status": "pending",
+        "result": None,
+        "error": None,
+        "attempts": 0,
+    }
+    for field in ("created_at", "updated_at"):
+        assert datetime.fromisoformat(body[field]).utcoffset() is not None, body[field]
+    assert (body["started_at"], body["finished_at"]) == (None, None)
+    assert response.headers["location"] == f"/tasks/{task_id}"
+
+    row = await db.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
+    assert row is not None
+    assert (row["message"], row["kind"], row["status"]) == ("Hello World", "echo", "pending")
+    assert json.loads(row["payload"]) == {}
+    assert await rung(resources, settings) == [str(task_id)]
+    assert (await client.get(response.headers["location"])).json() == body
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [("sleep", {"seconds": 2}), ("sleep", {"seconds": 3600}), ("record", {"fail": True})],
+)
+async def test_create_accepts_kind_and_payload(
+    client: httpx.AsyncClient, db: asyncpg.Connection, kind: str, payload: dict
+) -> None:
+    body = await create(client, "nap", kind=kind, payload=payload)
+    assert (body["kind"], body["payload"]) == (kind, payload)
+    row = await db.fetchrow("SELECT kind, payload FROM tasks WHERE id = $1", uuid.UUID(body["id"]))
+    assert (row["kind"], json.loads(row["payload"])) == (kind, payload)
+
+
+async def test_create_unknown_kind_names_the_known_ones(
+    client: httpx.AsyncClient, nothing_written: Check
+) -> None:
+    response = await client.post("/tasks", json={"message": "x", "kind": "nope"})
+    detail = assert_json_error(response, 422)
+    assert all(kind in detail for kind in ("nope", *KNOWN_KINDS)), detail
+    await nothing_written()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"seconds": -1}, {"seconds": 3600.5}, {"seconds": 1, "extra": 2}, {}, {"seconds": "soon"}],
+)
+async def test_create_sleep_with_invalid_payload_is_refused(
+    client: httpx.AsyncClient, nothing_written: Check, payload: dict
+) -> None:
+    body = {"message": "x", "kind": "sleep", "payload": payload}
+    response = await client.post("/tasks", json=body)
+    assert "payload" in assert_json_error(response, 422)
+    await nothing_written()
+
+
+def _raw(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+BAD_BODIES = {
+    "malformed json": b'{"message": "Hello',
+    "not an object": _raw(["Hello"]),
+    "message as number": _raw({"message": 42}),
+    "message null": _raw({"message": None}),
+    "payload as list": _raw({"message": "x", "payload": [1, 2]}),
+    "payload as string": _raw({"message": "x", "payload": "seconds=1"}),
+    "missing message": _raw({"kind": "echo"}),
+    "empty message": _raw({"message": ""}),
+    "whitespace message": _raw({"message": " \t\n "}),
+    "message over 64 KiB": _raw({"message": "a" * (64 * 1024 + 1)}),
+    "message over 64 KiB in UTF-8": _raw({"message": "é" * (32 * 1024 + 1)}),
+    "payload over 256 KiB": _raw({"message": "x", "payload": {"blob": "x" * (256 * 1024)}}),
+    "unknown field": _raw({"message": "x", "priority": 1}),
+    "kind not a name": _raw({"message": "x", "kind": "no spaces"}),
+    "NUL in message": _raw({"message": "a\u0000b"}),
+    "NUL in payload": _raw({"message": "x", "payload": {"k": "a\u0000b"}}),
+    "NaN in payload": b'{"message": "x", "payload": {"n": NaN}}',
+}
+
+
+@pytest.mark.parametrize("content", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+async def test_create_refuses_bad_input_and_writes_nothing(
+    client: httpx.AsyncClient, nothing_written: Check, content: bytes
+) -> None:
+    headers = {"content-type": "application/json"}
+    response = await client.post("/tasks", content=content, headers=headers)
+    assert assert_json_error(response, 422)
+    await nothing_written()
+
+
+async def test_create_size_limits(
+    client: httpx.AsyncClient, db: asyncpg.Connection, nothing_written: Check
+) -> None:
+    big = _raw({"message": "x", "payload": {"blob": "x" * MIB}})
+    response = await client.post("/tasks", content=big)
+    assert "body" in assert_json_error(response, 413)
+    # Exactly 1 MiB is still read and judged on its content.
+    head = b'{"message": "x", "payload": {"blob": "'
+    exact = head + b"x" * (MIB - len(head) - 3) + b'"}}'
+    assert len(exact) == MIB
+    assert "payload" in str(assert_json_error(await client.post("/tasks", content=exact), 422))
+    await nothing_written()
+    # A message of exactly 64 KiB is accepted.
+    body = await create(client, "a" * (64 * 1024))
+    stored = await db.fetchval("SELECT message FROM tasks WHERE id = $1", uuid.UUID(body["id"]))
+    assert len(stored) == 64 * 1024
+
+
+async def test_create_refuses_a_streamed_body_over_1_mib(
+    client: httpx.AsyncClient, nothing_written: Check
+) -> None:
+    big = _raw({"message": "x", "payload": {"blob": "x" * MIB}})
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: sent chunked
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    response = await client.post("/tasks", content=chunks())
+    assert "body" in assert_json_error(response, 413)
+    await nothing_written()
+
+
+# Read -----------------------------------------------------------------------
+
+
+async def test_get_task(client: httpx.AsyncClient) -> None:
+    created = await create(client, "find me", kind="record", payload={"seconds": 1})
+    response = await client.get(f"/tasks/{created['id']}")
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_unknown_and_malformed_ids(client: httpx.AsyncClient) -> None:
+    unknown = uuid.uuid4()
+    assert str(unknown) in assert_json_error(await client.get(f"/tasks/{unknown}"), 404)
+    assert str(unknown) in assert_json_error(await cancel(client, unknown), 404)
+    assert assert_json_error(await client.get("/tasks/not-a-uuid"), 422)
+    assert assert_json_error(await cancel(client, "12345"), 422)
+
+
+async def test_list_walks_all_pages_newest_first(client: httpx.AsyncClient) -> None:
+    created = [(await create(client, f"task {n}"))["id"] for n in range(7)]
+    seen: list[str] = []
+    sizes: list[int] = []
+    page = {"next_cursor": ""}
+    while page["next_cursor"] is not None:
+        assert len(sizes) < 5, "pagination does not end"
+        page = await list_page(client, limit=3, cursor=page["next_cursor"] or None)
+        seen += [item["id"] for item in page["items"]]
+        sizes.append(len(page["items"]))
+    assert sizes == [3, 3, 1]
+    assert seen == created[::-1]
+
+
+async def test_list_default_limit_is_50(client: httpx.AsyncClient) -> None:
+    assert await list_page(client) == {"items": [], "next_cursor": None}
+    created = [(await create(client, f"task {n}"))["id"] for n in range(51)]
+    page = await list_page(client)
+    assert [item["id"] for item in page["items"]] == created[:0:-1]
+    assert page["next_cursor"] is not None
+    rest = await list_page(client, cursor=page["next_cursor"])
+    assert ([item["id"] for item in rest["items"]], rest["next_cursor"]) == ([created[0]], None)
+    assert len((await list_page(client, limit=500))["items"]) == 51
+
+
+async def test_list_filters_by_status_and_kind(client: httpx.AsyncClient) -> None:
+    echo = [(await create(client, f"echo {n}"))["id"] for n in range(3)]
+    sleep = [(await create(client, "nap", kind="sleep", payload={"seconds": 1}))["id"]]
+    sleep.append((await create(client, "nap", kind="sleep", payload={"seconds": 2}))["id"])
+    for task_id in (echo[1], sleep[0]):
+        assert (await cancel(client, task_id)).is_success
+
+    async def ids(**params: Any) -> list[str]:
+        return [item["id"] for item in (await list_page(client, **params))["items"]]
+
+    assert await ids(status="canceled") == [sleep[0], echo[1]]
+    assert await ids(status="pending") == [sleep[1], echo[2], echo[0]]
+    assert await ids(kind="sleep") == sleep[::-1]
+    assert await ids(kind="echo", status="pending") == [echo[2], echo[0]]
+    assert await ids(status="completed") == []
+    first = await list_page(client, kind="echo", limit=2)
+    assert first["next_cursor"] is not None
+    assert await ids(kind="echo", cursor=first["next_cursor"]) == [echo[0]]
+
+
+BAD_QUERIES = ["limit=0", "limit=501", "limit=ten", "status=done", "kind=no%20spaces"]
+
+
+@pytest.mark.parametrize("query", [*BAD_QUERIES, "cursor=garbage", f"cursor={'0' * 65}"])
+async def test_list_refuses_bad_query(client: httpx.AsyncClient, query: str) -> None:
+    assert assert_json_error(await client.get(f"/tasks?{query}"), 422)
+
+
+# Cancel ---------------------------------------------------------------------
+
+
+async def test_cancel_a_pending_task_is_idempotent(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    task_id = (await create(client))["id"]
+    first = await cancel(client, task_id)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "canceled"
+    assert datetime.fromisoformat(first.json()["finished_at"]).utcoffset() is not None
+    again = await cancel(client, task_id)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert await stored_status(db, task_id) == "canceled"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"status": "completed"}, {"status": "pending"}, {}, {"status": "canceled", "message": "x"}],
+)
+async def test_cancel_refuses_other_changes(
+    client: httpx.AsyncClient, db: asyncpg.Connection, body: dict
+) -> None:
+    task_id = (await create(client))["id"]
+    assert assert_json_error(await client.patch(f"/tasks/{task_id}", json=body), 422)
+    row = await db.fetchrow("SELECT status, message FROM tasks WHERE id = $1", uuid.UUID(task_id))
+    assert (row["status"], row["message"]) == ("pending", "Hello World")
+
+
+async def test_cancel_a_finished_task_conflicts(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    done = (await create(client, "fine"))["id"]
+    failed = (await create(client, "bad", kind="boom"))["id"]
+    await start_worker()
+    for task_id, status in ((done, "completed"), (failed, "failed")):
+        await wait_status(client, task_id, status)
+        response = await cancel(client, task_id)
+        assert status in assert_json_error(response, 409)
+        assert await stored_status(db, task_id) == status
+
+
+async def test_cancel_a_processing_task_conflicts(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = (await create(client, "busy", kind="record", payload={"seconds": 3}))["id"]
+    await start_worker(worker_shutdown_timeout_s=0)
+    await wait_status(client, task_id, "processing")
+    response = await cancel(client, task_id)
+    assert "processing" in assert_json_error(response, 409)
+    assert await stored_status(db, task_id) == "processing"
+
+
+async def test_a_canceled_task_never_runs(
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    resources: Resources,
+    settings: Settings,
+    start_worker: WorkerFactory,
+) -> None:
+    canceled = (await create(client, "never", kind="record"))["id"]
+    response = await cancel(client, canceled)
+    assert response.status_code == 200, response.text
+    # Rung after the canceled one, so it is popped after it.
+    later = (await create(client, "later", kind="record"))["id"]
+    await start_worker()
+    await wait_status(client, later, "completed")
+    assert await executions(db, later) == 1
+    assert await executions(db, canceled) == 0
+    task = (await client.get(f"/tasks/{canceled}")).json()
+    assert (task["status"], task["attempts"], task["started_at"]) == ("canceled", 0, None)
+    assert await rung(resources, settings) == []
+
+
+# Health and docs ------------------------------------------------------------
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    health = await client.get("/health")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    ready = await client.get("/ready")
+    expected = {"status": "ready", "postgres": "ok", "redis": "ok"}
+    assert (ready.status_code, ready.json()) == (200, expected)
+
+
+async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert schema["info"]["title"] == "Taskline"
+    paths = schema["paths"]
+    assert set(paths["/tasks"]) >= {"get", "post"}
+    assert set(paths["/tasks/{task_id}"]) >= {"get", "patch"}
+    assert {"/health", "/ready"} <= set(paths)
+    for page in ("/docs", "/redoc"):
+        response = await client.get(page)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+
+
+# Stores down ----------------------------------------------------------------
+
+
+def assert_unavailable(response: httpx.Response, store: str) -> None:
+    assert store in assert_json_error(response, 503)
+    assert response.headers["retry-after"]
+
+
+async def test_postgres_down_answers_503(
+    namespace: str, stores: Stores, resources: Resources, settings: Settings
+) -> None:
+    down = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
+    async with app_client(make_settings(down, stores.redis_url, namespace)) as http:
+        assert_unavailable(await http.post("/tasks", json={"message": "x"}), "postgres")
+        assert_unavailable(await http.get(f"/tasks/{uuid.uuid4()}"), "postgres")
+        assert_unavailable(await http.get("/tasks"), "postgres")
+        assert_unavailable(await cancel(http, uuid.uuid4()), "postgres")
+        ready = await http.get("/ready")
+        assert (ready.status_code, ready.json()["redis"]) == (503, "ok")
+        assert ready.json()["postgres"].startswith("unavailable")
+        assert (await http.get("/health")).status_code == 200
+    assert await rung(resources, settings) == []
+
+
+async def test_redis_down_answers_503_and_reads_still_work(
+    client: httpx.AsyncClient, database_url: str, namespace: str, db: asyncpg.Connection
+) -> None:
+    existing = await create(client, "before the outage")
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    async with app_client(make_settings(database_url, down, namespace)) as http:
+        assert_unavailable(await http.post("/tasks", json={"message": "x"}), "redis")
+        assert await rows(db) == 1
+        assert (await http.get(f"/tasks/{existing['id']}")).json() == existing
+        assert (await http.get(f"/tasks/{uuid.uuid4()}")).status_code == 404
+        listed = await http.get("/tasks")
+        assert (listed.status_code, listed.json()["items"]) == (200, [existing])
+        ready = await http.get("/ready")
+        assert (ready.status_code, ready.json()["postgres"]) == (503, "ok")
+        assert ready.json()["redis"].startswith("unavailable")
+        assert (await http.get("/health")).status_code == 200
