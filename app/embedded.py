@@ -157,11 +157,13 @@ class EmbeddedPostgres(_ChildServer):
             shutil.chown(self.log_path, self.user, self.user)
         if (self.data_dir / "PG_VERSION").exists():
             return
-        subprocess.run(
+        done = subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
              "--auth=trust", "--encoding=UTF8", "--no-instructions"],
-            check=True, capture_output=True, user=self.user,
+            check=False, capture_output=True, text=True, user=self.user,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise ServerError(f"initdb failed in {self.data_dir}:\n{done.stderr or done.stdout}")
 
     def start(self, *, timeout_s: float = 60.0) -> None:
         self._prepare_data_dir()

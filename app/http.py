@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,7 +41,7 @@ class BodySizeLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _BodyTooLarge
+                raise _BodyTooLarge(self.max_bytes)
             return message
 
         try:
@@ -49,8 +50,11 @@ class BodySizeLimit:
             await _too_large(self.max_bytes)(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """An HTTPException, so body parsing lets it through to the JSON error handler."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body is over {max_bytes} bytes")
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -67,7 +71,18 @@ async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def request_invalid(request: Request, error: Exception) -> JSONResponse:
+    """422 with where and why, but not the input: it may be huge, or not even JSON (NaN)."""
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
+        for item in error.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, request_invalid)
     for error_type in STORE_ERRORS:
         app.add_exception_handler(error_type, store_unavailable)
 

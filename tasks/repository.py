@@ -91,7 +91,8 @@ async def cancel_pending(*, session: AsyncSession, task_id: uuid.UUID) -> Task |
             updated_at=text("now()"),
         )
         .returning(Task)
-        .execution_options(synchronize_session=False)
+        # The task was loaded by the dependency; take the row as the UPDATE returned it.
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.scalars(statement)).one_or_none()
 

@@ -17,7 +17,21 @@ KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 
 def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of compact JSON; NaN and Infinity are refused (PostgreSQL's JSON has neither)."""
+    return len(
+        json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    )
+
+
+def has_nul(value: Any) -> bool:
+    """PostgreSQL text and jsonb cannot hold U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(key) or has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_nul(item) for item in value)
+    return False
 
 
 class TaskCreate(BaseModel):
@@ -43,6 +57,8 @@ class TaskCreate(BaseModel):
     def _message_size(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be blank")
+        if has_nul(value):
+            raise ValueError("message must not contain NUL characters")
         if len(value.encode()) > MAX_MESSAGE_BYTES:
             raise ValueError(f"message is over {MAX_MESSAGE_BYTES} bytes")
         return value
@@ -50,7 +66,13 @@ class TaskCreate(BaseModel):
     @field_validator("payload")
     @classmethod
     def _payload_size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if json_size(value) > MAX_PAYLOAD_BYTES:
+        if has_nul(value):
+            raise ValueError("payload must not contain NUL characters")
+        try:
+            size = json_size(value)
+        except ValueError:
+            raise ValueError("payload must not contain NaN or Infinity") from None
+        if size > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload is over {MAX_PAYLOAD_BYTES} bytes of JSON")
         return value
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -86,8 +87,14 @@ async def _admin(url: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
-    base = tmp_path_factory.mktemp("stores")
+def stores() -> Iterator[Stores]:
+    # Not tmp_path_factory: pytest prunes old numbered folders, even those of
+    # another run still going on the same machine.
+    with tempfile.TemporaryDirectory(prefix="taskline-test-") as base:
+        yield from _stores(Path(base))
+
+
+def _stores(base: Path) -> Iterator[Stores]:
     found = Stores(
         admin_url=os.environ.get("TEST_DATABASE_URL", ""),
         redis_url=os.environ.get("TEST_REDIS_URL", ""),

@@ -1,0 +1,156 @@
+"""docker-compose.yml and the Dockerfile: the stack they describe can be built and started."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ("migrate", "api", "worker")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return dict(compose["services"])
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def test_the_five_services_are_declared(services: dict[str, Any]) -> None:
+    assert {"postgres", "redis", *APP_SERVICES} <= set(services)
+    assert services["postgres"]["image"].split(":") == ["postgres", "16"]
+    assert services["redis"]["image"].split(":") == ["redis", "7"]
+
+
+def test_services_run_the_expected_commands(services: dict[str, Any]) -> None:
+    assert command_of(services["migrate"]) == ["taskline", "migrate"]
+    assert command_of(services["api"])[:2] == ["taskline", "api"]
+    assert command_of(services["worker"]) == ["python", "worker.py"]
+
+
+def test_app_services_share_the_image_built_from_the_dockerfile(
+    services: dict[str, Any],
+) -> None:
+    builders = [name for name in APP_SERVICES if "build" in services[name]]
+    assert len(builders) == 1, builders
+    build = services[builders[0]]["build"]
+    context = build if isinstance(build, str) else build.get("context", ".")
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    assert (ROOT / context).resolve() == ROOT
+    assert (ROOT / context / dockerfile).is_file()
+    images = {services[name].get("image") for name in APP_SERVICES}
+    assert len(images) == 1 and None not in images, images
+
+
+def _depends(service: dict[str, Any]) -> dict[str, str]:
+    depends = service.get("depends_on", {})
+    if isinstance(depends, list):
+        return dict.fromkeys(depends, "service_started")
+    return {name: rule.get("condition", "service_started") for name, rule in depends.items()}
+
+
+def test_start_order(services: dict[str, Any]) -> None:
+    assert _depends(services["migrate"]).get("postgres") == "service_healthy"
+    for name in ("api", "worker"):
+        depends = _depends(services[name])
+        assert depends.get("migrate") == "service_completed_successfully", name
+        assert depends.get("redis") == "service_healthy", name
+    for name in ("postgres", "redis"):
+        assert services[name].get("healthcheck", {}).get("test"), name
+
+
+def test_app_services_reach_the_stores_by_service_name(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert "@postgres:5432/" in environment["DATABASE_URL"], name
+        assert environment["DATABASE_URL"].startswith("postgresql://"), name
+        assert environment.get("REDIS_URL", "redis://redis:6379").startswith("redis://redis:"), name
+    assert services["api"]["environment"]["REDIS_URL"].startswith("redis://redis:6379")
+
+
+def test_api_port_is_published_on_loopback_only(services: dict[str, Any]) -> None:
+    ports = [str(port) for port in services["api"]["ports"]]
+    assert ports == ["127.0.0.1:8000:8000"]
+    api_host = services["api"]["environment"].get("API_HOST")
+    assert api_host == "0.0.0.0"  # inside the container; compose maps it to loopback
+    for name in ("postgres", "redis", "migrate", "worker"):
+        assert "ports" not in services[name], name
+
+
+def test_worker_gets_time_to_finish_its_tasks(services: dict[str, Any]) -> None:
+    grace = str(services["worker"]["stop_grace_period"])
+    assert grace.endswith("s") and float(grace[:-1]) > 30  # WORKER_SHUTDOWN_TIMEOUT default
+
+
+def test_taskline_console_script_is_declared() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["taskline"] == "app.cli:main"
+
+
+def test_cli_accepts_the_subcommands_compose_uses() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for subcommand in ("migrate", "api", "worker", "dev"):
+        assert subcommand in done.stdout, done.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-m", "app.cli", "no-such-command"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode != 0
+
+
+def test_worker_entry_point_exists_at_the_root() -> None:
+    source = (ROOT / "worker.py").read_text()
+    assert "__main__" in source and "main()" in source
+
+
+def _dockerfile_copies() -> list[str]:
+    sources = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words and words[0].upper() in ("COPY", "ADD"):
+            arguments = [word for word in words[1:] if not word.startswith("--")]
+            sources.extend(arguments[:-1])
+    return sources
+
+
+def test_every_file_the_dockerfile_copies_exists() -> None:
+    sources = _dockerfile_copies()
+    assert {"pyproject.toml", "app", "tasks", "alembic", "worker.py", "main.py"} <= set(sources)
+    missing = [source for source in sources if not (ROOT / source).exists()]
+    assert missing == []
+
+
+def test_dockerfile_copies_are_not_excluded_by_dockerignore() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert not ignored & set(_dockerfile_copies())
+
+
+def test_readme_the_package_declares_exists() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    readme = project.get("readme")
+    assert readme is None or (ROOT / str(readme)).is_file(), readme

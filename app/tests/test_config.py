@@ -1,0 +1,166 @@
+"""Settings: defaults, the environment variables read, and how a bad value stops a program."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_names() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(name.upper())
+        alias = field.validation_alias
+        for choice in getattr(alias, "choices", [alias] if isinstance(alias, str) else []):
+            names.add(str(choice).upper())
+    return names
+
+
+ENV_NAMES = _env_names()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Taskline variable of the surrounding shell leaks into a test."""
+    for key in list(os.environ):
+        if key.upper() in ENV_NAMES:
+            monkeypatch.delenv(key)
+
+
+def settings() -> Settings:
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_defaults() -> None:
+    found = settings()
+    assert found.worker_queue_maxsize == 10
+    assert found.worker_shutdown_timeout_s == 30
+    assert found.worker_lease_s == 30
+    assert found.redis_queue_name == "taskline"
+    assert found.log_level == "INFO"
+    assert found.api_host == "127.0.0.1" and found.api_port == 8000
+    assert found.taskline_handlers == "" and found.handler_modules == ()
+    assert found.fault_skip_push is False
+
+
+def test_unset_urls_fall_back_to_the_embedded_dev_stack() -> None:
+    found = settings()
+    assert found.database_url is None and found.redis_url is None
+    assert found.db_url == "postgresql+asyncpg://postgres@127.0.0.1:54329/taskline"
+    assert found.cache_url == "redis://127.0.0.1:63799/0"
+
+
+def test_embedded_ports_move_the_fallback_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDED_PG_PORT", "6000")
+    monkeypatch.setenv("EMBEDDED_REDIS_PORT", "6001")
+    found = settings()
+    assert found.db_url == "postgresql+asyncpg://postgres@127.0.0.1:6000/taskline"
+    assert found.cache_url == "redis://127.0.0.1:6001/0"
+
+
+def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "DATABASE_URL": "postgresql+asyncpg://u:p@db:5432/app",
+        "REDIS_URL": "redis://cache:6379/2",
+        "REDIS_QUEUE_NAME": "orders",
+        "WORKER_QUEUE_MAXSIZE": "25",
+        "WORKER_SHUTDOWN_TIMEOUT": "12.5",
+        "WORKER_LEASE_SECONDS": "90",
+        "RECONCILE_INTERVAL_SECONDS": "2",
+        "RECONCILE_GRACE_SECONDS": "7",
+        "TASKLINE_HANDLERS": "myapp.handlers, myapp.more_handlers",
+        "LOG_LEVEL": "debug",
+        "DB_POOL_SIZE": "3",
+        "API_PORT": "9000",
+        "TASKLINE_DATA_DIR": "/var/lib/taskline",
+        "TASKLINE_FAULT_SKIP_PUSH": "true",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    found = settings()
+    assert found.db_url == "postgresql+asyncpg://u:p@db:5432/app"
+    assert found.cache_url == "redis://cache:6379/2"
+    assert found.redis_queue_name == "orders"
+    assert found.worker_queue_maxsize == 25
+    assert found.worker_shutdown_timeout_s == 12.5
+    assert found.worker_lease_s == 90
+    assert found.reconcile_interval_s == 2
+    assert found.reconcile_grace_s == 7
+    assert found.handler_modules == ("myapp.handlers", "myapp.more_handlers")
+    assert found.log_level == "DEBUG"
+    assert found.db_pool_size == 3 and found.api_port == 9000
+    assert found.data_dir == Path("/var/lib/taskline")
+    assert found.fault_skip_push is True
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app"),
+        ("postgres://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+    ],
+)
+def test_database_url_gets_the_async_driver(
+    monkeypatch: pytest.MonkeyPatch, given: str, expected: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", given)
+    assert settings().db_url == expected
+
+
+def test_env_file_is_read_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("WORKER_QUEUE_MAXSIZE=40\nWORKER_LEASE_SECONDS=15\n")
+    monkeypatch.setenv("WORKER_LEASE_SECONDS", "20")
+    found = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert (found.worker_queue_maxsize, found.worker_lease_s) == (40, 20)
+
+
+BAD_VALUES = [
+    ("WORKER_QUEUE_MAXSIZE", "0"),
+    ("WORKER_SHUTDOWN_TIMEOUT", "abc"),
+    ("WORKER_LEASE_SECONDS", "0"),
+    ("DATABASE_URL", "mysql://x"),
+    ("REDIS_URL", "http://x"),
+    ("LOG_LEVEL", "LOUD"),
+    ("TASKLINE_HANDLERS", "my handlers"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_a_bad_value_is_refused_in_process(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError):
+        settings()
+
+
+PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "app.cli", "migrate"]]
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=["worker", "api", "migrate"])
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_a_bad_value_stops_the_program_with_one_line(
+    program: list[str], name: str, value: str
+) -> None:
+    env = {key: val for key, val in os.environ.items() if key.upper() not in ENV_NAMES}
+    env[name] = value
+    done = subprocess.run(
+        [sys.executable, *program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert name in lines[0], lines[0]
