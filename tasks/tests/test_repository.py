@@ -37,7 +37,9 @@ async def add_tasks(resources: Resources, count: int, *, kind: str = "echo") -> 
     return ids
 
 
-async def claim(resources: Resources, ids: list[uuid.UUID], worker_id: str, lease_s: float = 60):
+async def claim(
+    resources: Resources, ids: list[uuid.UUID], worker_id: str, lease_s: float = 60
+) -> list[repository.ClaimedTask]:
     async with autocommit(resources).connect() as conn:
         return await repository.claim(conn=conn, ids=ids, worker_id=worker_id, lease_s=lease_s)
 
@@ -84,14 +86,10 @@ async def test_list_is_newest_first_filtered_and_keyset_paged(
     assert await listed(kind="sleep", status=TaskStatus.PENDING) == [sleeps[0]]
     assert await listed(kind="nothing") == []
 
-    pages, cursor = [], None
-    while True:
-        page = await listed(limit=2, before_id=cursor)
-        if not page:
-            break
-        pages.append(page)
-        cursor = page[-1]
-    assert [task_id for page in pages for task_id in page] == newest_first
+    paged: list[uuid.UUID] = []
+    while page := await listed(limit=2, before_id=paged[-1] if paged else None):
+        paged += page
+    assert paged == newest_first
     assert await listed(kind="echo", before_id=echoes[2]) == [echoes[1], echoes[0]]
 
 
@@ -268,13 +266,8 @@ async def test_stale_pending_finds_old_ready_tasks_and_touch_restarts_the_grace(
         assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == [old]
         await repository.touch_pending(conn=conn, ids=[old, done])
         assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == []
-    assert await db.fetchval(
-        "SELECT now() - updated_at < interval '30 s' FROM tasks WHERE id=$1", old
-    )
-    assert await db.fetchval(
-        "SELECT now() - updated_at > interval '30 s' FROM tasks WHERE id=$1", done
-    )
-    assert (await row(db, fresh))["status"] == "pending"
+    recent = dict(await db.fetch("SELECT id, updated_at > now() - interval '30 s' FROM tasks"))
+    assert recent == {old: True, fresh: True, later: False, done: False}
 
 
 async def test_cancel_and_claim_race_has_exactly_one_winner_per_task(
@@ -356,15 +349,9 @@ async def test_list_queries_use_an_index_on_a_large_table(
     def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
         captured.append((statement, params))
 
-    filters = [
-        (TaskStatus.COMPLETED, None),
-        (TaskStatus.FAILED, None),
-        (None, "echo"),
-        (None, "sleep"),
-        (TaskStatus.COMPLETED, "echo"),
-        (TaskStatus.FAILED, "sleep"),
-        (None, None),
-    ]
+    done, failed = TaskStatus.COMPLETED, TaskStatus.FAILED
+    filters = [(done, None), (failed, None), (None, "echo"), (None, "sleep")]
+    filters += [(done, "echo"), (failed, "sleep"), (None, None)]
     event.listen(resources.engine.sync_engine, "before_cursor_execute", capture)
     try:
         for status, kind in filters:
