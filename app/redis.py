@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 
@@ -18,6 +22,10 @@ def create_redis(settings: Settings, *, max_connections: int = 50) -> Redis:
         decode_responses=True,
         socket_connect_timeout=5,
         health_check_interval=30,
+        # After a Redis restart a pooled connection is dead: retry on a new one
+        # before calling Redis down. Safe: a doorbell rung twice is harmless.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 

@@ -1,0 +1,313 @@
+"""The worker in process: slots, skips, outcomes, recovery and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.config import Settings
+from app.lifespan import Resources
+from main import create_app
+from tasks.handlers import load_handlers
+from tasks.tests.conftest import Stores, WorkerFactory, make_settings, wait_for
+from tasks.worker import Worker
+
+
+async def post(client: httpx.AsyncClient, message: str, kind: str = "echo", **payload: Any) -> str:
+    body = {"message": message, "kind": kind, "payload": payload}
+    response = await client.post("/tasks", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def get(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    response = await client.get(f"/tasks/{task_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def wait_status(
+    db: asyncpg.Connection, ids: Sequence[str], status: str, timeout_s: float = 15.0
+) -> None:
+    wanted = [uuid.UUID(task_id) for task_id in ids]
+
+    async def reached() -> bool:
+        count = await db.fetchval(
+            "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = $2", wanted, status
+        )
+        return bool(count == len(wanted))
+
+    await wait_for(reached, timeout_s=timeout_s, what=f"{len(ids)} task(s) {status}")
+
+
+async def executions(db: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await db.fetch("SELECT * FROM executions ORDER BY started_at"))
+
+
+def max_overlap(rows: Sequence[asyncpg.Record]) -> int:
+    """The most [started_at, finished_at] intervals open at one instant."""
+    events = [(row["started_at"], 1) for row in rows] + [(row["finished_at"], -1) for row in rows]
+    peak = current = 0
+    for _, delta in sorted(events):  # at equal times an end (-1) sorts before a start
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+async def test_running_tasks_never_exceed_the_slot_cap(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    ids = [await post(client, f"cap {n}", "record", seconds=0.3) for n in range(15)]
+    await start_worker(worker_queue_maxsize=3)
+    await wait_status(db, ids, "completed", timeout_s=30)
+
+    rows = await executions(db)
+    assert sorted(str(row["task_id"]) for row in rows) == sorted(ids)  # each one ran once
+    assert all(row["finished_at"] is not None for row in rows)
+    peak = max_overlap(rows)
+    assert peak <= 3, f"{peak} handlers ran at once with 3 slots"
+    assert peak == 3, "the worker never used all of its 3 slots"
+
+
+async def test_canceled_tasks_are_skipped(
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    resources: Resources,
+    start_worker: WorkerFactory,
+) -> None:
+    ids = [await post(client, f"task {n}", "record") for n in range(6)]
+    canceled, kept = ids[::2], ids[1::2]
+    for task_id in canceled:
+        response = await client.patch(f"/tasks/{task_id}", json={"status": "canceled"})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "canceled"
+
+    await start_worker()
+    await wait_status(db, kept, "completed")
+
+    async def doorbell_empty() -> bool:
+        return await resources.redis.llen(resources.keys.ready) == 0
+
+    await wait_for(doorbell_empty, what="every id popped")
+    assert sorted(str(row["task_id"]) for row in await executions(db)) == sorted(kept)
+    for task_id in canceled:
+        task = await get(client, task_id)
+        assert task["status"] == "canceled"
+        assert task["attempts"] == 0
+        assert task["started_at"] is None
+
+
+async def test_handler_error_fails_the_task(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "kaput", "boom")
+    await start_worker()
+    await wait_status(db, [task_id], "failed")
+
+    task = await get(client, task_id)
+    assert "boom: kaput" in task["error"]
+    assert "ValueError" in task["error"]
+    assert task["attempts"] == 1
+    assert task["result"] is None
+    assert task["finished_at"] is not None
+
+
+async def test_result_that_is_not_json_fails_the_task(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "odd result", "not_json")
+    await start_worker()
+    await wait_status(db, [task_id], "failed")
+
+    task = await get(client, task_id)
+    assert "result is not JSON" in task["error"]
+    assert task["result"] is None
+    assert task["attempts"] == 1
+
+
+async def test_sync_handlers_run_in_threads_without_blocking_the_loop(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    blocking = [await post(client, f"sync {n}", "blocking", seconds=2.0) for n in range(3)]
+    echoes = [await post(client, f"echo {n}") for n in range(5)]
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await start_worker(worker_queue_maxsize=4)
+        await wait_status(db, blocking + echoes, "completed", timeout_s=30)
+    finally:
+        ticking.cancel()
+
+    longest_gap = max(later - earlier for earlier, later in itertools.pairwise(ticks))
+    assert longest_gap < 1.0, f"the event loop stalled for {longest_gap:.2f}s"
+
+    rows = await db.fetch(
+        "SELECT kind, started_at, finished_at FROM tasks WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(task_id) for task_id in blocking + echoes],
+    )
+    sync_rows = [row for row in rows if row["kind"] == "blocking"]
+    echo_rows = [row for row in rows if row["kind"] == "echo"]
+    # The three sync handlers ran side by side, and the echo tasks did not wait for them.
+    assert max(row["started_at"] for row in sync_rows) < min(
+        row["finished_at"] for row in sync_rows
+    )
+    assert max(row["finished_at"] for row in echo_rows) < min(
+        row["finished_at"] for row in sync_rows
+    )
+
+
+async def test_unknown_and_duplicate_ids_on_the_doorbell_are_skipped(
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    resources: Resources,
+    start_worker: WorkerFactory,
+) -> None:
+    redis, ready = resources.redis, resources.keys.ready
+    task_id = await post(client, "rung thrice", "record")  # the API rings once
+    await redis.lpush(ready, str(uuid.uuid4()), task_id, "not-a-uuid", task_id, "")
+
+    await start_worker(worker_queue_maxsize=1)
+    await wait_status(db, [task_id], "completed")
+
+    async def doorbell_empty() -> bool:
+        return await redis.llen(ready) == 0
+
+    await wait_for(doorbell_empty, what="every id popped")
+    later = await post(client, "still serving")
+    await wait_status(db, [later], "completed")
+
+    rows = await executions(db)
+    assert [(str(row["task_id"]), row["attempt"]) for row in rows] == [(task_id, 1)]
+    assert (await get(client, task_id))["attempts"] == 1
+
+
+async def test_result_and_timestamps_are_recorded(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "hello taskline")
+    await start_worker()
+    await wait_status(db, [task_id], "completed")
+
+    task = await get(client, task_id)
+    assert task["result"] == {"message": "hello taskline"}
+    assert task["error"] is None
+    assert task["attempts"] == 1
+    created, started, finished = (
+        datetime.fromisoformat(task[name]) for name in ("created_at", "started_at", "finished_at")
+    )
+    assert created <= started <= finished
+
+
+async def test_lost_doorbell_is_rung_again(
+    settings: Settings,
+    stores: Stores,
+    db: asyncpg.Connection,
+    resources: Resources,
+    start_worker: WorkerFactory,
+) -> None:
+    skip_push = make_settings(
+        settings.db_url, stores.redis_url, settings.redis_queue_name, fault_skip_push=True
+    )
+    app = create_app(skip_push)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            task_id = await post(http, "never rung", "record")
+    assert await resources.redis.llen(resources.keys.ready) == 0
+
+    await start_worker()
+    await wait_status(db, [task_id], "completed", timeout_s=15)
+    assert len(await executions(db)) == 1
+
+
+async def expire_lease(db: asyncpg.Connection, task_id: str, *, max_attempts: int) -> None:
+    """Make the task look claimed by a worker that died a second ago."""
+    await db.execute(
+        """UPDATE tasks SET status = 'processing', attempts = 1, max_attempts = $2,
+                            worker_id = 'dead', started_at = now() - interval '1 minute',
+                            lease_expires_at = now() - interval '1 second'
+            WHERE id = $1""",
+        uuid.UUID(task_id),
+        max_attempts,
+    )
+
+
+async def test_expired_lease_is_recovered_and_run_again(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "orphaned", "record")
+    await expire_lease(db, task_id, max_attempts=3)
+
+    await start_worker()
+    await wait_status(db, [task_id], "completed", timeout_s=15)
+
+    task = await get(client, task_id)
+    assert task["attempts"] == 2
+    rows = await executions(db)
+    assert [(str(row["task_id"]), row["attempt"]) for row in rows] == [(task_id, 2)]
+
+
+async def test_expired_lease_on_the_last_attempt_fails_the_task(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "orphaned for good", "record")
+    await expire_lease(db, task_id, max_attempts=1)
+
+    await start_worker()
+    await wait_status(db, [task_id], "failed", timeout_s=15)
+
+    task = await get(client, task_id)
+    assert "worker lost" in task["error"]
+    assert task["attempts"] == 1
+    assert task["finished_at"] is not None
+    assert await executions(db) == []
+
+
+async def test_stop_lets_running_tasks_finish_and_leaves_the_rest_queued(
+    settings: Settings, client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources
+) -> None:
+    ids = [await post(client, f"long {n}", "record", seconds=1) for n in range(6)]
+    worker_settings = settings.model_copy(update={"worker_queue_maxsize": 2})
+    worker = Worker(worker_settings, load_handlers(worker_settings.handler_modules))
+    run = asyncio.create_task(worker.run())
+    try:
+
+        async def two_running() -> bool:
+            return len(await executions(db)) == 2
+
+        await wait_for(two_running, what="two handlers started")
+        worker.request_stop()
+        await asyncio.wait_for(run, 30)
+    finally:
+        if not run.done():
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+
+    rows = await executions(db)
+    started = {str(row["task_id"]) for row in rows}
+    assert len(started) == 2
+    assert all(row["finished_at"] is not None for row in rows)
+    for task_id in started:
+        assert (await get(client, task_id))["status"] == "completed"
+
+    not_started = set(ids) - started
+    for task_id in not_started:
+        task = await get(client, task_id)
+        assert task["status"] == "pending"
+        assert task["attempts"] == 0
+    queued = await resources.redis.lrange(resources.keys.ready, 0, -1)
+    assert set(queued) == not_started
