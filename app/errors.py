@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import redis.exceptions
 import sqlalchemy.exc
 
@@ -16,6 +17,11 @@ POSTGRES_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
     sqlalchemy.exc.DisconnectionError,
+    # Raised as they are where the worker uses the driver connection directly.
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, "cannot connect now"
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
 )
 STORE_ERRORS: tuple[type[Exception], ...] = (
     *REDIS_ERRORS,

@@ -7,12 +7,12 @@ import json
 import random
 import uuid
 from collections import Counter
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ids import uuid7
 from app.lifespan import Resources
@@ -21,8 +21,9 @@ from tasks.models import TaskStatus
 from tasks.repository import Outcome
 
 
-def autocommit(resources: Resources) -> AsyncEngine:
-    return resources.engine.execution_options(isolation_level="AUTOCOMMIT")
+def connection(resources: Resources) -> AbstractAsyncContextManager[Any]:
+    """The driver connection the worker's statements run on."""
+    return repository.driver_connection(resources.engine)
 
 
 async def add_tasks(resources: Resources, count: int, *, kind: str = "echo") -> list[uuid.UUID]:
@@ -40,7 +41,7 @@ async def add_tasks(resources: Resources, count: int, *, kind: str = "echo") -> 
 async def claim(
     resources: Resources, ids: list[uuid.UUID], worker_id: str, lease_s: float = 60
 ) -> list[repository.ClaimedTask]:
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         return await repository.claim(conn=conn, ids=ids, worker_id=worker_id, lease_s=lease_s)
 
 
@@ -144,11 +145,11 @@ async def test_finish_records_outcomes_of_the_current_attempt_only(
     await db.execute(
         "UPDATE tasks SET lease_expires_at = now() - interval '1 s' WHERE id = $1", lost
     )
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         assert await repository.recover_expired(conn=conn, limit=10) == [lost]
     assert [task.attempt for task in await claim(resources, [lost], "w2")] == [2]
 
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         written = await repository.finish(
             conn=conn,
             worker_id="w1",
@@ -183,7 +184,7 @@ async def test_release_returns_only_this_workers_tasks_to_pending(
     mine_a, mine_b, theirs = await add_tasks(resources, 3)
     await claim(resources, [mine_a, mine_b], "w1")
     await claim(resources, [theirs], "w2")
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         released = await repository.release(conn=conn, ids=[mine_a, mine_b, theirs], worker_id="w1")
     assert sorted(released) == sorted([mine_a, mine_b])
     for task_id in (mine_a, mine_b):
@@ -200,7 +201,7 @@ async def test_extend_leases_moves_only_this_workers_processing_leases(
     mine, finished, theirs = await add_tasks(resources, 3)
     await claim(resources, [mine, finished], "w1", lease_s=5)
     await claim(resources, [theirs], "w2", lease_s=5)
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         outcome = Outcome(finished, 1, TaskStatus.COMPLETED, result_json="null")
         await repository.finish(conn=conn, outcomes=[outcome], worker_id="w1")
         await repository.extend_leases(conn=conn, worker_id="w1", lease_s=600)
@@ -221,7 +222,7 @@ async def test_recover_expired_requeues_or_fails_by_attempts(
         "UPDATE tasks SET lease_expires_at = now() - interval '1 s' WHERE id = ANY($1)",
         [retry, exhausted],
     )
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         assert await repository.recover_expired(conn=conn, limit=100) == [retry]
         assert await repository.recover_expired(conn=conn, limit=100) == []
     again, lost, running = [await row(db, task_id) for task_id in (retry, exhausted, alive)]
@@ -241,7 +242,7 @@ async def test_concurrent_recovery_recovers_each_expired_task_once(
 
     async def sweep() -> list[uuid.UUID]:
         found: list[uuid.UUID] = []
-        async with autocommit(resources).connect() as conn:
+        async with connection(resources) as conn:
             while batch := await repository.recover_expired(conn=conn, limit=15):
                 found.extend(batch)
         return found
@@ -262,7 +263,7 @@ async def test_stale_pending_finds_old_ready_tasks_and_touch_restarts_the_grace(
     await db.execute(aged, [old, later, done])
     await db.execute("UPDATE tasks SET run_at = now() + interval '1 hour' WHERE id = $1", later)
     await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = $1", done)
-    async with autocommit(resources).connect() as conn:
+    async with connection(resources) as conn:
         assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == [old]
         await repository.touch_pending(conn=conn, ids=[old, done])
         assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == []
@@ -292,7 +293,7 @@ async def test_cancel_and_claim_race_has_exactly_one_winner_per_task(
         answers[task_id] = response.status_code
 
     async def claimer(name: str) -> None:
-        async with autocommit(resources).connect() as conn:
+        async with connection(resources) as conn:
             while batches:
                 batch = batches.pop()
                 got = await repository.claim(conn=conn, ids=batch, worker_id=name, lease_s=60)

@@ -22,7 +22,7 @@ async def heartbeat(db: AsyncEngine, *, worker_id: str, lease_s: float) -> None:
     """Extend the leases of this worker's running tasks, in one statement, every lease/3."""
     while True:
         try:
-            async with db.connect() as conn:
+            async with repository.driver_connection(db) as conn:
                 await repository.extend_leases(conn=conn, worker_id=worker_id, lease_s=lease_s)
         except Exception as error:
             if not is_store_error(error):
@@ -38,7 +38,7 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     SKIP LOCKED, and a doorbell rung twice only costs a skipped claim.
     """
     settings, redis, keys = resources.settings, resources.redis, resources.keys
-    async with db.connect() as conn:
+    async with repository.driver_connection(db) as conn:
         recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
     await doorbell.ring_first(redis, keys, recovered)
     if recovered:
@@ -46,7 +46,7 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
 
     if await doorbell.length(redis, keys) > FULL_SCAN_MAX:
         return len(recovered), 0
-    async with db.connect() as conn:
+    async with repository.driver_connection(db) as conn:
         stale = await repository.stale_pending(
             conn=conn, grace_s=settings.reconcile_grace_s, limit=SWEEP_LIMIT
         )
@@ -55,7 +55,7 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     queued = await doorbell.members(redis, keys)
     lost = [task_id for task_id in stale if str(task_id) not in queued]
     if lost:
-        async with db.connect() as conn:
+        async with repository.driver_connection(db) as conn:
             await repository.touch_pending(conn=conn, ids=lost)
         await doorbell.ring(redis, keys, lost)
         log.warning("re-rang the doorbell of %d pending task(s)", len(lost))

@@ -72,7 +72,7 @@ class Recorder:
             self._idle.set()
 
     async def _write(self, batch: list[Outcome]) -> None:
-        async with self._db.connect() as conn:
+        async with repository.driver_connection(self._db) as conn:
             written = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
         if len(written) < len(batch):
             for outcome in batch:

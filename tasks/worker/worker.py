@@ -155,7 +155,7 @@ class Worker:
 
     async def _claim(self, ids: list[uuid.UUID]) -> list[ClaimedTask]:
         try:
-            async with self.db.connect() as conn:
+            async with repository.driver_connection(self.db) as conn:
                 claimed = await repository.claim(
                     conn=conn,
                     ids=ids,
@@ -221,7 +221,7 @@ class Worker:
         if not ids:
             return
         try:
-            async with self.db.connect() as conn:
+            async with repository.driver_connection(self.db) as conn:
                 released = await repository.release(conn=conn, ids=ids, worker_id=self.worker_id)
             await doorbell.ring_first(self.resources.redis, self.resources.keys, released)
             log.info("gave back %d task(s)", len(released))
