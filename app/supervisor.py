@@ -58,18 +58,21 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def run_dev(settings: Settings) -> int:
     stop = threading.Event()
+    children: dict[str, subprocess.Popen[bytes]] = {}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: the worker's second signal exits at once
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with embedded_stores(settings) as env:
             upgrade(env.get("DATABASE_URL", settings.db_url))
-            children = {
-                "api": _spawn([sys.executable, "-m", "app.cli", "api"], env),
-                "worker": _spawn([sys.executable, "-m", "app.cli", "worker"], env),
-            }
+            children["api"] = _spawn([sys.executable, "-m", "app.cli", "api"], env)
+            children["worker"] = _spawn([sys.executable, "-m", "app.cli", "worker"], env)
             log.info("Taskline is up: http://%s:%d (docs at /docs). Ctrl-C stops everything.",
                      settings.api_host, settings.api_port)  # fmt: skip
             code = _watch(children, stop)

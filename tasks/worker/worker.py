@@ -202,6 +202,8 @@ class Worker:
         grace_s = self.settings.worker_shutdown_timeout_s
         interrupted: list[uuid.UUID] = []
         if self.running:
+            log.info("waiting up to %.0fs for %d running task(s); a second signal stops now",
+                     grace_s, len(self.running))  # fmt: skip
             _, late = await asyncio.wait(list(self.running.values()), timeout=grace_s)
             interrupted = [task_id for task_id, runner in self.running.items() if runner in late]
             if late:
