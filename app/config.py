@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     reconcile_grace_s: float = Field(
         5.0, ge=0, le=3600, validation_alias=_env("RECONCILE_GRACE_SECONDS")
     )
+    default_max_attempts: int = Field(
+        3, ge=1, le=100, validation_alias=_env("DEFAULT_MAX_ATTEMPTS")
+    )
+    default_timeout_s: float = Field(
+        300.0, gt=0, le=86400, validation_alias=_env("TASK_TIMEOUT_SECONDS")
+    )
+    retry_backoff_base_s: float = Field(
+        1.0, gt=0, le=3600, validation_alias=_env("RETRY_BACKOFF_BASE_SECONDS")
+    )
+    retry_backoff_cap_s: float = Field(
+        300.0, gt=0, le=86400, validation_alias=_env("RETRY_BACKOFF_CAP_SECONDS")
+    )
     taskline_handlers: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -109,6 +121,10 @@ _ENV_NAMES = {
     "reconcile_interval_s": "RECONCILE_INTERVAL_SECONDS",
     "reconcile_grace_s": "RECONCILE_GRACE_SECONDS",
     "data_dir": "TASKLINE_DATA_DIR",
+    "default_max_attempts": "DEFAULT_MAX_ATTEMPTS",
+    "default_timeout_s": "TASK_TIMEOUT_SECONDS",
+    "retry_backoff_base_s": "RETRY_BACKOFF_BASE_SECONDS",
+    "retry_backoff_cap_s": "RETRY_BACKOFF_CAP_SECONDS",
     "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
 }
 

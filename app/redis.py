@@ -42,6 +42,11 @@ class Keys:
         return f"{self.namespace}:ready"
 
     @property
+    def scheduled(self) -> str:
+        """Sorted set of ids not ready yet (retry backoff), scored by due time."""
+        return f"{self.namespace}:scheduled"
+
+    @property
     def reconcile_lock(self) -> str:
         return f"{self.namespace}:lock:reconcile"
 

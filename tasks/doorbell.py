@@ -1,4 +1,5 @@
-"""The Redis side: a list of task ids that wakes workers.
+"""The Redis side: a list of task ids that wakes workers, a sorted set of ids
+due later, and a channel that announces cancels.
 
 Redis holds no state that matters: an id may vanish (the reconcile re-rings
 it) or arrive twice (the claim skips it). Ids are pushed on the left and popped
@@ -46,3 +47,32 @@ async def length(redis: Redis, keys: Keys) -> int:
 
 async def members(redis: Redis, keys: Keys) -> set[str]:
     return {str(raw) for raw in await redis.lrange(keys.ready, 0, -1)}
+
+
+async def schedule(redis: Redis, keys: Keys, due: Sequence[tuple[uuid.UUID, float]]) -> None:
+    """Ids to ring at a later time (Unix seconds), e.g. a retry after its backoff."""
+    if due:
+        await redis.zadd(keys.scheduled, {str(task_id): at_s for task_id, at_s in due})
+
+
+# Moves due ids from the scheduled set to the ready list in one atomic step, so
+# several workers promoting at once move each id once.
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #due > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(due))
+  redis.call('ZREM', KEYS[1], unpack(due))
+end
+return #due
+"""
+
+
+async def promote_due(redis: Redis, keys: Keys, *, now_s: float, limit: int = 1000) -> int:
+    """Ring the scheduled ids whose time has come; they are popped next."""
+    moved = await redis.eval(_PROMOTE, 2, keys.scheduled, keys.ready, now_s, limit)
+    return int(moved)
+
+
+async def announce_cancel(redis: Redis, keys: Keys, task_id: uuid.UUID) -> None:
+    """Tell every worker at once; the heartbeat catches a missed message later."""
+    await redis.publish(keys.cancel_channel, str(task_id))

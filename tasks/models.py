@@ -49,7 +49,7 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text)
     errors: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    max_attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
     timeout_seconds: Mapped[float | None] = mapped_column(Float)
     run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

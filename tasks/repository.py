@@ -33,13 +33,25 @@ class ClaimedTask:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one attempt ended; written back in batches by the worker."""
+    """How one attempt ended; written back in batches by the worker.
+
+    A failed attempt goes back to pending after `retry_in_s` while attempts
+    remain (and no cancel was asked for); the database decides, in the UPDATE.
+    """
 
     task_id: uuid.UUID
     attempt: int
     status: TaskStatus
     result_json: str | None = None
     error: str | None = None
+    retry_in_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    task_id: uuid.UUID
+    status: str
+    run_at_epoch_s: float
 
 
 # API side -----------------------------------------------------------------
@@ -49,12 +61,26 @@ _TASKS = cast(Table, Task.__table__)
 
 
 async def insert_task(
-    *, session: AsyncSession, task_id: uuid.UUID, kind: str, message: str, payload: dict[str, Any]
+    *,
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    kind: str,
+    message: str,
+    payload: dict[str, Any],
+    max_attempts: int = 3,
+    timeout_seconds: float | None = None,
 ) -> Row[Any]:
     """A Core insert: the ORM's unit of work would cost more than the round trip."""
     statement = (
         insert(_TASKS)
-        .values(id=task_id, kind=kind, message=message, payload=payload)
+        .values(
+            id=task_id,
+            kind=kind,
+            message=message,
+            payload=payload,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+        )
         .returning(*_TASKS.c)
     )
     return (await session.execute(statement)).one()
@@ -99,6 +125,45 @@ async def cancel_pending(*, session: AsyncSession, task_id: uuid.UUID) -> Task |
     return (await session.scalars(statement)).one_or_none()
 
 
+async def request_cancel(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """Flag a running task; its worker cancels the handler and ends it `canceled`."""
+    statement = (
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING.value)
+        .values(cancel_requested=True, updated_at=text("now()"))
+        .returning(Task)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """Dead-letter re-drive: a failed or canceled task starts over with a fresh budget."""
+    statement = (
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELED.value]),
+        )
+        .values(
+            status=TaskStatus.PENDING.value,
+            attempts=0,
+            result=None,
+            error=None,
+            cancel_requested=False,
+            worker_id=None,
+            lease_expires_at=None,
+            started_at=None,
+            finished_at=None,
+            run_at=text("now()"),
+            updated_at=text("now()"),
+        )
+        .returning(Task)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
 # Worker side ---------------------------------------------------------------
 # The worker's statements run hundreds of times a second, so they go straight
 # to the asyncpg connection under SQLAlchemy's pool: same pool, same codecs,
@@ -123,7 +188,7 @@ _CLAIM = """
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY($1::uuid[]) AND status = 'pending'
+     WHERE id = ANY($1::uuid[]) AND status = 'pending' AND run_at <= now()
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds
 """
 
@@ -136,19 +201,30 @@ async def claim(
     return [ClaimedTask(*row) for row in rows]
 
 
-_FINISH = """
+_RETRY = "o.status = 'failed' AND NOT t.cancel_requested AND t.attempts < t.max_attempts"
+_FINISH = f"""
     UPDATE tasks AS t
-       SET status = o.status, result = o.result::jsonb, error = o.error,
-           finished_at = now(), updated_at = now(), lease_expires_at = NULL
-      FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
-           AS o(id, attempt, status, result, error)
+       SET status = CASE WHEN {_RETRY} THEN 'pending'
+                         WHEN o.status = 'failed' AND t.cancel_requested THEN 'canceled'
+                         ELSE o.status END,
+           result = o.result::jsonb, error = o.error,
+           errors = CASE WHEN o.error IS NULL THEN t.errors
+                         ELSE t.errors || jsonb_build_array(jsonb_build_object(
+                              'attempt', o.attempt, 'error', o.error, 'at', now())) END,
+           run_at = CASE WHEN {_RETRY} THEN now() + make_interval(secs => o.retry_in_s)
+                         ELSE t.run_at END,
+           finished_at = CASE WHEN {_RETRY} THEN NULL ELSE now() END,
+           worker_id = CASE WHEN {_RETRY} THEN NULL ELSE t.worker_id END,
+           lease_expires_at = NULL, updated_at = now()
+      FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[])
+           AS o(id, attempt, status, result, error, retry_in_s)
      WHERE t.id = o.id AND t.attempts = o.attempt
-       AND t.status = 'processing' AND t.worker_id = $6
- RETURNING t.id
+       AND t.status = 'processing' AND t.worker_id = $7
+ RETURNING t.id, t.status, extract(epoch FROM t.run_at)::float8
 """
 
 
-async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> set[uuid.UUID]:
+async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> list[Recorded]:
     """Record many outcomes in one statement. An attempt this worker no longer
     owns (its lease was lost and the task reclaimed) is not overwritten."""
     rows = await conn.fetch(
@@ -158,36 +234,46 @@ async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> s
         [o.status.value for o in outcomes],
         [o.result_json for o in outcomes],
         [o.error for o in outcomes],
+        [o.retry_in_s for o in outcomes],
         worker_id,
     )
-    return {row[0] for row in rows}
+    return [Recorded(*row) for row in rows]
 
 
 _RELEASE = """
     UPDATE tasks
-       SET status = 'pending', attempts = attempts - 1, worker_id = NULL,
-           started_at = NULL, lease_expires_at = NULL, updated_at = now()
+       SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'pending' END,
+           attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
+           started_at = CASE WHEN cancel_requested THEN started_at END,
+           finished_at = CASE WHEN cancel_requested THEN now() END,
+           worker_id = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = ANY($1::uuid[]) AND status = 'processing' AND worker_id = $2
- RETURNING id
+ RETURNING id, status
 """
 
 
 async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> list[uuid.UUID]:
-    """Give claimed tasks back (shutdown): their interrupted attempt does not count."""
-    return [row[0] for row in await conn.fetch(_RELEASE, list(ids), worker_id)]
+    """Give claimed tasks back (shutdown): their interrupted attempt does not count.
+    Returns the ids now pending; a task whose cancel was asked for ends canceled."""
+    rows = await conn.fetch(_RELEASE, list(ids), worker_id)
+    return [row[0] for row in rows if row[1] == TaskStatus.PENDING.value]
 
 
 _EXTEND_LEASES = """
     UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $2)
      WHERE status = 'processing' AND worker_id = $1
+ RETURNING id, cancel_requested
 """
 
 
-async def extend_leases(*, conn: Any, worker_id: str, lease_s: float) -> None:
-    await conn.execute(_EXTEND_LEASES, worker_id, lease_s)
+async def extend_leases(*, conn: Any, worker_id: str, lease_s: float) -> list[uuid.UUID]:
+    """Renew every lease of this worker; returns the ids whose cancel was asked for."""
+    rows = await conn.fetch(_EXTEND_LEASES, worker_id, lease_s)
+    return [row[0] for row in rows if row[1]]
 
 
-_RECOVER_EXPIRED = """
+_LOST = "'worker lost: ' || coalesce(t.worker_id, '?') || ' stopped renewing its lease'"
+_RECOVER_EXPIRED = f"""
     WITH expired AS (
         SELECT id FROM tasks
          WHERE status = 'processing' AND lease_expires_at < now()
@@ -196,11 +282,14 @@ _RECOVER_EXPIRED = """
            FOR UPDATE SKIP LOCKED
     )
     UPDATE tasks AS t
-       SET status = CASE WHEN t.attempts < t.max_attempts THEN 'pending' ELSE 'failed' END,
-           error = CASE WHEN t.attempts < t.max_attempts THEN t.error
-                        ELSE 'worker lost: ' || coalesce(t.worker_id, '?')
-                             || ' stopped renewing its lease' END,
-           finished_at = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
+       SET status = CASE WHEN t.cancel_requested THEN 'canceled'
+                         WHEN t.attempts < t.max_attempts THEN 'pending'
+                         ELSE 'failed' END,
+           error = {_LOST},
+           errors = t.errors || jsonb_build_array(jsonb_build_object(
+                    'attempt', t.attempts, 'error', {_LOST}, 'at', now())),
+           finished_at = CASE WHEN NOT t.cancel_requested AND t.attempts < t.max_attempts
+                              THEN NULL ELSE now() END,
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
       FROM expired
      WHERE t.id = expired.id

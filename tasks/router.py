@@ -73,11 +73,35 @@ async def get_task(task: TaskDep) -> Task:
     response_model=TaskOut,
     responses={
         **_NOT_FOUND,
-        409: {"model": ErrorOut, "description": "The task is no longer pending."},
+        202: {"model": TaskOut, "description": "Running: its worker was asked to cancel it."},
+        409: {"model": ErrorOut, "description": "The task has already finished."},
         **_UNAVAILABLE,
     },
     summary="Cancel a task",
 )
-async def patch_task(body: TaskPatch, task: TaskDep, session: SessionDep) -> Task:
-    """Only `{"status": "canceled"}` is accepted. Canceling twice is not an error."""
-    return await service.cancel_task(session=session, task=task)
+async def patch_task(
+    body: TaskPatch, task: TaskDep, session: SessionDep, resources: ResourcesDep, response: Response
+) -> Task:
+    """Only `{"status": "canceled"}` is accepted. A pending task is canceled (200); a
+    running one is asked to stop (202, `cancel_requested: true`) and ends `canceled`
+    once its worker has canceled the handler. Canceling twice is not an error."""
+    updated, under_way = await service.cancel_task(session=session, resources=resources, task=task)
+    if under_way:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return updated
+
+
+@router.post(
+    "/{task_id}/retry",
+    response_model=TaskOut,
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorOut, "description": "The task is not failed or canceled."},
+        **_UNAVAILABLE,
+    },
+    summary="Retry a failed or canceled task",
+)
+async def retry_task(task: TaskDep, session: SessionDep, resources: ResourcesDep) -> Task:
+    """Dead-letter re-drive: the task is pending again with a fresh attempt budget;
+    its earlier errors stay in `errors`."""
+    return await service.retry_task(session=session, resources=resources, task=task)

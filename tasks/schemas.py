@@ -51,6 +51,12 @@ class TaskCreate(BaseModel):
         default_factory=dict,
         description="Arguments for the handler: a JSON object, at most 256 KiB.",
     )
+    max_attempts: int | None = Field(
+        None, ge=1, le=100, description="Attempts before the task fails for good (default 3)."
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=86400, description="How long one attempt may run (default 300)."
+    )
 
     @field_validator("message")
     @classmethod
@@ -98,7 +104,14 @@ class TaskOut(BaseModel):
                     "status": "completed",
                     "result": {"message": "Hello World"},
                     "error": None,
+                    "errors": [],
                     "attempts": 1,
+                    "max_attempts": 3,
+                    "timeout_seconds": 300.0,
+                    "run_at": "2026-11-23T10:00:00.000000Z",
+                    "lease_expires_at": None,
+                    "worker_id": "host:4242:a1b2c3",
+                    "cancel_requested": False,
                     "created_at": "2026-11-23T10:00:00.000000Z",
                     "updated_at": "2026-11-23T10:00:00.004000Z",
                     "started_at": "2026-11-23T10:00:00.002000Z",
@@ -115,7 +128,14 @@ class TaskOut(BaseModel):
     status: TaskStatus
     result: Any | None
     error: str | None
+    errors: list[dict[str, Any]] = Field(description="Every failed attempt: attempt, error, at.")
     attempts: int
+    max_attempts: int
+    timeout_seconds: float | None
+    run_at: datetime = Field(description="Not claimed before this time (retry backoff).")
+    lease_expires_at: datetime | None
+    worker_id: str | None
+    cancel_requested: bool
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

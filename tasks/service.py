@@ -34,8 +34,15 @@ async def create_task(
     # would wait for Redis anyway, and the client is better told to retry.
     await resources.redis.ping()
     # Autocommit (app/db.py): the row is durable when the INSERT returns.
+    settings = resources.settings
     task = await repository.insert_task(
-        session=session, task_id=uuid7(), kind=body.kind, message=body.message, payload=body.payload
+        session=session,
+        task_id=uuid7(),
+        kind=body.kind,
+        message=body.message,
+        payload=body.payload,
+        max_attempts=body.max_attempts or settings.default_max_attempts,
+        timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
     )
     if resources.settings.fault_skip_push:
         return task
@@ -47,16 +54,50 @@ async def create_task(
     return task
 
 
-async def cancel_task(*, session: AsyncSession, task: Task) -> Task:
-    """Cancel a pending task. One conditional UPDATE, so it cannot race a claim."""
-    canceled = await repository.cancel_pending(session=session, task_id=task.id)
-    if canceled is not None:
-        return canceled
-    current = await repository.get_task(session=session, task_id=task.id)
+async def cancel_task(
+    *, session: AsyncSession, resources: Resources, task: Task
+) -> tuple[Task, bool]:
+    """Cancel a task; the flag says whether the cancel is still under way.
+
+    Pending: canceled at once, by one conditional UPDATE, so it cannot race a
+    claim. Processing: flagged, and its worker is told to cancel the handler.
+    """
+    for _ in range(3):  # a task may move between pending and processing meanwhile
+        canceled = await repository.cancel_pending(session=session, task_id=task.id)
+        if canceled is not None:
+            return canceled, False
+        flagged = await repository.request_cancel(session=session, task_id=task.id)
+        if flagged is not None:
+            await _announce_cancel(resources, task.id)
+            return flagged, True
+        current = await repository.get_task(session=session, task_id=task.id)
+        if current is None or current.status != TaskStatus.PENDING:
+            break
     if current is not None and current.status == TaskStatus.CANCELED:
-        return current
+        return current, False
     status = current.status if current is not None else task.status
-    raise TaskConflict(f"task {task.id} is {status}; only a pending task can be canceled")
+    raise TaskConflict(f"task {task.id} is {status}; a finished task cannot be canceled")
+
+
+async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
+    try:
+        await doorbell.announce_cancel(resources.redis, resources.keys, task_id)
+    except Exception as error:  # the worker's heartbeat sees the flag within lease/3
+        log.warning("could not announce the cancel of %s: %s", task_id, error)
+
+
+async def retry_task(*, session: AsyncSession, resources: Resources, task: Task) -> Task:
+    """Re-drive a failed or canceled task: pending again, with a fresh attempt budget."""
+    requeued = await repository.requeue_finished(session=session, task_id=task.id)
+    if requeued is None:
+        current = await repository.get_task(session=session, task_id=task.id)
+        status = current.status if current is not None else task.status
+        raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
+    try:
+        await doorbell.ring(resources.redis, resources.keys, [requeued.id])
+    except Exception:
+        log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
+    return requeued
 
 
 async def list_tasks(

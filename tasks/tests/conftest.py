@@ -171,6 +171,8 @@ def make_settings(database_url: str, redis_url: str, namespace: str, **overrides
         "worker_shutdown_timeout_s": 5.0,
         "reconcile_interval_s": 0.5,
         "reconcile_grace_s": 1.0,
+        "retry_backoff_base_s": 0.05,
+        "retry_backoff_cap_s": 0.5,
         "db_pool_size": 5,
         **overrides,
     }
@@ -272,6 +274,8 @@ def spawn_worker(
             "WORKER_SHUTDOWN_TIMEOUT": "10",
             "RECONCILE_INTERVAL_SECONDS": "0.5",
             "RECONCILE_GRACE_SECONDS": "1",
+            "RETRY_BACKOFF_BASE_SECONDS": "0.05",
+            "RETRY_BACKOFF_CAP_SECONDS": "0.5",
             "LOG_LEVEL": "INFO",
             **env_overrides,
         }

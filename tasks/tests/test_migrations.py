@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import CheckConstraint
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -66,7 +67,8 @@ async def test_upgrade_downgrade_and_upgrade_again(empty_database_url: str) -> N
     assert "tasks" in await tables(url)
     conn = await asyncpg.connect(plain_dsn(url))
     try:
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0001"
+        head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == head
         task_id = await conn.fetchval(
             "INSERT INTO tasks (id, kind, message) VALUES (gen_random_uuid(), 'echo', 'hi')"
             " RETURNING id"
@@ -74,7 +76,7 @@ async def test_upgrade_downgrade_and_upgrade_again(empty_database_url: str) -> N
         task = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
     finally:
         await conn.close()
-    assert (task["status"], task["attempts"], task["max_attempts"]) == ("pending", 0, 1)
+    assert (task["status"], task["attempts"], task["max_attempts"]) == ("pending", 0, 3)
     assert task["created_at"] is not None and task["run_at"] is not None
 
 

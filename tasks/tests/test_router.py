@@ -111,7 +111,12 @@ async def test_create_stores_the_task_and_rings_the_doorbell(
         "status": "pending",
         "result": None,
         "error": None,
+        "errors": [],
         "attempts": 0,
+        "max_attempts": 3,
+        "timeout_seconds": 300.0,
+        "worker_id": None,
+        "cancel_requested": False,
     }
     for field in ("created_at", "updated_at"):
         assert datetime.fromisoformat(body[field]).utcoffset() is not None, body[field]
@@ -346,15 +351,51 @@ async def test_cancel_a_finished_task_conflicts(
         assert await stored_status(db, task_id) == status
 
 
-async def test_cancel_a_processing_task_conflicts(
+async def test_cancel_a_processing_task_is_accepted_and_cancels_the_handler(
     client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
 ) -> None:
-    task_id = (await create(client, "busy", kind="record", payload={"seconds": 3}))["id"]
-    await start_worker(worker_shutdown_timeout_s=0)
+    task_id = (await create(client, "busy", kind="record", payload={"seconds": 30}))["id"]
+    await start_worker()
     await wait_status(client, task_id, "processing")
     response = await cancel(client, task_id)
-    assert "processing" in assert_json_error(response, 409)
-    assert await stored_status(db, task_id) == "processing"
+    assert response.status_code == 202, response.text
+    assert (response.json()["status"], response.json()["cancel_requested"]) == ("processing", True)
+    again = await cancel(client, task_id)
+    assert again.status_code in (200, 202), again.text
+
+    await wait_status(client, task_id, "canceled")
+    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert task["finished_at"] is not None and "canceled" in task["error"]
+    # The handler started once and was stopped before it could finish.
+    runs = await db.fetch(
+        "SELECT finished_at FROM executions WHERE task_id = $1", uuid.UUID(task_id)
+    )
+    assert [run["finished_at"] for run in runs] == [None]
+    assert (await cancel(client, task_id)).status_code == 200
+
+
+async def test_retry_requeues_failed_and_canceled_tasks_only(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    failed = (await create(client, "bad", kind="boom", max_attempts=1))["id"]
+    canceled = (await create(client, "stop"))["id"]
+    pending = (await create(client, "wait"))["id"]
+    assert (await cancel(client, canceled)).status_code == 200
+    await start_worker()
+    await wait_status(client, failed, "failed")
+
+    assert "not found" in assert_json_error(await client.post(f"/tasks/{uuid.uuid4()}/retry"), 404)
+    for task_id in (failed, canceled):
+        response = await client.post(f"/tasks/{task_id}/retry")
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["attempts"]) == ("pending", 0)
+    await wait_status(client, canceled, "completed")
+    await wait_status(client, failed, "failed")
+    task = (await client.get(f"/tasks/{failed}")).json()
+    assert task["attempts"] == 1 and len(task["errors"]) == 2  # both runs' errors are kept
+    await wait_status(client, pending, "completed")
+    response = await client.post(f"/tasks/{pending}/retry")
+    assert "completed" in assert_json_error(response, 409)
 
 
 async def test_a_canceled_task_never_runs(

@@ -21,8 +21,15 @@ from tasks.tests.conftest import Stores, WorkerFactory, make_settings, wait_for
 from tasks.worker import Worker
 
 
-async def post(client: httpx.AsyncClient, message: str, kind: str = "echo", **payload: Any) -> str:
-    body = {"message": message, "kind": kind, "payload": payload}
+async def post(
+    client: httpx.AsyncClient,
+    message: str,
+    kind: str = "echo",
+    *,
+    max_attempts: int = 1,
+    **payload: Any,
+) -> str:
+    body = {"message": message, "kind": kind, "payload": payload, "max_attempts": max_attempts}
     response = await client.post("/tasks", json=body)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
@@ -108,14 +115,17 @@ async def test_canceled_tasks_are_skipped(
 async def test_handler_error_fails_the_task(
     client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
 ) -> None:
-    task_id = await post(client, "kaput", "boom")
+    task_id = await post(client, "kaput", "boom", max_attempts=3)
     await start_worker()
     await wait_status(db, [task_id], "failed")
 
     task = await get(client, task_id)
     assert "boom: kaput" in task["error"]
     assert "ValueError" in task["error"]
-    assert task["attempts"] == 1
+    # Retried with backoff until the attempts ran out; every attempt's error is kept.
+    assert task["attempts"] == 3
+    assert [entry["attempt"] for entry in task["errors"]] == [1, 2, 3]
+    assert all("boom: kaput" in entry["error"] for entry in task["errors"])
     assert task["result"] is None
     assert task["finished_at"] is not None
 

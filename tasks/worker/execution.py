@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 from tasks.handlers import Handler, Registry, TaskContext
@@ -16,6 +18,29 @@ log = logging.getLogger("taskline.worker")
 
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timeouts and retry backoff, from settings; a task may carry its own timeout."""
+
+    default_timeout_s: float
+    backoff_base_s: float
+    backoff_cap_s: float
+
+    def retry_in_s(self, attempt: int) -> float:
+        """Exponential in the attempt number, capped, with jitter so retries spread out."""
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def failed(self, task: ClaimedTask, error: str) -> Outcome:
+        return Outcome(
+            task.id,
+            task.attempt,
+            TaskStatus.FAILED,
+            error=error[:MAX_ERROR_CHARS],
+            retry_in_s=self.retry_in_s(task.attempt),
+        )
 
 
 async def call_handler(handler: Handler, context: TaskContext, executor: Executor) -> Any:
@@ -30,34 +55,40 @@ def _error_text(error: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def encode_result(task: ClaimedTask, result: Any) -> Outcome:
+def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
     try:
         result_json = json.dumps(result, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
-        return Outcome(
-            task.id, task.attempt, TaskStatus.FAILED, error=f"result is not JSON: {error}"
-        )
+        return policy.failed(task, f"result is not JSON: {error}")
     if len(result_json) > MAX_RESULT_BYTES:
-        return Outcome(
-            task.id,
-            task.attempt,
-            TaskStatus.FAILED,
-            error=f"result is over {MAX_RESULT_BYTES} bytes of JSON",
-        )
+        return policy.failed(task, f"result is over {MAX_RESULT_BYTES} bytes of JSON")
     return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
 
 
-async def execute(task: ClaimedTask, registry: Registry, executor: Executor) -> Outcome:
-    """Never raises but for cancellation: every other ending becomes an Outcome."""
+async def execute(
+    task: ClaimedTask, registry: Registry, executor: Executor, policy: Policy
+) -> Outcome:
+    """Never raises but for cancellation: every other ending becomes an Outcome.
+
+    A timeout cancels an async handler. A plain function in a thread cannot be
+    stopped: its attempt is failed as timed out all the same, and the thread
+    runs on until the function returns.
+    """
     handler = registry.get(task.kind)
     if handler is None:
-        return Outcome(
-            task.id, task.attempt, TaskStatus.FAILED, error=f"no handler for kind {task.kind!r}"
-        )
+        return policy.failed(task, f"no handler for kind {task.kind!r}")
     context = TaskContext(task.id, task.kind, task.message, task.payload, task.attempt)
+    timeout_s = task.timeout_seconds or policy.default_timeout_s
+    deadline = asyncio.timeout(timeout_s)
     try:
-        result = await call_handler(handler, context, executor)
+        async with deadline:
+            result = await call_handler(handler, context, executor)
+    except TimeoutError as error:
+        if not deadline.expired():  # the handler's own TimeoutError
+            return policy.failed(task, _error_text(error))
+        log.info("task %s (%s) timed out after %ss", task.id, task.kind, timeout_s)
+        return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
     except Exception as error:
         log.info("task %s (%s) failed: %s", task.id, task.kind, _error_text(error))
-        return Outcome(task.id, task.attempt, TaskStatus.FAILED, error=_error_text(error))
-    return encode_result(task, result)
+        return policy.failed(task, _error_text(error))
+    return encode_result(task, result, policy)

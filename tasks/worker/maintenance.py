@@ -1,15 +1,20 @@
-"""Side loops of the worker: lease heartbeat and the reconcile sweep."""
+"""Side loops of the worker: lease heartbeat, reconcile sweep, promotion of
+scheduled retries, and the cancel listener."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
 from tasks import doorbell, repository
+from tasks.worker.backoff import Backoff
 
 log = logging.getLogger("taskline.worker")
 
@@ -18,16 +23,39 @@ FULL_SCAN_MAX = 10_000
 SWEEP_LIMIT = 1_000
 
 
-async def heartbeat(db: AsyncEngine, *, worker_id: str, lease_s: float) -> None:
-    """Extend the leases of this worker's running tasks, in one statement, every lease/3."""
+CancelTasks = Callable[[list[uuid.UUID]], None]
+
+
+async def heartbeat(
+    db: AsyncEngine,
+    *,
+    worker_id: str,
+    lease_s: float,
+    cancel_requested: CancelTasks,
+    leases_lost: Callable[[], None],
+) -> None:
+    """Extend the leases of this worker's running tasks, in one statement, every lease/3.
+
+    The answer also names the tasks whose cancel was asked for (in case the
+    announcement was missed). If no renewal succeeded for a whole lease, other
+    workers may already have taken the tasks over: stop running them here.
+    """
+    renewed_at = time.monotonic()
     while True:
+        sent_at = time.monotonic()
         try:
             async with repository.driver_connection(db) as conn:
-                await repository.extend_leases(conn=conn, worker_id=worker_id, lease_s=lease_s)
+                to_cancel = await repository.extend_leases(
+                    conn=conn, worker_id=worker_id, lease_s=lease_s
+                )
+            renewed_at = sent_at
+            cancel_requested(to_cancel)
         except Exception as error:
             if not is_store_error(error):
                 raise
             log.warning("heartbeat failed (%s); leases not extended this round", error)
+            if time.monotonic() - renewed_at >= lease_s:
+                leases_lost()
         await asyncio.sleep(lease_s / 3)
 
 
@@ -75,3 +103,47 @@ async def reconcile(db: AsyncEngine, resources: Resources) -> None:
                 raise
             log.warning("reconcile failed (%s); trying again next round", error)
         await asyncio.sleep(interval_s)
+
+
+async def promote_scheduled(resources: Resources, *, interval_s: float = 0.25) -> None:
+    """Ring scheduled tasks (retries after their backoff) once they are due."""
+    backoff = Backoff(base_s=interval_s, cap_s=5.0)
+    while True:
+        try:
+            await doorbell.promote_due(resources.redis, resources.keys, now_s=time.time())
+            backoff.reset()
+            await asyncio.sleep(interval_s)
+        except Exception as error:
+            if not is_store_error(error):
+                raise
+            delay_s = backoff.next_delay_s()
+            log.warning("cannot promote scheduled tasks (%s); retrying in %.2fs", error, delay_s)
+            await asyncio.sleep(delay_s)
+
+
+async def listen_for_cancels(resources: Resources, cancel_requested: CancelTasks) -> None:
+    """Cancel local handlers as soon as the API announces a cancel."""
+    backoff = Backoff()
+    while True:
+        try:
+            async with resources.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(resources.keys.cancel_channel)
+                backoff.reset()
+                async for message in pubsub.listen():
+                    cancel_requested(_task_ids([message.get("data")]))
+        except Exception as error:
+            if not is_store_error(error):
+                raise
+            delay_s = backoff.next_delay_s()
+            log.warning("cancel listener lost Redis (%s); retrying in %.2fs", error, delay_s)
+            await asyncio.sleep(delay_s)
+
+
+def _task_ids(values: list[object]) -> list[uuid.UUID]:
+    ids = []
+    for value in values:
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return ids

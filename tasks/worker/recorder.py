@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.errors import is_store_error
-from tasks import repository
+from app.lifespan import Resources
+from tasks import doorbell, repository
+from tasks.models import TaskStatus
 from tasks.repository import Outcome
 from tasks.worker.backoff import Backoff
 
@@ -23,8 +23,8 @@ MAX_BATCH = 500
 
 
 class Recorder:
-    def __init__(self, db: AsyncEngine, worker_id: str, *, max_pending: int) -> None:
-        self._db = db
+    def __init__(self, resources: Resources, worker_id: str, *, max_pending: int) -> None:
+        self._resources = resources
         self._worker_id = worker_id
         self._max_pending = max_pending
         self._pending: list[Outcome] = []
@@ -72,9 +72,18 @@ class Recorder:
             self._idle.set()
 
     async def _write(self, batch: list[Outcome]) -> None:
-        async with repository.driver_connection(self._db) as conn:
-            written = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
-        if len(written) < len(batch):
+        async with repository.driver_connection(self._resources.engine) as conn:
+            recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
+        retries = [
+            (r.task_id, r.run_at_epoch_s) for r in recorded if r.status == TaskStatus.PENDING
+        ]
+        if retries:
+            try:
+                await doorbell.schedule(self._resources.redis, self._resources.keys, retries)
+            except Exception as error:  # the reconcile rings them once they are due
+                log.warning("could not schedule %d retry(ies): %s", len(retries), error)
+        if len(recorded) < len(batch):
+            written = {r.task_id for r in recorded}
             for outcome in batch:
                 if outcome.task_id not in written:
                     log.warning(

@@ -27,10 +27,11 @@ from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
 from tasks import doorbell, repository
 from tasks.handlers import Registry
-from tasks.repository import ClaimedTask
+from tasks.models import TaskStatus
+from tasks.repository import ClaimedTask, Outcome
 from tasks.worker import maintenance
 from tasks.worker.backoff import Backoff
-from tasks.worker.execution import execute
+from tasks.worker.execution import Policy, execute
 from tasks.worker.recorder import Recorder
 from tasks.worker.slots import Slots
 
@@ -51,6 +52,13 @@ class Worker:
         self.slots = Slots(settings.worker_queue_maxsize)
         self.local: asyncio.Queue[ClaimedTask] = asyncio.Queue()
         self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._cancel_asked: set[uuid.UUID] = set()
+        self._lease_lost: set[uuid.UUID] = set()
+        self.policy = Policy(
+            default_timeout_s=settings.default_timeout_s,
+            backoff_base_s=settings.retry_backoff_base_s,
+            backoff_cap_s=settings.retry_backoff_cap_s,
+        )
         self.stop_requested = asyncio.Event()
         self.exit_now = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -67,7 +75,9 @@ class Worker:
         self.resources = open_resources(self.settings)
         self.db: AsyncEngine = self.resources.engine
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
-        self.recorder = Recorder(self.db, self.worker_id, max_pending=self.slots.capacity * 50)
+        self.recorder = Recorder(
+            self.resources, self.worker_id, max_pending=self.slots.capacity * 50
+        )
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
         try:
@@ -82,9 +92,18 @@ class Worker:
         self._start("scheduler", self._schedule())
         self._start("recorder", self.recorder.run())
         self._start(
-            "heartbeat", maintenance.heartbeat(self.db, worker_id=self.worker_id, lease_s=lease_s)
+            "heartbeat",
+            maintenance.heartbeat(
+                self.db,
+                worker_id=self.worker_id,
+                lease_s=lease_s,
+                cancel_requested=self.cancel_running,
+                leases_lost=self._drop_running,
+            ),
         )
         self._start("reconcile", maintenance.reconcile(self.db, self.resources))
+        self._start("promoter", maintenance.promote_scheduled(self.resources))
+        self._start("cancels", maintenance.listen_for_cancels(self.resources, self.cancel_running))
         stop_wait = asyncio.create_task(self.stop_requested.wait(), name="stop-wait")
         done, _ = await asyncio.wait(
             [stop_wait, *self._loops.values()], return_when=asyncio.FIRST_COMPLETED
@@ -182,11 +201,42 @@ class Worker:
             runner.add_done_callback(partial(self._task_done, task.id))
 
     async def _run_task(self, task: ClaimedTask) -> None:
-        outcome = await execute(task, self.registry, self.executor)
+        try:
+            outcome = await execute(task, self.registry, self.executor, self.policy)
+        except asyncio.CancelledError:
+            if task.id in self._lease_lost:
+                return  # another worker may own it now; nothing to record here
+            if task.id not in self._cancel_asked:
+                raise  # shutdown: the task is given back
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome = Outcome(
+                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
+            )
         await self.recorder.put(outcome)
+
+    def cancel_running(self, ids: list[uuid.UUID]) -> None:
+        """Cancel these tasks' handlers if they run here (a cancel was asked for)."""
+        for task_id in ids:
+            runner = self.running.get(task_id)
+            if runner is not None and task_id not in self._cancel_asked:
+                log.info("canceling task %s: cancel requested", task_id)
+                self._cancel_asked.add(task_id)
+                runner.cancel()
+
+    def _drop_running(self) -> None:
+        """Leases could not be renewed for a whole lease: stop, so no task runs twice at once."""
+        if self.running:
+            log.warning("leases lost; stopping %d running task(s)", len(self.running))
+        for task_id, runner in self.running.items():
+            self._lease_lost.add(task_id)
+            runner.cancel()
 
     def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
         self.running.pop(task_id, None)
+        self._cancel_asked.discard(task_id)
+        self._lease_lost.discard(task_id)
         self.slots.give_back()
         if not runner.cancelled() and runner.exception() is not None:
             log.error("task %s runner failed", task_id, exc_info=runner.exception())
