@@ -321,3 +321,74 @@ async def test_stop_lets_running_tasks_finish_and_leaves_the_rest_queued(
         assert task["attempts"] == 0
     queued = await resources.redis.lrange(resources.keys.ready, 0, -1)
     assert set(queued) == not_started
+
+
+# Timeouts, retries, cancel -------------------------------------------------------------
+
+
+async def test_an_async_handler_past_its_timeout_is_canceled_and_the_attempt_fails(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    response = await client.post(
+        "/tasks",
+        json={"message": "slow", "kind": "record", "payload": {"seconds": 30},
+              "timeout_seconds": 0.3, "max_attempts": 2},
+    )  # fmt: skip
+    task_id = response.json()["id"]
+    await start_worker()
+    await wait_status(db, [task_id], "failed")
+    task = await get(client, task_id)
+    assert task["attempts"] == 2
+    assert [e["error"] for e in task["errors"]] == ["TimeoutError: timed out after 0.3s"] * 2
+    # Both attempts started and neither ran to its end.
+    runs = await db.fetch(
+        "SELECT finished_at FROM executions WHERE task_id = $1", uuid.UUID(task_id)
+    )
+    assert [run["finished_at"] for run in runs] == [None, None]
+
+
+async def test_a_thread_handler_past_its_timeout_fails_all_the_same(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    response = await client.post(
+        "/tasks",
+        json={"message": "stuck", "kind": "blocking", "payload": {"seconds": 2},
+              "timeout_seconds": 0.2, "max_attempts": 1},
+    )  # fmt: skip
+    task_id = response.json()["id"]
+    await start_worker()
+    await wait_status(db, [task_id], "failed")
+    assert "timed out after 0.2s" in (await get(client, task_id))["error"]
+
+
+async def test_a_failed_attempt_is_retried_after_a_backoff(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "flaky", "record", max_attempts=3, fail=True)
+    await start_worker(retry_backoff_base_s=0.3, retry_backoff_cap_s=0.3)
+    await wait_status(db, [task_id], "failed")
+    runs = await db.fetch(
+        "SELECT attempt, started_at FROM executions WHERE task_id = $1 ORDER BY attempt",
+        uuid.UUID(task_id),
+    )
+    assert [run["attempt"] for run in runs] == [1, 2, 3]
+    gaps = [
+        later["started_at"] - earlier["started_at"] for earlier, later in itertools.pairwise(runs)
+    ]
+    # The jitter keeps each wait between half the backoff and all of it.
+    assert all(gap.total_seconds() >= 0.15 for gap in gaps), gaps
+
+
+async def test_a_missed_cancel_announcement_is_caught_by_the_heartbeat(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    task_id = await post(client, "long", "record", seconds=30)
+    await start_worker(worker_lease_s=1.5)
+    await wait_status(db, [task_id], "processing")
+    # Flag it in the database only, as if the announcement on Redis was lost.
+    await db.execute("UPDATE tasks SET cancel_requested = true WHERE id = $1", uuid.UUID(task_id))
+    await wait_status(db, [task_id], "canceled")
+    runs = await db.fetch(
+        "SELECT finished_at FROM executions WHERE task_id = $1", uuid.UUID(task_id)
+    )
+    assert [run["finished_at"] for run in runs] == [None]
