@@ -183,12 +183,15 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
             raise
 
 
+# clock_timestamp(), not now(): a volatile bound keeps the planner from trading
+# the lookup by id for a scan of the pending index, as it would when a burst of
+# new rows has left its statistics behind.
 _CLAIM = """
     UPDATE tasks
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY($1::uuid[]) AND status = 'pending' AND run_at <= now()
+     WHERE id = ANY($1::uuid[]) AND status = 'pending' AND run_at <= clock_timestamp()
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds
 """
 
