@@ -21,9 +21,13 @@ class Slots:
 
     async def take_free(self) -> int:
         """Wait until at least one slot is free, then take every free slot."""
-        while self._free == 0:
-            self._changed.clear()
-            await self._changed.wait()
+        if self._free == 0:
+            while self._free == 0:
+                self._changed.clear()
+                await self._changed.wait()
+            # Handlers started together finish together: let the others that
+            # are done give back their slots too, so the next batch is whole.
+            await asyncio.sleep(0)
         taken, self._free = self._free, 0
         return taken
 
