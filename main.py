@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, load_settings
 from app.http import BodySizeLimit, health_router, install_error_handlers
-from app.lifespan import lifespan
+from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from tasks.exceptions import TaskError
 from tasks.handlers import load_handlers
+from tasks.intake import Intake
 from tasks.router import router as tasks_router
 
 DESCRIPTION = """
@@ -23,6 +27,18 @@ claims it, runs its handler and records the result here.
 async def task_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TaskError)
     return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with resources_lifespan(app):
+        intake = Intake(app.state.resources)
+        app.state.intake = intake
+        intake.start()
+        try:
+            yield
+        finally:
+            await intake.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -41,3 +41,11 @@ def is_store_error(error: BaseException) -> bool:
         return True
     # Connection loss mid-statement surfaces as a DBAPIError flagged as a disconnect.
     return isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+
+
+class StoreUnavailable(Exception):
+    """A store could not be reached; the API answers 503 naming it."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(f"{store} is unavailable: {reason}")
+        self.store = store

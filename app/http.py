@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import STORE_ERRORS, store_name
+from app.errors import STORE_ERRORS, StoreUnavailable, store_name
 from app.lifespan import Resources
 
 log = logging.getLogger("taskline.api")
@@ -62,7 +62,7 @@ def _too_large(max_bytes: int) -> JSONResponse:
 
 
 async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
-    which = store_name(error)
+    which = error.store if isinstance(error, StoreUnavailable) else store_name(error)
     log.warning("%s unavailable during %s %s: %s", which, request.method, request.url.path, error)
     return JSONResponse(
         {"detail": f"{which} is unavailable; retry later"},
@@ -83,7 +83,7 @@ async def request_invalid(request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_invalid)
-    for error_type in STORE_ERRORS:
+    for error_type in (*STORE_ERRORS, StoreUnavailable):
         app.add_exception_handler(error_type, store_unavailable)
 
 

@@ -14,6 +14,7 @@ from app.lifespan import Resources
 from tasks import repository
 from tasks.exceptions import TaskNotFound
 from tasks.handlers import Registry
+from tasks.intake import Intake
 from tasks.models import Task
 
 # Every dependency is `async def`: a plain `def` would be run in a thread pool.
@@ -48,6 +49,14 @@ async def get_registry(request: Request) -> Registry:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+async def get_intake(request: Request) -> Intake:
+    intake: Intake = request.app.state.intake
+    return intake
+
+
+IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
 async def valid_task(task_id: uuid.UUID, session: SessionDep) -> Task:

@@ -8,13 +8,14 @@ Worker statements use asyncpg's `$n` parameters (see driver_connection).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, insert, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tasks.models import Task, TaskStatus
@@ -55,35 +56,6 @@ class Recorded:
 
 
 # API side -----------------------------------------------------------------
-
-
-_TASKS = cast(Table, Task.__table__)
-
-
-async def insert_task(
-    *,
-    session: AsyncSession,
-    task_id: uuid.UUID,
-    kind: str,
-    message: str,
-    payload: dict[str, Any],
-    max_attempts: int = 3,
-    timeout_seconds: float | None = None,
-) -> Row[Any]:
-    """A Core insert: the ORM's unit of work would cost more than the round trip."""
-    statement = (
-        insert(_TASKS)
-        .values(
-            id=task_id,
-            kind=kind,
-            message=message,
-            payload=payload,
-            max_attempts=max_attempts,
-            timeout_seconds=timeout_seconds,
-        )
-        .returning(*_TASKS.c)
-    )
-    return (await session.execute(statement)).one()
 
 
 async def get_task(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
@@ -164,10 +136,10 @@ async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task
     return (await session.scalars(statement)).one_or_none()
 
 
-# Worker side ---------------------------------------------------------------
-# The worker's statements run hundreds of times a second, so they go straight
-# to the asyncpg connection under SQLAlchemy's pool: same pool, same codecs,
-# a fraction of the per-statement cost.
+# Hot paths ------------------------------------------------------------------
+# The worker's statements and the API's batched insert run hundreds of times a
+# second, so they go straight to the asyncpg connection under SQLAlchemy's
+# pool: same pool, same codecs, a fraction of the per-statement cost.
 
 
 @asynccontextmanager
@@ -181,6 +153,28 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
             if raw.is_closed():
                 await conn.invalidate()
             raise
+
+
+_INSERT_MANY = """
+    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[])
+ RETURNING *
+"""
+
+
+async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
+    """Many new tasks in one statement (the API's intake batches concurrent POSTs)."""
+    return list(
+        await conn.fetch(
+            _INSERT_MANY,
+            [t.id for t in tasks],
+            [t.kind for t in tasks],
+            [t.message for t in tasks],
+            [json.dumps(t.payload, separators=(",", ":")) for t in tasks],
+            [t.max_attempts for t in tasks],
+            [t.timeout_seconds for t in tasks],
+        )
+    )
 
 
 # clock_timestamp(), not now(): a volatile bound keeps the planner from trading

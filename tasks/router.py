@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from tasks import service
-from tasks.dependencies import RegistryDep, ResourcesDep, SessionDep, TaskDep
+from tasks.dependencies import IntakeDep, RegistryDep, ResourcesDep, SessionDep, TaskDep
 from tasks.models import Task, TaskStatus
 from tasks.schemas import KIND_PATTERN, ErrorOut, TaskCreate, TaskOut, TaskPage, TaskPatch
 
@@ -31,16 +31,16 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 async def create_task(
     body: TaskCreate,
     response: Response,
-    session: SessionDep,
+    intake: IntakeDep,
     resources: ResourcesDep,
     registry: RegistryDep,
 ) -> TaskOut:
     """Store the task (committed in PostgreSQL), then ring the doorbell for a worker."""
     row = await service.create_task(
-        session=session, resources=resources, registry=registry, body=body
+        intake=intake, resources=resources, registry=registry, body=body
     )
-    response.headers["Location"] = f"/tasks/{row.id}"
-    return TaskOut.model_validate(row)
+    response.headers["Location"] = f"/tasks/{row['id']}"
+    return TaskOut.model_validate(dict(row))
 
 
 @router.get("", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks")

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ids import uuid7
@@ -15,6 +14,7 @@ from app.lifespan import Resources
 from tasks import doorbell, repository
 from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
 from tasks.handlers import Registry
+from tasks.intake import Intake, NewTask
 from tasks.models import Task, TaskStatus
 from tasks.schemas import TaskCreate
 
@@ -22,36 +22,27 @@ log = logging.getLogger("taskline.api")
 
 
 async def create_task(
-    *, session: AsyncSession, resources: Resources, registry: Registry, body: TaskCreate
-) -> Row[Any]:
+    *, intake: Intake, resources: Resources, registry: Registry, body: TaskCreate
+) -> Any:
+    """Check the kind and its payload, then store the task through the intake
+    (committed, then rung); answers the stored row."""
     handler = registry.get(body.kind)
     if handler is None:
         raise UnknownKind(body.kind, registry.kinds())
     problem = handler.check_payload(body.payload)
     if problem is not None:
         raise InvalidPayload(problem)
-    # Fail before writing when the doorbell is unreachable: a task accepted now
-    # would wait for Redis anyway, and the client is better told to retry.
-    await resources.redis.ping()
-    # Autocommit (app/db.py): the row is durable when the INSERT returns.
     settings = resources.settings
-    task = await repository.insert_task(
-        session=session,
-        task_id=uuid7(),
-        kind=body.kind,
-        message=body.message,
-        payload=body.payload,
-        max_attempts=body.max_attempts or settings.default_max_attempts,
-        timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
+    return await intake.submit(
+        NewTask(
+            id=uuid7(),
+            kind=body.kind,
+            message=body.message,
+            payload=body.payload,
+            max_attempts=body.max_attempts or settings.default_max_attempts,
+            timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
+        )
     )
-    if resources.settings.fault_skip_push:
-        return task
-    try:
-        await doorbell.ring(resources.redis, resources.keys, [task.id])
-    except Exception:
-        # Committed is accepted: the reconcile rings the doorbell for it later.
-        log.warning("task %s committed but its doorbell failed; reconcile will ring it", task.id)
-    return task
 
 
 async def cancel_task(

@@ -17,6 +17,7 @@ from sqlalchemy import event
 from app.ids import uuid7
 from app.lifespan import Resources
 from tasks import repository
+from tasks.intake import NewTask
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
 
@@ -26,16 +27,25 @@ def connection(resources: Resources) -> AbstractAsyncContextManager[Any]:
     return repository.driver_connection(resources.engine)
 
 
+def new_task(number: int = 0, **fields: Any) -> NewTask:
+    values: dict[str, Any] = {
+        "id": uuid7(),
+        "kind": "echo",
+        "message": f"m{number}",
+        "payload": {},
+        "max_attempts": 3,
+        "timeout_seconds": 300.0,
+        **fields,
+    }
+    return NewTask(**values)
+
+
 async def add_tasks(resources: Resources, count: int, *, kind: str = "echo") -> list[uuid.UUID]:
-    async with resources.sessionmaker() as session:
-        ids = []
-        for number in range(count):
-            task = await repository.insert_task(
-                session=session, task_id=uuid7(), kind=kind, message=f"m{number}", payload={}
-            )
-            ids.append(task.id)
-        await session.commit()
-    return ids
+    tasks = [new_task(number, kind=kind) for number in range(count)]
+    async with connection(resources) as conn:
+        rows = await repository.insert_tasks(conn=conn, tasks=tasks)
+    assert [row["id"] for row in rows] == [task.id for task in tasks]
+    return [task.id for task in tasks]
 
 
 async def claim(
@@ -50,12 +60,15 @@ async def row(db: asyncpg.Connection, task_id: uuid.UUID) -> asyncpg.Record:
 
 
 async def test_insert_then_get_returns_the_stored_task(resources: Resources) -> None:
-    task_id = uuid7()
-    async with resources.sessionmaker() as session:
-        await repository.insert_task(
-            session=session, task_id=task_id, kind="sleep", message="nap", payload={"seconds": 1}
-        )
-        await session.commit()
+    fresh = new_task(kind="sleep", message="nap", payload={"seconds": 1})
+    async with connection(resources) as conn:
+        [stored] = await repository.insert_tasks(conn=conn, tasks=[fresh])
+    assert (stored["status"], stored["payload"], stored["errors"]) == (
+        "pending",
+        {"seconds": 1},
+        [],
+    )
+    task_id = fresh.id
     async with resources.sessionmaker() as session:
         task = await repository.get_task(session=session, task_id=task_id)
         missing = await repository.get_task(session=session, task_id=uuid7())

@@ -1,0 +1,98 @@
+"""Task creation in batches: concurrent POSTs share one INSERT and one LPUSH.
+
+A request waits until its row is committed, so nothing is acknowledged before
+it is durable. While one batch is being written the next one gathers; a lone
+request is written at once. One intake per API process, run by the lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import StoreUnavailable, is_store_error, store_name
+from app.lifespan import Resources
+from tasks import doorbell, repository
+
+log = logging.getLogger("taskline.api")
+
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    id: uuid.UUID
+    kind: str
+    message: str
+    payload: dict[str, Any]
+    max_attempts: int
+    timeout_seconds: float
+
+
+class Intake:
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+        self._waiting: list[tuple[NewTask, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="intake")
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for _, future in self._waiting:
+            if not future.done():
+                future.set_exception(StoreUnavailable("api", "the API is shutting down"))
+
+    async def submit(self, task: NewTask) -> Any:
+        """The stored row, once committed; StoreUnavailable if a store is down."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((task, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch = self._waiting[:MAX_BATCH]
+                del self._waiting[:MAX_BATCH]
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Any]]]) -> None:
+        resources = self._resources
+        tasks = [task for task, _ in batch]
+        try:
+            # Refuse before writing when the doorbell is unreachable: the tasks
+            # would wait for Redis anyway, and the clients are better told to retry.
+            await resources.redis.ping()
+            async with repository.driver_connection(resources.engine) as conn:
+                rows = await repository.insert_tasks(conn=conn, tasks=tasks)
+        except Exception as error:
+            if not is_store_error(error):
+                log.exception("could not store %d task(s)", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(store_name(error), str(error)))
+            return
+        await self._ring([task.id for task in tasks])
+        by_id = {row["id"]: row for row in rows}
+        for task, future in batch:
+            if not future.done():
+                future.set_result(by_id[task.id])
+
+    async def _ring(self, ids: list[uuid.UUID]) -> None:
+        if self._resources.settings.fault_skip_push:
+            return
+        try:
+            await doorbell.ring(self._resources.redis, self._resources.keys, ids)
+        except Exception as error:
+            # Committed is accepted: the reconcile rings these doorbells later.
+            log.warning("%d task(s) committed but not rung (%s); reconcile will", len(ids), error)

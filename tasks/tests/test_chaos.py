@@ -1,0 +1,501 @@
+"""Chaos: real worker and API processes, real servers, and faults on purpose.
+
+Workers are SIGKILLed, Redis is flushed and killed, PostgreSQL restarts, the
+API forgets its doorbells, floods and cancel storms hit it. Every `record` run
+writes one executions row, so a lost task or a duplicated run is counted exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.embedded import EmbeddedPostgres, EmbeddedValkey
+from app.lifespan import Resources
+from app.migrate import upgrade
+from app.redis import Keys
+from main import create_app
+from tasks.tests.conftest import (
+    EXECUTIONS_DDL,
+    ROOT,
+    TEST_HANDLERS,
+    Stores,
+    WorkerProcess,
+    free_port,
+    make_settings,
+    plain_dsn,
+    status_counts,
+    wait_for,
+)
+
+Spawn = Callable[..., WorkerProcess]
+
+
+# Processes -----------------------------------------------------------------
+
+
+@dataclass
+class ApiProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> int:
+    """SIGTERM its process group (uvicorn's own workers with it); SIGKILL past the timeout."""
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    return process.wait()
+
+
+@pytest.fixture
+def spawn_api(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., ApiProcess]]:
+    """`taskline api` as a real process on a free port; stopped at the end of the test."""
+    started: list[ApiProcess] = []
+
+    def spawn(*args: str, **env_overrides: str) -> ApiProcess:
+        port = free_port()
+        env = {
+            **os.environ,
+            "API_PORT": str(port),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": settings.cache_url,
+            "REDIS_QUEUE_NAME": settings.redis_queue_name,
+            "TASKLINE_HANDLERS": TEST_HANDLERS,
+            "LOG_LEVEL": "WARNING",
+            **env_overrides,
+        }
+        log_path = tmp_path / f"api-{len(started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "api", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(ApiProcess(process, f"http://127.0.0.1:{port}", log_path))
+        return started[-1]
+
+    yield spawn
+    for api in started:
+        stop_process(api.process)
+
+
+async def api_ready(api: ApiProcess) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as http:
+
+        async def ready() -> bool:
+            assert api.process.poll() is None, f"the API exited:\n{api.log()}"
+            try:
+                return (await http.get("/ready")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(ready, timeout_s=30, what="the API process to be ready")
+
+
+async def stop_worker(worker: WorkerProcess) -> None:
+    assert worker.process.poll() is None, f"the worker died:\n{worker.log()}"
+    worker.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(worker.wait, 30) == 0, worker.log()
+
+
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in this process; a 500 comes back as an answer, not as an exception."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+# Tasks and executions ----------------------------------------------------------
+
+
+def record(number: int, seconds: float = 0.0) -> dict[str, Any]:
+    return {"message": f"chaos {number}", "kind": "record", "payload": {"seconds": seconds}}
+
+
+async def post_many(
+    http: httpx.AsyncClient,
+    seconds: Sequence[float],
+    *,
+    clients: int = 10,
+    on_ack: Callable[[str], None] | None = None,
+) -> list[str]:
+    """One `record` task per duration, from `clients` concurrent coroutines; all 201."""
+    ids = [""] * len(seconds)
+    numbers = iter(range(len(seconds)))
+
+    async def client() -> None:
+        for number in numbers:
+            response = await http.post("/tasks", json=record(number, seconds[number]))
+            assert response.status_code == 201, response.text
+            ids[number] = response.json()["id"]
+            if on_ack is not None:
+                on_ack(ids[number])
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return ids
+
+
+async def wait_status(
+    db: asyncpg.Connection, ids: Sequence[str], status: str, timeout_s: float = 30
+) -> None:
+    wanted = [uuid.UUID(task_id) for task_id in ids]
+
+    async def reached() -> bool:
+        await asyncio.sleep(0.05)  # poll gently: the workers need the CPU more
+        count = await db.fetchval(
+            "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = $2", wanted, status
+        )
+        return bool(count == len(wanted))
+
+    await wait_for(reached, timeout_s=timeout_s, what=f"{len(ids)} task(s) {status}")
+
+
+async def runs(db: asyncpg.Connection) -> dict[str, tuple[int, int]]:
+    """Per task id: (executions, executions that finished)."""
+    rows = await db.fetch(
+        "SELECT task_id, count(*) AS runs, count(finished_at) AS finished"
+        " FROM executions GROUP BY task_id"
+    )
+    return {str(row["task_id"]): (row["runs"], row["finished"]) for row in rows}
+
+
+async def assert_each_ran_once(db: asyncpg.Connection, ids: Sequence[str]) -> None:
+    ran = await runs(db)
+    assert len(set(ids)) == len(ids)
+    assert set(ran) == set(ids), f"{len(set(ids) - set(ran))} never ran"
+    twice = {task_id: n for task_id, n in ran.items() if n != (1, 1)}
+    assert twice == {}, f"{len(twice)} task(s) did not run exactly once: {list(twice.items())[:5]}"
+
+
+# Posting through an outage -----------------------------------------------------
+
+
+@dataclass
+class Flow:
+    """POSTs one task after another, keeping every answer, until told to stop."""
+
+    codes: Counter[int] = field(default_factory=Counter)
+    acked: list[str] = field(default_factory=list)
+    odd: list[str] = field(default_factory=list)  # anything but a 201 or a JSON 503
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, http: httpx.AsyncClient) -> None:
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            response = await http.post("/tasks", json=record(number))
+            self.codes[response.status_code] += 1
+            if response.status_code == 201:
+                self.acked.append(response.json()["id"])
+            elif response.status_code != 503 or not _json_detail(response):
+                self.odd.append(f"{response.status_code} {response.text[:300]}")
+            await asyncio.sleep(0.005)  # pace the flow: about 100 POSTs a second at most
+
+
+def _json_detail(response: httpx.Response) -> bool:
+    try:
+        return bool(response.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+async def flow_through_outage(
+    http: httpx.AsyncClient, down: Callable[[], None], up: Callable[[], None]
+) -> Flow:
+    """Tasks flow; the store goes down for ~2 s and comes back; tasks flow again."""
+    flow = Flow()
+    poster = asyncio.create_task(flow.run(http))
+
+    async def acked(target: int) -> bool:
+        if poster.done():
+            poster.result()  # raise what stopped it
+            raise AssertionError("the poster stopped")
+        return len(flow.acked) >= target
+
+    try:
+        await wait_for(lambda: acked(20), timeout_s=20, what="20 tasks before the outage")
+        await asyncio.to_thread(down)
+        await asyncio.sleep(2)  # let the outage last
+        await asyncio.to_thread(up)
+        target = len(flow.acked) + 20
+        await wait_for(lambda: acked(target), timeout_s=30, what="20 tasks after the outage")
+    finally:
+        flow.stop.set()
+        await poster
+    return flow
+
+
+# The tests -------------------------------------------------------------------
+
+
+@pytest.mark.chaos
+async def test_sigkilled_worker_tasks_run_again_and_the_rest_exactly_once(
+    client: httpx.AsyncClient, db: asyncpg.Connection, spawn_worker: Spawn
+) -> None:
+    ids = await post_many(client, [1.5] * 40)
+    first = spawn_worker(WORKER_QUEUE_MAXSIZE="20", WORKER_LEASE_SECONDS="2")
+
+    async def all_slots_busy() -> bool:
+        return int(await db.fetchval("SELECT count(*) FROM executions")) >= 20
+
+    await wait_for(all_slots_busy, timeout_s=30, what="20 running executions")
+    first.signal(signal.SIGKILL)
+    assert await asyncio.to_thread(first.wait, 10) == -signal.SIGKILL
+    assert await status_counts(db) == {"processing": 20, "pending": 20}
+    interrupted = {
+        str(row["task_id"])
+        for row in await db.fetch(
+            "SELECT task_id FROM executions WHERE pid = $1 AND finished_at IS NULL",
+            first.process.pid,
+        )
+    }
+    assert interrupted, "nothing was running when the worker was killed"
+
+    second = spawn_worker(WORKER_QUEUE_MAXSIZE="20", WORKER_LEASE_SECONDS="2")
+    await wait_status(db, ids, "completed", timeout_s=45)
+    assert await status_counts(db) == {"completed": 40}
+    ran = await runs(db)
+    assert set(ran) == set(ids)
+    for task_id in ids:
+        executions, finished = ran[task_id]
+        assert finished == 1, f"task {task_id} finished {finished} times"
+        assert executions == (2 if task_id in interrupted else 1), (task_id, executions)
+    await stop_worker(second)
+
+
+@pytest.mark.chaos
+async def test_flushed_redis_loses_no_pending_task(
+    database_url: str,
+    namespace: str,
+    db: asyncpg.Connection,
+    spawn_worker: Spawn,
+    tmp_path: Path,
+) -> None:
+    # A Redis of this test's own: FLUSHALL on a shared one would wipe other tests' keys.
+    valkey = EmbeddedValkey(tmp_path / "flush-valkey" / "data", free_port())
+    try:
+        await asyncio.to_thread(valkey.start)
+        async with app_client(make_settings(database_url, valkey.url(), namespace)) as http:
+            ids = await post_many(http, [0.0] * 500, clients=20)
+        redis = Redis.from_url(valkey.url())
+        try:
+            assert await redis.llen(Keys(namespace).ready) == 500
+            await redis.flushall()
+            assert await redis.dbsize() == 0
+        finally:
+            await redis.aclose()
+        assert await status_counts(db) == {"pending": 500}
+
+        worker = spawn_worker(REDIS_URL=valkey.url())
+        await wait_status(db, ids, "completed", timeout_s=45)
+        await assert_each_ran_once(db, ids)
+        assert "re-rang the doorbell" in worker.log()
+        await stop_worker(worker)
+    finally:
+        await asyncio.to_thread(valkey.stop)
+
+
+@pytest.mark.chaos
+async def test_postgres_restart_answers_503_and_loses_no_acknowledged_task(
+    stores: Stores,
+    namespace: str,
+    spawn_worker: Spawn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "restart-pg" / "data", free_port(), database="taskline")
+    worker: WorkerProcess | None = None
+    try:
+        await asyncio.to_thread(pg.start)
+        await asyncio.to_thread(upgrade, pg.url())
+        dsn = plain_dsn(pg.url())
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(EXECUTIONS_DDL)
+        finally:
+            await conn.close()
+        monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
+        worker = spawn_worker(DATABASE_URL=pg.url(), TASKLINE_TEST_RECORD_DSN=dsn)
+
+        async with app_client(make_settings(pg.url(), stores.redis_url, namespace)) as http:
+            flow = await flow_through_outage(http, pg.stop, pg.start)
+        assert flow.odd == [], flow.odd[:5]
+        assert set(flow.codes) <= {201, 503}, flow.codes
+        assert flow.codes[503] > 0, f"no 503 during the outage: {flow.codes}"
+
+        db = await asyncpg.connect(dsn)
+        try:
+            await wait_status(db, flow.acked, "completed", timeout_s=45)
+            counts = await status_counts(db)
+            assert set(counts) == {"completed"}, counts  # also a task whose 201 was lost
+            ran = await runs(db)
+            assert set(flow.acked) <= set(ran)
+            done_twice = {task_id: n for task_id, n in ran.items() if n[1] != 1}
+            assert done_twice == {}, f"not completed exactly once: {list(done_twice.items())[:5]}"
+        finally:
+            await db.close()
+        await stop_worker(worker)
+    finally:
+        if worker is not None and worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait()
+        await asyncio.to_thread(pg.stop)
+
+
+@pytest.mark.chaos
+async def test_killed_redis_loses_no_acknowledged_task(
+    database_url: str,
+    namespace: str,
+    db: asyncpg.Connection,
+    spawn_worker: Spawn,
+    tmp_path: Path,
+) -> None:
+    valkey = EmbeddedValkey(tmp_path / "killed-valkey" / "data", free_port())
+    try:
+        await asyncio.to_thread(valkey.start)
+        worker = spawn_worker(REDIS_URL=valkey.url())
+        async with app_client(make_settings(database_url, valkey.url(), namespace)) as http:
+            flow = await flow_through_outage(http, valkey.kill, valkey.start)
+        assert flow.odd == [], flow.odd[:5]
+        assert set(flow.codes) <= {201, 503}, flow.codes
+
+        await wait_status(db, flow.acked, "completed", timeout_s=45)
+        assert set(await status_counts(db)) == {"completed"}
+        await assert_each_ran_once(db, flow.acked)
+        await stop_worker(worker)
+    finally:
+        await asyncio.to_thread(valkey.stop)
+
+
+@pytest.mark.chaos
+async def test_api_dying_between_commit_and_push_loses_no_task(
+    db: asyncpg.Connection, resources: Resources, spawn_api: Callable[..., ApiProcess],
+    spawn_worker: Spawn,
+) -> None:  # fmt: skip
+    api = spawn_api(TASKLINE_FAULT_SKIP_PUSH="true")
+    await api_ready(api)
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        ids = await post_many(http, [0.0] * 20)
+    assert await resources.redis.llen(resources.keys.ready) == 0
+    assert await status_counts(db) == {"pending": 20}
+
+    worker = spawn_worker()
+    await wait_status(db, ids, "completed")
+    await assert_each_ran_once(db, ids)
+    assert "re-rang the doorbell" in worker.log()
+    await stop_worker(worker)
+
+
+@pytest.mark.chaos
+async def test_ten_thousand_tasks_from_fifty_clients_run_exactly_once(
+    db: asyncpg.Connection, spawn_api: Callable[..., ApiProcess], spawn_worker: Spawn
+) -> None:
+    total = 10_000
+    api = spawn_api("--workers", "2")
+    workers = [spawn_worker() for _ in range(3)]
+    await api_ready(api)
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as http:
+        ids = await post_many(http, [0.0] * total, clients=50)
+    assert len(set(ids)) == total
+
+    async def drained() -> bool:
+        await asyncio.sleep(0.2)  # poll gently: the workers need the CPU more
+        return (await status_counts(db)).get("completed", 0) == total
+
+    await wait_for(drained, timeout_s=60, what=f"{total} tasks completed")
+    assert await status_counts(db) == {"completed": total}
+    row = await db.fetchrow(
+        "SELECT count(*) AS n, count(DISTINCT task_id) AS tasks FROM executions"
+    )
+    assert (row["n"], row["tasks"]) == (total, total)
+    await assert_each_ran_once(db, ids)
+    for worker in workers:
+        await stop_worker(worker)
+
+
+@pytest.mark.chaos
+async def test_cancel_storm_ends_every_task_in_exactly_one_final_status(
+    client: httpx.AsyncClient, db: asyncpg.Connection, spawn_worker: Spawn
+) -> None:
+    total = 1000
+    rng = random.Random()
+    workers = [spawn_worker(WORKER_QUEUE_MAXSIZE="50") for _ in range(2)]
+    answers: dict[str, int] = {}
+    cancels: list[asyncio.Task[None]] = []
+
+    async def cancel_later(task_id: str) -> None:
+        await asyncio.sleep(rng.uniform(0, 0.4))  # a random moment of the task's life
+        response = await client.patch(f"/tasks/{task_id}", json={"status": "canceled"})
+        assert response.status_code in (200, 202, 409), response.text
+        answers[task_id] = response.status_code
+
+    def maybe_cancel(task_id: str) -> None:
+        if rng.random() < 0.4:
+            cancels.append(asyncio.create_task(cancel_later(task_id)))
+
+    ids = await post_many(client, [rng.uniform(0, 0.3) for _ in range(total)], on_ack=maybe_cancel)
+    await asyncio.gather(*cancels)
+
+    async def all_final() -> bool:
+        counts = await status_counts(db)
+        return counts.get("completed", 0) + counts.get("canceled", 0) == total
+
+    await wait_for(all_final, timeout_s=45, what=f"{total} tasks completed or canceled")
+    assert set(await status_counts(db)) <= {"completed", "canceled"}
+    statuses = {
+        str(row["id"]): row["status"] for row in await db.fetch("SELECT id, status FROM tasks")
+    }
+    assert set(statuses) == set(ids)
+    ran = await runs(db)
+    codes = Counter(answers.values())
+    assert codes[202] > 0, f"no cancel reached a running task: {codes}"
+    for task_id, status in statuses.items():
+        executions, finished = ran.get(task_id, (0, 0))
+        if status == "completed":
+            assert (executions, finished) == (1, 1), (task_id, executions, finished)
+            assert answers.get(task_id) in (None, 202, 409), (task_id, answers.get(task_id))
+        else:
+            assert task_id in answers, f"task {task_id} canceled unasked"
+            assert finished == 0, f"canceled task {task_id} finished its handler"
+            assert executions <= 1, (task_id, executions)
+            assert answers[task_id] in (200, 202), (task_id, answers[task_id])
+        if answers.get(task_id) == 200:
+            assert executions == 0, f"task {task_id} canceled while pending, yet it ran"
+    for worker in workers:
+        await stop_worker(worker)
