@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,21 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def wait_status(
+    db: asyncpg.Connection, ids: Sequence[str], status: str, timeout_s: float = 30.0
+) -> None:
+    """Wait until every one of `ids` (as strings) has `status`."""
+    wanted = [uuid.UUID(task_id) for task_id in ids]
+
+    async def reached() -> bool:
+        count = await db.fetchval(
+            "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = $2", wanted, status
+        )
+        return bool(count == len(wanted))
+
+    await wait_for(reached, timeout_s=timeout_s, what=f"{len(ids)} task(s) {status}")
 
 
 async def status_counts(db: asyncpg.Connection) -> dict[str, int]:

@@ -17,7 +17,7 @@ from app.config import Settings
 from app.lifespan import Resources
 from main import create_app
 from tasks.handlers import load_handlers
-from tasks.tests.conftest import Stores, WorkerFactory, make_settings, wait_for
+from tasks.tests.conftest import Stores, WorkerFactory, make_settings, wait_for, wait_status
 from tasks.worker import Worker
 
 
@@ -39,20 +39,6 @@ async def get(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
     response = await client.get(f"/tasks/{task_id}")
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-async def wait_status(
-    db: asyncpg.Connection, ids: Sequence[str], status: str, timeout_s: float = 15.0
-) -> None:
-    wanted = [uuid.UUID(task_id) for task_id in ids]
-
-    async def reached() -> bool:
-        count = await db.fetchval(
-            "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = $2", wanted, status
-        )
-        return bool(count == len(wanted))
-
-    await wait_for(reached, timeout_s=timeout_s, what=f"{len(ids)} task(s) {status}")
 
 
 async def executions(db: asyncpg.Connection) -> list[asyncpg.Record]:

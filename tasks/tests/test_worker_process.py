@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,14 @@ from app.config import Settings
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
 from main import create_app
-from tasks.tests.conftest import WorkerProcess, free_port, make_settings, status_counts, wait_for
+from tasks.tests.conftest import (
+    WorkerProcess,
+    free_port,
+    make_settings,
+    status_counts,
+    wait_for,
+    wait_status,
+)
 
 Spawn = Callable[..., WorkerProcess]
 
@@ -39,20 +46,6 @@ async def post_many(
             return await post(client, f"task {n}", kind, **payload)
 
     return list(await asyncio.gather(*(one(n) for n in range(count))))
-
-
-async def wait_status(
-    db: asyncpg.Connection, ids: Sequence[str], status: str, timeout_s: float = 30.0
-) -> None:
-    wanted = [uuid.UUID(task_id) for task_id in ids]
-
-    async def reached() -> bool:
-        count = await db.fetchval(
-            "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = $2", wanted, status
-        )
-        return bool(count == len(wanted))
-
-    await wait_for(reached, timeout_s=timeout_s, what=f"{len(ids)} task(s) {status}")
 
 
 async def count_executions(db: asyncpg.Connection) -> int:
