@@ -69,7 +69,8 @@ return #due
 
 async def promote_due(redis: Redis, keys: Keys, *, now_s: float, limit: int = 1000) -> int:
     """Ring the scheduled ids whose time has come; they are popped next."""
-    moved = await redis.eval(_PROMOTE, 2, keys.scheduled, keys.ready, now_s, limit)
+    promote = redis.register_script(_PROMOTE)  # EVALSHA: the script is sent once
+    moved = await promote(keys=[keys.scheduled, keys.ready], args=[now_s, limit])
     return int(moved)
 
 
