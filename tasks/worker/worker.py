@@ -214,7 +214,8 @@ class Worker:
             outcome = Outcome(
                 task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
             )
-        await self.recorder.put(outcome)
+        # The handler is over: a cancel arriving now must not lose its outcome.
+        await asyncio.shield(self.recorder.put(outcome))
 
     def cancel_running(self, ids: list[uuid.UUID]) -> None:
         """Cancel these tasks' handlers if they run here (a cancel was asked for)."""
