@@ -26,7 +26,7 @@ _PR_SET_PDEATHSIG = 1
 _PG_USER = "taskline_pg"
 
 
-def _die_with_parent(signum: int) -> Callable[[], None] | None:
+def die_with_parent(signum: int) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
 
@@ -96,7 +96,7 @@ class _ChildServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only
-                preexec_fn=_die_with_parent(self.stop_signal),
+                preexec_fn=die_with_parent(self.stop_signal),
                 user=user,
             )
 

@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 from types import FrameType
 
 from app.config import Settings
-from app.embedded import EmbeddedPostgres, EmbeddedValkey, _die_with_parent
+from app.embedded import EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from app.migrate import upgrade
 
 log = logging.getLogger("taskline.dev")
@@ -52,7 +52,7 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         argv,
         env={**os.environ, **env},
         start_new_session=True,
-        preexec_fn=_die_with_parent(signal.SIGTERM),
+        preexec_fn=die_with_parent(signal.SIGTERM),
     )
 
 
