@@ -257,16 +257,26 @@ async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> lis
 
 
 _EXTEND_LEASES = """
-    UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $2)
-     WHERE status = 'processing' AND worker_id = $1
+    UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $3)
+     WHERE id = ANY($2::uuid[]) AND status = 'processing' AND worker_id = $1
+       AND lease_expires_at > now()
  RETURNING id, cancel_requested
 """
 
 
-async def extend_leases(*, conn: Any, worker_id: str, lease_s: float) -> list[uuid.UUID]:
-    """Renew every lease of this worker; returns the ids whose cancel was asked for."""
-    rows = await conn.fetch(_EXTEND_LEASES, worker_id, lease_s)
-    return [row[0] for row in rows if row[1]]
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    renewed: set[uuid.UUID]
+    cancel_requested: list[uuid.UUID]
+
+
+async def extend_leases(
+    *, conn: Any, worker_id: str, ids: Sequence[uuid.UUID], lease_s: float
+) -> Renewal:
+    """Renew the leases of the tasks this worker still holds, in one statement. A
+    lease that has already expired is not renewed: the task may be someone else's."""
+    rows = await conn.fetch(_EXTEND_LEASES, worker_id, list(ids), lease_s)
+    return Renewal({row[0] for row in rows}, [row[0] for row in rows if row[1]])
 
 
 _LOST = "'worker lost: ' || coalesce(t.worker_id, '?') || ' stopped renewing its lease'"

@@ -479,3 +479,37 @@ async def test_cancel_storm_ends_every_task_in_exactly_one_final_status(
             assert ran[0]["finished"] > asked_at[task_id], f"{task_id} was done before the ask"
     for worker in workers:
         await stop_worker(worker)
+
+
+@pytest.mark.chaos
+async def test_running_tasks_come_back_after_an_outage_longer_than_the_lease(
+    stores: Stores,
+    namespace: str,
+    spawn_worker: Spawn,
+    postgres: EmbeddedPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dsn = plain_dsn(postgres.url())
+    monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
+    worker = spawn_worker(
+        DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn, WORKER_LEASE_SECONDS="1"
+    )
+    async with app_client(make_settings(postgres.url(), stores.redis_url, namespace)) as http:
+        ids = await post_many([http], [4.0] * 5)
+    db = await asyncpg.connect(dsn)
+    try:
+        await wait_status(db, ids, "processing", timeout_s=15)
+    finally:
+        await db.close()
+    await asyncio.to_thread(postgres.stop)
+    await asyncio.sleep(3)  # longer than the lease: the worker must let these tasks go
+    await asyncio.to_thread(postgres.start)
+    db = await asyncpg.connect(dsn)
+    try:
+        # Dropped by the worker when its leases lapsed, then recovered, run again, completed.
+        await wait_status(db, ids, "completed", timeout_s=45)
+        ran = await runs(db)
+        assert all(ran[task_id][1] == 1 for task_id in ids), ran
+    finally:
+        await db.close()
+    await stop_worker(worker)

@@ -212,19 +212,32 @@ async def test_release_returns_only_this_workers_tasks_to_pending(
     assert (other["status"], other["attempts"], other["worker_id"]) == ("processing", 1, "w2")
 
 
-async def test_extend_leases_moves_only_this_workers_processing_leases(
+async def test_extend_leases_renews_only_held_unexpired_leases_of_this_worker(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
-    mine, finished, theirs = await add_tasks(resources, 3)
-    await claim(resources, [mine, finished], "w1", lease_s=5)
+    mine, finished, theirs, expired, dropped = await add_tasks(resources, 5)
+    await claim(resources, [mine, finished, expired, dropped], "w1", lease_s=5)
     await claim(resources, [theirs], "w2", lease_s=5)
+    await db.execute(
+        "UPDATE tasks SET lease_expires_at = now() - interval '1 s', cancel_requested = true"
+        " WHERE id = $1",
+        expired,
+    )
+    await db.execute("UPDATE tasks SET cancel_requested = true WHERE id = $1", mine)
     async with connection(resources) as conn:
         outcome = Outcome(finished, 1, TaskStatus.COMPLETED, result_json="null")
         await repository.finish(conn=conn, outcomes=[outcome], worker_id="w1")
-        await repository.extend_leases(conn=conn, worker_id="w1", lease_s=600)
+        renewal = await repository.extend_leases(
+            conn=conn, worker_id="w1", ids=[mine, finished, theirs, expired], lease_s=600
+        )
+    # `dropped` is no longer held by w1, `theirs` is w2's, `expired` may be anyone's now.
+    assert renewal.renewed == {mine}
+    assert renewal.cancel_requested == [mine]
     ahead = "SELECT extract(epoch FROM lease_expires_at - now()) FROM tasks WHERE id = $1"
     assert await db.fetchval(ahead, mine) > 500
-    assert await db.fetchval(ahead, theirs) < 10
+    for task_id in (theirs, dropped):
+        assert await db.fetchval(ahead, task_id) < 10
+    assert await db.fetchval(ahead, expired) < 0
     assert (await row(db, finished))["lease_expires_at"] is None
 
 

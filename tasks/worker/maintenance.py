@@ -31,31 +31,34 @@ async def heartbeat(
     *,
     worker_id: str,
     lease_s: float,
+    held: Callable[[], list[uuid.UUID]],
     cancel_requested: CancelTasks,
-    leases_lost: Callable[[], None],
+    leases_lost: CancelTasks,
 ) -> None:
-    """Extend the leases of this worker's running tasks, in one statement, every lease/3.
+    """Extend the leases of the tasks this worker holds, in one statement, every lease/3.
 
     The answer also names the tasks whose cancel was asked for (in case the
-    announcement was missed). If no renewal succeeded for a whole lease, other
-    workers may already have taken the tasks over: stop running them here.
+    announcement was missed). A task whose lease could not be renewed in time
+    may already be another worker's: stop running it here.
     """
     renewed_at = time.monotonic()
     while True:
         sent_at = time.monotonic()
+        ids = held()
         try:
             async with repository.driver_connection(db) as conn:
-                to_cancel = await repository.extend_leases(
-                    conn=conn, worker_id=worker_id, lease_s=lease_s
+                renewal = await repository.extend_leases(
+                    conn=conn, worker_id=worker_id, ids=ids, lease_s=lease_s
                 )
             renewed_at = sent_at
-            cancel_requested(to_cancel)
+            cancel_requested(renewal.cancel_requested)
+            leases_lost([task_id for task_id in ids if task_id not in renewal.renewed])
         except Exception as error:
             if not is_store_error(error):
                 raise
             log.warning("heartbeat failed (%s); leases not extended this round", error)
             if time.monotonic() - renewed_at >= lease_s:
-                leases_lost()
+                leases_lost(ids)
         await asyncio.sleep(lease_s / 3)
 
 

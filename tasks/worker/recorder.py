@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
@@ -41,6 +42,10 @@ class Recorder:
         self._pending.append(outcome)
         self._idle.clear()
         self._wake.set()
+
+    def pending_ids(self) -> list[uuid.UUID]:
+        """Tasks whose outcome is waiting to be written (their leases must hold)."""
+        return [outcome.task_id for outcome in self._pending]
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every outcome handed in is written; False if time ran out."""

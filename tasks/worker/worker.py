@@ -97,6 +97,7 @@ class Worker:
                 self.db,
                 worker_id=self.worker_id,
                 lease_s=lease_s,
+                held=self._held_ids,
                 cancel_requested=self.cancel_running,
                 leases_lost=self._drop_running,
             ),
@@ -226,13 +227,18 @@ class Worker:
                 self._cancel_asked.add(task_id)
                 runner.cancel()
 
-    def _drop_running(self) -> None:
-        """Leases could not be renewed for a whole lease: stop, so no task runs twice at once."""
-        if self.running:
-            log.warning("leases lost; stopping %d running task(s)", len(self.running))
-        for task_id, runner in self.running.items():
-            self._lease_lost.add(task_id)
-            runner.cancel()
+    def _held_ids(self) -> list[uuid.UUID]:
+        """Tasks claimed here and not yet recorded: running, or outcome not yet written."""
+        return [*self.running, *self.recorder.pending_ids()]
+
+    def _drop_running(self, ids: list[uuid.UUID]) -> None:
+        """These leases were lost: stop the handlers, so no task runs twice at once."""
+        for task_id in ids:
+            runner = self.running.get(task_id)
+            if runner is not None and task_id not in self._lease_lost:
+                log.warning("lease of task %s lost; stopping its handler", task_id)
+                self._lease_lost.add(task_id)
+                runner.cancel()
 
     def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
         self.running.pop(task_id, None)
