@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,15 +39,21 @@ class Intake:
         self._waiting: list[tuple[NewTask, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._writing: list[tuple[NewTask, asyncio.Future[Any]]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="intake")
 
-    async def close(self) -> None:
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Write what is waiting (bounded), then stop; whoever is left gets a 503."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_s)
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        for _, future in self._waiting:
+        for _, future in [*self._writing, *self._waiting]:
             if not future.done():
                 future.set_exception(StoreUnavailable("api", "the API is shutting down"))
 
@@ -54,6 +61,7 @@ class Intake:
         """The stored row, once committed; StoreUnavailable if a store is down."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((task, future))
+        self._idle.clear()
         self._wake.set()
         return await future
 
@@ -62,9 +70,11 @@ class Intake:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                batch = self._waiting[:MAX_BATCH]
+                self._writing = self._waiting[:MAX_BATCH]
                 del self._waiting[:MAX_BATCH]
-                await self._write(batch)
+                await self._write(self._writing)
+                self._writing = []
+            self._idle.set()
 
     async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Any]]]) -> None:
         resources = self._resources
