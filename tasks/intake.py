@@ -12,6 +12,7 @@ import logging
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
@@ -31,6 +32,7 @@ class NewTask:
     payload: dict[str, Any]
     max_attempts: int
     timeout_seconds: float
+    run_at: datetime | None = None  # None: now
 
 
 class Intake:
@@ -92,17 +94,26 @@ class Intake:
                 if not future.done():
                     future.set_exception(StoreUnavailable(store_name(error), str(error)))
             return
-        await self._ring([task.id for task in tasks])
+        await self._ring(rows)
         by_id = {row["id"]: row for row in rows}
         for task, future in batch:
             if not future.done():
                 future.set_result(by_id[task.id])
 
-    async def _ring(self, ids: list[uuid.UUID]) -> None:
+    async def _ring(self, rows: list[Any]) -> None:
+        """Ready tasks are rung now; delayed ones are scheduled for their time."""
         if self._resources.settings.fault_skip_push:
             return
+        ready = [row["id"] for row in rows if row["run_at"] <= row["created_at"]]
+        later = [
+            (row["id"], row["run_at"].timestamp())
+            for row in rows
+            if row["run_at"] > row["created_at"]
+        ]
+        redis, keys = self._resources.redis, self._resources.keys
         try:
-            await doorbell.ring(self._resources.redis, self._resources.keys, ids)
+            await doorbell.ring(redis, keys, ready)
+            await doorbell.schedule(redis, keys, later)
         except Exception as error:
-            # Committed is accepted: the reconcile rings these doorbells later.
-            log.warning("%d task(s) committed but not rung (%s); reconcile will", len(ids), error)
+            # Committed is accepted: the reconcile rings these doorbells when they are due.
+            log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)

@@ -156,8 +156,12 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
 
 
 _INSERT_MANY = """
-    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds)
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[])
+    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at)
+    SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
+           greatest(coalesce(n.run_at, now()), now())
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
+                  $7::timestamptz[])
+           AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at)
  RETURNING *
 """
 
@@ -173,6 +177,7 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [json.dumps(t.payload, separators=(",", ":")) for t in tasks],
             [t.max_attempts for t in tasks],
             [t.timeout_seconds for t in tasks],
+            [t.run_at for t in tasks],
         )
     )
 

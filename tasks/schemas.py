@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.models import TaskStatus
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_DELAY_S = 366 * 86400
 KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 
@@ -57,6 +58,23 @@ class TaskCreate(BaseModel):
     timeout_seconds: float | None = Field(
         None, gt=0, le=86400, description="How long one attempt may run (default 300)."
     )
+    run_at: AwareDatetime | None = Field(
+        None, description="Not before this time (ISO 8601 with a time zone)."
+    )
+    delay_seconds: float | None = Field(
+        None, ge=0, le=MAX_DELAY_S, description="Not before this many seconds from now."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_delay(self) -> TaskCreate:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give run_at or delay_seconds, not both")
+        return self
+
+    def not_before(self) -> datetime | None:
+        if self.delay_seconds is not None:
+            return datetime.now(UTC) + timedelta(seconds=self.delay_seconds)
+        return self.run_at
 
     @field_validator("message")
     @classmethod

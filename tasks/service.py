@@ -41,6 +41,7 @@ async def create_task(
             payload=body.payload,
             max_attempts=body.max_attempts or settings.default_max_attempts,
             timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
+            run_at=body.not_before(),
         )
     )
 

@@ -7,7 +7,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -378,3 +378,43 @@ async def test_a_missed_cancel_announcement_is_caught_by_the_heartbeat(
         "SELECT finished_at FROM executions WHERE task_id = $1", uuid.UUID(task_id)
     )
     assert [run["finished_at"] for run in runs] == [None]
+
+
+# Delays -----------------------------------------------------------------------------------
+
+
+async def test_a_delayed_task_waits_for_its_time_and_then_runs(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    await start_worker()
+    later = await client.post("/tasks", json={"message": "later", "delay_seconds": 1.5})
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    planned = await client.post("/tasks", json={"message": "planned", "run_at": at})
+    now = await client.post("/tasks", json={"message": "now"})
+    for response in (later, planned, now):
+        assert response.status_code == 201, response.text
+    ids = [response.json()["id"] for response in (later, planned, now)]
+    await wait_status(db, ids, "completed")
+    rows = await db.fetch(
+        "SELECT id, created_at, run_at, started_at FROM tasks WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(task_id) for task_id in ids],
+    )
+    by_id = {str(row["id"]): row for row in rows}
+    for task_id in ids[:2]:
+        row = by_id[task_id]
+        assert row["run_at"] > row["created_at"] and row["started_at"] >= row["run_at"], row
+    assert by_id[ids[2]]["run_at"] == by_id[ids[2]]["created_at"]
+    # Not early, but not much later either: the promoter runs four times a second.
+    assert by_id[ids[0]]["started_at"] - by_id[ids[0]]["run_at"] < timedelta(seconds=5)
+
+
+async def test_delay_input_is_checked(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    bad = [
+        {"message": "x", "delay_seconds": -1},
+        {"message": "x", "run_at": "2030-01-01T00:00:00"},  # no time zone
+        {"message": "x", "run_at": "2030-01-01T00:00:00Z", "delay_seconds": 1},
+    ]
+    for body in bad:
+        response = await client.post("/tasks", json=body)
+        assert response.status_code == 422, (body, response.text)
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
