@@ -54,9 +54,7 @@ async def post_steadily(base_url: str, rate: float, seconds: float) -> dict[uuid
     return sent
 
 
-async def started_at(
-    found: Stack, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[float, float]]:
+async def started_at(found: Stack, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[float, float]]:
     """Per task: (created_at, started_at) as PostgreSQL recorded them."""
     conn = await asyncpg.connect(found.dsn)
     try:
@@ -85,9 +83,11 @@ async def measure(found: Stack, base_url: str, rate: float, seconds: float) -> N
     stored_ms = [(starts[i][0] - sent[i]) * 1000 for i in sent if i in starts]
     picked_ms = [(starts[i][1] - starts[i][0]) * 1000 for i in sent if i in starts]
     print(f"latency: {len(delays_ms)}/{len(sent)} tasks started at {rate:.0f} tasks/s")
-    for name, values in (("POST sent -> started_at", delays_ms),
-                         ("  POST sent -> row stored", stored_ms),
-                         ("  row stored -> started_at", picked_ms)):
+    for name, values in (
+        ("POST sent -> started_at", delays_ms),
+        ("  POST sent -> row stored", stored_ms),
+        ("  row stored -> started_at", picked_ms),
+    ):
         print(f"{name}: p50 {percentile(values, 0.50):.1f} ms, "
               f"p99 {percentile(values, 0.99):.1f} ms, max {max(values):.1f} ms")  # fmt: skip
 
