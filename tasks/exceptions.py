@@ -40,3 +40,10 @@ class InvalidCursor(TaskError):
 
     def __init__(self) -> None:
         super().__init__("cursor is not one this API handed out")
+
+
+class IdempotencyMismatch(TaskError):
+    status_code = 422
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used with a different request body")

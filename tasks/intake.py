@@ -18,6 +18,7 @@ from typing import Any
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
 from tasks import doorbell, repository
+from tasks.exceptions import IdempotencyMismatch
 
 log = logging.getLogger("taskline.api")
 
@@ -33,15 +34,24 @@ class NewTask:
     max_attempts: int
     timeout_seconds: float
     run_at: datetime | None = None  # None: now
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+# What a request gets: the row and whether it was created now (201) or replayed (200).
+Accepted = tuple[Any, bool]
+Settled = dict[uuid.UUID, Accepted | Exception]
+
+IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 
 
 class Intake:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
-        self._waiting: list[tuple[NewTask, asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._writing: list[tuple[NewTask, asyncio.Future[Any]]] = []
+        self._writing: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -59,9 +69,10 @@ class Intake:
             if not future.done():
                 future.set_exception(StoreUnavailable("api", "the API is shutting down"))
 
-    async def submit(self, task: NewTask) -> Any:
-        """The stored row, once committed; StoreUnavailable if a store is down."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def submit(self, task: NewTask) -> Accepted:
+        """The stored row once committed, and whether this request created it;
+        StoreUnavailable if a store is down."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((task, future))
         self._idle.clear()
         self._wake.set()
@@ -78,7 +89,7 @@ class Intake:
                 self._writing = []
             self._idle.set()
 
-    async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Any]]]) -> None:
+    async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]) -> None:
         resources = self._resources
         tasks = [task for task, _ in batch]
         try:
@@ -87,6 +98,10 @@ class Intake:
             await resources.redis.ping()
             async with repository.driver_connection(resources.engine) as conn:
                 rows = await repository.insert_tasks(conn=conn, tasks=tasks)
+                settled: Settled = {row["id"]: (row, True) for row in rows}
+                taken = [task for task in tasks if task.id not in settled]
+                if taken:
+                    rows += await settle_taken_keys(conn, taken, settled)
         except Exception as error:
             if not is_store_error(error):
                 log.exception("could not store %d task(s)", len(batch))
@@ -95,10 +110,14 @@ class Intake:
                     future.set_exception(StoreUnavailable(store_name(error), str(error)))
             return
         await self._ring(rows)
-        by_id = {row["id"]: row for row in rows}
         for task, future in batch:
-            if not future.done():
-                future.set_result(by_id[task.id])
+            result = settled[task.id]
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def _ring(self, rows: list[Any]) -> None:
         """Ready tasks are rung now; delayed ones are scheduled for their time."""
@@ -117,3 +136,34 @@ class Intake:
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)
+
+
+async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -> list[Any]:
+    """Tasks whose Idempotency-Key was already used: the first task again when the
+    body is the same, a refusal when it differs; an expired key is used anew.
+    Returns the rows created here (they still need their doorbell)."""
+    keys = [task.idempotency_key or "" for task in taken]
+    existing = await repository.tasks_by_idempotency_key(
+        conn=conn, keys=keys, key_ttl_s=IDEMPOTENCY_KEY_TTL_S
+    )
+    created = []
+    for task, key in zip(taken, keys, strict=True):
+        row = existing.get(key)
+        if row is None or row["key_expired"]:
+            await repository.release_expired_key(
+                conn=conn, key=key, key_ttl_s=IDEMPOTENCY_KEY_TTL_S
+            )
+            fresh = await repository.insert_tasks(conn=conn, tasks=[task])
+            if fresh:
+                settled[task.id] = (fresh[0], True)
+                created.append(fresh[0])
+                continue
+            found = await repository.tasks_by_idempotency_key(
+                conn=conn, keys=[key], key_ttl_s=IDEMPOTENCY_KEY_TTL_S
+            )
+            row = found[key]
+        if row["request_hash"] != task.request_hash:
+            settled[task.id] = IdempotencyMismatch(key)
+        else:
+            settled[task.id] = (row, False)
+    return created

@@ -156,18 +156,22 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
 
 
 _INSERT_MANY = """
-    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at)
+    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                       idempotency_key, request_hash)
     SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
-           greatest(coalesce(n.run_at, now()), now())
+           greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
-                  $7::timestamptz[])
-           AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at)
+                  $7::timestamptz[], $8::text[], $9::text[])
+           AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                idempotency_key, request_hash)
+        ON CONFLICT (idempotency_key) DO NOTHING
  RETURNING *
 """
 
 
 async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
-    """Many new tasks in one statement (the API's intake batches concurrent POSTs)."""
+    """Many new tasks in one statement (the API's intake batches concurrent POSTs).
+    A task whose idempotency key is taken is not inserted (and not returned)."""
     return list(
         await conn.fetch(
             _INSERT_MANY,
@@ -178,8 +182,34 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.max_attempts for t in tasks],
             [t.timeout_seconds for t in tasks],
             [t.run_at for t in tasks],
+            [t.idempotency_key for t in tasks],
+            [t.request_hash for t in tasks],
         )
     )
+
+
+_BY_IDEMPOTENCY_KEY = """
+    SELECT *, created_at < now() - make_interval(secs => $2) AS key_expired
+      FROM tasks WHERE idempotency_key = ANY($1::text[])
+"""
+
+
+async def tasks_by_idempotency_key(
+    *, conn: Any, keys: Sequence[str], key_ttl_s: float
+) -> dict[str, Any]:
+    rows = await conn.fetch(_BY_IDEMPOTENCY_KEY, list(keys), key_ttl_s)
+    return {row["idempotency_key"]: row for row in rows}
+
+
+_RELEASE_KEY = """
+    UPDATE tasks SET idempotency_key = NULL
+     WHERE idempotency_key = $1 AND created_at < now() - make_interval(secs => $2)
+"""
+
+
+async def release_expired_key(*, conn: Any, key: str, key_ttl_s: float) -> None:
+    """An idempotency key older than its time to live may be used again."""
+    await conn.execute(_RELEASE_KEY, key, key_ttl_s)
 
 
 # clock_timestamp(), not now(): a volatile bound keeps the planner from trading

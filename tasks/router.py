@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from tasks import service
 from tasks.dependencies import IntakeDep, RegistryDep, ResourcesDep, SessionDep, TaskDep
 from tasks.models import Task, TaskStatus
-from tasks.schemas import KIND_PATTERN, ErrorOut, TaskCreate, TaskOut, TaskPage, TaskPatch
+from tasks.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
+    KIND_PATTERN,
+    ErrorOut,
+    TaskCreate,
+    TaskOut,
+    TaskPage,
+    TaskPatch,
+)
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -25,7 +33,11 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
-    responses={422: {"description": "Invalid body or unknown kind."}, **_UNAVAILABLE},
+    responses={
+        200: {"model": TaskOut, "description": "Same Idempotency-Key and body: the first task."},
+        422: {"description": "Invalid body, unknown kind, or a reused Idempotency-Key."},
+        **_UNAVAILABLE,
+    },
     summary="Create a task",
 )
 async def create_task(
@@ -34,11 +46,18 @@ async def create_task(
     intake: IntakeDep,
     resources: ResourcesDep,
     registry: RegistryDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
+    ] = None,
 ) -> TaskOut:
-    """Store the task (committed in PostgreSQL), then ring the doorbell for a worker."""
-    row = await service.create_task(
-        intake=intake, resources=resources, registry=registry, body=body
-    )
+    """Store the task (committed in PostgreSQL), then ring the doorbell for a worker.
+    With an `Idempotency-Key`, the same key and body within 24 h return the first task."""
+    row, created = await service.create_task(
+        intake=intake, resources=resources, registry=registry, body=body,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
+    if not created:
+        response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/tasks/{row['id']}"
     return TaskOut.model_validate(dict(row))
 

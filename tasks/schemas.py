@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from tasks.models import TaskStatus
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_DELAY_S = 366 * 86400
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 
@@ -70,6 +72,11 @@ class TaskCreate(BaseModel):
         if self.run_at is not None and self.delay_seconds is not None:
             raise ValueError("give run_at or delay_seconds, not both")
         return self
+
+    def fingerprint(self) -> str:
+        """A hash of the request, to tell a replay from a different request."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def not_before(self) -> datetime | None:
         if self.delay_seconds is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +13,7 @@ from app.lifespan import Resources
 from tasks import doorbell, repository
 from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
 from tasks.handlers import Registry
-from tasks.intake import Intake, NewTask
+from tasks.intake import Accepted, Intake, NewTask
 from tasks.models import Task, TaskStatus
 from tasks.schemas import TaskCreate
 
@@ -22,8 +21,13 @@ log = logging.getLogger("taskline.api")
 
 
 async def create_task(
-    *, intake: Intake, resources: Resources, registry: Registry, body: TaskCreate
-) -> Any:
+    *,
+    intake: Intake,
+    resources: Resources,
+    registry: Registry,
+    body: TaskCreate,
+    idempotency_key: str | None = None,
+) -> Accepted:
     """Check the kind and its payload, then store the task through the intake
     (committed, then rung); answers the stored row."""
     handler = registry.get(body.kind)
@@ -42,6 +46,8 @@ async def create_task(
             max_attempts=body.max_attempts or settings.default_max_attempts,
             timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
             run_at=body.not_before(),
+            idempotency_key=idempotency_key,
+            request_hash=body.fingerprint() if idempotency_key else None,
         )
     )
 

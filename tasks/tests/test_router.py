@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -483,3 +484,54 @@ async def test_redis_down_answers_503_and_reads_still_work(
         assert (ready.status_code, ready.json()["postgres"]) == (503, "ok")
         assert ready.json()["redis"].startswith("unavailable")
         assert (await http.get("/health")).status_code == 200
+
+
+# Idempotency ----------------------------------------------------------------
+
+
+async def test_same_idempotency_key_and_body_return_the_first_task(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = await client.post("/tasks", json={"message": "pay"}, headers=headers)
+    again = await client.post("/tasks", json={"message": "pay"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["location"] == first.headers["location"]
+    other = await client.post("/tasks", json={"message": "refund"}, headers=headers)
+    assert "different request body" in assert_json_error(other, 422)
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1
+
+
+async def test_concurrent_duplicates_create_exactly_one_task(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    headers = {"Idempotency-Key": "burst"}
+    answers = await asyncio.gather(
+        *(client.post("/tasks", json={"message": "once"}, headers=headers) for _ in range(20))
+    )
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200] * 19 + [201], codes
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1
+
+
+async def test_an_idempotency_key_expires_after_a_day(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    headers = {"Idempotency-Key": "daily"}
+    first = await client.post("/tasks", json={"message": "a"}, headers=headers)
+    await db.execute("UPDATE tasks SET created_at = now() - interval '25 hours'")
+    second = await client.post("/tasks", json={"message": "b"}, headers=headers)
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert second.json()["id"] != first.json()["id"]
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 2
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201, "has space", "tab\there"])
+async def test_a_bad_idempotency_key_is_refused(
+    client: httpx.AsyncClient, db: asyncpg.Connection, key: str
+) -> None:
+    response = await client.post("/tasks", json={"message": "x"}, headers={"Idempotency-Key": key})
+    assert_json_error(response, 422)
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
