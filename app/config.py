@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     retry_backoff_cap_s: float = Field(
         300.0, gt=0, le=86400, validation_alias=_env("RETRY_BACKOFF_CAP_SECONDS")
     )
+    retention_days: float = Field(30, ge=0, le=36500, description="0 keeps finished tasks")
     taskline_handlers: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

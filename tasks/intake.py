@@ -34,6 +34,7 @@ class NewTask:
     max_attempts: int
     timeout_seconds: float
     run_at: datetime | None = None  # None: now
+    expires_at: datetime | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
 

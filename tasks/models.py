@@ -31,9 +31,12 @@ class TaskStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED})
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.EXPIRED}
+)
 _STATUS_VALUES = ", ".join(f"'{status.value}'" for status in TaskStatus)
 
 
@@ -52,6 +55,7 @@ class Task(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
     timeout_seconds: Mapped[float | None] = mapped_column(Float)
     run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker_id: Mapped[str | None] = mapped_column(String(100))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -74,6 +78,11 @@ class Task(Base):
         # Small partial indexes keep the reconcile and the lease sweep cheap
         # however many finished rows the table holds.
         Index("ix_tasks_pending_run_at", "run_at", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_tasks_pending_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'pending' AND expires_at IS NOT NULL"),
+        ),
         Index(
             "ix_tasks_processing_lease",
             "lease_expires_at",

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -157,13 +158,14 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
 
 _INSERT_MANY = """
     INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                       idempotency_key, request_hash)
+                       idempotency_key, request_hash, expires_at)
     SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
-           greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash
+           greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
+           n.expires_at
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
-                  $7::timestamptz[], $8::text[], $9::text[])
+                  $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
            AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                idempotency_key, request_hash)
+                idempotency_key, request_hash, expires_at)
         ON CONFLICT (idempotency_key) DO NOTHING
  RETURNING *
 """
@@ -184,6 +186,7 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.run_at for t in tasks],
             [t.idempotency_key for t in tasks],
             [t.request_hash for t in tasks],
+            [t.expires_at for t in tasks],
         )
     )
 
@@ -221,6 +224,7 @@ _CLAIM = """
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
      WHERE id = ANY($1::uuid[]) AND status = 'pending' AND run_at <= clock_timestamp()
+       AND (expires_at IS NULL OR expires_at > clock_timestamp())
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds
 """
 
@@ -368,3 +372,44 @@ _TOUCH = """
 async def touch_pending(*, conn: Any, ids: Sequence[uuid.UUID]) -> None:
     """Restart the grace period of re-rung tasks, so they are not rung again at once."""
     await conn.execute(_TOUCH, list(ids))
+
+
+_EXPIRE_OVERDUE = """
+    WITH overdue AS (
+        SELECT id FROM tasks
+         WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= now()
+         ORDER BY expires_at
+         LIMIT $1
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE tasks AS t
+       SET status = 'expired', error = 'expired: not started before expires_at',
+           finished_at = now(), updated_at = now()
+      FROM overdue
+     WHERE t.id = overdue.id
+ RETURNING t.id
+"""
+
+
+async def expire_overdue(*, conn: Any, limit: int) -> int:
+    """Pending tasks past their expires_at end `expired`; they never run."""
+    return len(await conn.fetch(_EXPIRE_OVERDUE, limit))
+
+
+_PURGE_FINISHED = """
+    DELETE FROM tasks WHERE id IN (
+        SELECT id FROM tasks
+         WHERE id < $1 AND finished_at < $2
+           AND status IN ('completed', 'failed', 'canceled', 'expired')
+         ORDER BY id
+         LIMIT $3)
+"""
+
+
+async def purge_finished(*, conn: Any, older_than: datetime, limit: int) -> int:
+    """Delete finished tasks created and finished before `older_than`, oldest first.
+
+    Ids are time-ordered, so the primary key finds the old rows; no extra index."""
+    boundary = uuid.UUID(int=int(older_than.timestamp() * 1000) << 80)
+    result = await conn.execute(_PURGE_FINISHED, boundary, older_than, limit)
+    return int(result.split()[-1])

@@ -67,11 +67,25 @@ class TaskCreate(BaseModel):
         None, ge=0, le=MAX_DELAY_S, description="Not before this many seconds from now."
     )
 
+    expires_at: AwareDatetime | None = Field(
+        None, description="Not started by then: it ends `expired` and never runs."
+    )
+    ttl_seconds: float | None = Field(
+        None, gt=0, le=MAX_DELAY_S, description="Expires this many seconds from now."
+    )
+
     @model_validator(mode="after")
-    def _one_way_to_delay(self) -> TaskCreate:
+    def _one_way_each(self) -> TaskCreate:
         if self.run_at is not None and self.delay_seconds is not None:
             raise ValueError("give run_at or delay_seconds, not both")
+        if self.expires_at is not None and self.ttl_seconds is not None:
+            raise ValueError("give expires_at or ttl_seconds, not both")
         return self
+
+    def expiry(self) -> datetime | None:
+        if self.ttl_seconds is not None:
+            return datetime.now(UTC) + timedelta(seconds=self.ttl_seconds)
+        return self.expires_at
 
     def fingerprint(self) -> str:
         """A hash of the request, to tell a replay from a different request."""
@@ -157,7 +171,8 @@ class TaskOut(BaseModel):
     attempts: int
     max_attempts: int
     timeout_seconds: float | None
-    run_at: datetime = Field(description="Not claimed before this time (retry backoff).")
+    run_at: datetime = Field(description="Not claimed before this time (delay, retry backoff).")
+    expires_at: datetime | None = Field(description="Not started by then: expired.")
     lease_expires_at: datetime | None
     worker_id: str | None
     cancel_requested: bool

@@ -46,6 +46,7 @@ async def create_task(
             max_attempts=body.max_attempts or settings.default_max_attempts,
             timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
             run_at=body.not_before(),
+            expires_at=body.expiry(),
             idempotency_key=idempotency_key,
             request_hash=body.fingerprint() if idempotency_key else None,
         )

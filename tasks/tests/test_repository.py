@@ -8,6 +8,7 @@ import random
 import uuid
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -401,3 +402,22 @@ async def test_list_queries_use_an_index_on_a_large_table(
             assert {"Index Scan", "Index Only Scan"} & set(nodes), (status, kind, nodes)
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", capture)
+
+
+async def test_purge_finished_deletes_only_old_finished_tasks(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    old_done, old_pending, second_done = await add_tasks(resources, 3)
+    await db.execute(
+        "UPDATE tasks SET status = 'completed', finished_at = now() WHERE id = ANY($1)",
+        [old_done, second_done],
+    )
+    cutoff = datetime.now(UTC) + timedelta(seconds=5)  # everything so far counts as old ...
+    async with connection(resources) as conn:
+        # ... but a cutoff before the ids were made deletes nothing.
+        early = cutoff - timedelta(days=1)
+        assert await repository.purge_finished(conn=conn, older_than=early, limit=10) == 0
+        assert await repository.purge_finished(conn=conn, older_than=cutoff, limit=1) == 1
+        assert await repository.purge_finished(conn=conn, older_than=cutoff, limit=10) == 1
+    left = {row["id"] for row in await db.fetch("SELECT id FROM tasks")}
+    assert left == {old_pending}

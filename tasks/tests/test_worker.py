@@ -418,3 +418,33 @@ async def test_delay_input_is_checked(client: httpx.AsyncClient, db: asyncpg.Con
         response = await client.post("/tasks", json=body)
         assert response.status_code == 422, (body, response.text)
     assert await db.fetchval("SELECT count(*) FROM tasks") == 0
+
+
+# Expiry -----------------------------------------------------------------------------------
+
+
+async def test_a_task_not_started_before_it_expires_ends_expired_and_never_runs(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    await start_worker()
+    # It may not start for 2 s, but it expires after 0.5 s.
+    doomed = await client.post(
+        "/tasks",
+        json={"message": "late", "kind": "record", "delay_seconds": 2, "ttl_seconds": 0.5},
+    )
+    fine = await client.post(
+        "/tasks", json={"message": "in time", "kind": "record", "ttl_seconds": 3600}
+    )
+    assert (doomed.status_code, fine.status_code) == (201, 201)
+    await wait_status(db, [doomed.json()["id"]], "expired")
+    await wait_status(db, [fine.json()["id"]], "completed")
+    task = await get(client, doomed.json()["id"])
+    assert task["error"].startswith("expired") and task["finished_at"] is not None
+    ran = await db.fetchval(
+        "SELECT count(*) FROM executions WHERE task_id = $1", uuid.UUID(doomed.json()["id"])
+    )
+    assert ran == 0
+    # Waiting a little longer does not bring it back.
+    await asyncio.sleep(2.5)  # past its delay: the scheduled doorbell rings, the claim refuses
+    assert (await get(client, doomed.json()["id"]))["status"] == "expired"
+    assert await db.fetchval("SELECT count(*) FROM executions") == 1

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -75,6 +76,8 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     if recovered:
         log.warning("recovered %d task(s) from expired leases", len(recovered))
 
+    await sweep_finished(db, settings.retention_days)
+
     if await doorbell.length(redis, keys) > FULL_SCAN_MAX:
         return len(recovered), 0
     async with repository.driver_connection(db) as conn:
@@ -91,6 +94,20 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
         await doorbell.ring(redis, keys, lost)
         log.warning("re-rang the doorbell of %d pending task(s)", len(lost))
     return len(recovered), len(lost)
+
+
+async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
+    """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
+    async with repository.driver_connection(db) as conn:
+        expired = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
+        purged = 0
+        if retention_days > 0:
+            older_than = datetime.now(UTC) - timedelta(days=retention_days)
+            purged = await repository.purge_finished(
+                conn=conn, older_than=older_than, limit=SWEEP_LIMIT
+            )
+    if expired or purged:
+        log.info("expired %d pending task(s); deleted %d old finished task(s)", expired, purged)
 
 
 async def reconcile(db: AsyncEngine, resources: Resources) -> None:
