@@ -54,6 +54,8 @@ class Settings(BaseSettings):
         300.0, gt=0, le=86400, validation_alias=_env("RETRY_BACKOFF_CAP_SECONDS")
     )
     retention_days: float = Field(30, ge=0, le=36500, description="0 keeps finished tasks")
+    queue_max_pending: int = Field(0, ge=0, le=1_000_000_000)
+    rate_limit: str = ""
     taskline_handlers: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -101,6 +103,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} is not a module path")
         return value
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_form(cls, value: str) -> str:
+        if value.strip():
+            parse_rate_limit(value)
+        return value
+
+    @cached_property
+    def rate_limit_per_s(self) -> tuple[float, float] | None:
+        """(tokens per second, burst), or None when unlimited."""
+        return parse_rate_limit(self.rate_limit) if self.rate_limit.strip() else None
+
     @cached_property
     def handler_modules(self) -> tuple[str, ...]:
         return tuple(filter(None, (part.strip() for part in self.taskline_handlers.split(","))))
@@ -114,6 +128,25 @@ class Settings(BaseSettings):
     @property
     def cache_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate_limit(text: str) -> tuple[float, float]:
+    """`100/s`, `6000/m burst 200`: tokens per second and bucket size."""
+    parts = text.split()
+    try:
+        count, per = parts[0].split("/")
+        rate_per_s = float(count) / _PER[per]
+        if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] != "burst"):
+            raise ValueError
+        burst = float(parts[2]) if len(parts) == 3 else float(count)
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError
+    except (ValueError, KeyError, IndexError):
+        raise ValueError("must look like '100/s' or '100/s burst 200' (per s, m or h)") from None
+    return rate_per_s, burst
 
 
 _ENV_NAMES = {

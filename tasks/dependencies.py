@@ -6,12 +6,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.lifespan import Resources
-from tasks import repository
+from tasks import limits, repository
 from tasks.exceptions import TaskNotFound
 from tasks.handlers import Registry
 from tasks.intake import Intake
@@ -57,6 +57,19 @@ async def get_intake(request: Request) -> Intake:
 
 
 IntakeDep = Annotated[Intake, Depends(get_intake)]
+
+
+async def rate_limited(
+    request: Request,
+    resources: ResourcesDep,
+    api_key: Annotated[str | None, Header(alias="X-API-Key", max_length=200)] = None,
+) -> None:
+    """One token from this client's bucket (RATE_LIMIT), or 429."""
+    address = request.client.host if request.client else None
+    await limits.take_token(resources, limits.client_key(api_key, address))
+
+
+RateLimit = Depends(rate_limited)
 
 
 async def valid_task(task_id: uuid.UUID, session: SessionDep) -> Task:

@@ -77,3 +77,12 @@ async def promote_due(redis: Redis, keys: Keys, *, now_s: float, limit: int = 10
 async def announce_cancel(redis: Redis, keys: Keys, task_id: uuid.UUID) -> None:
     """Tell every worker at once; the heartbeat catches a missed message later."""
     await redis.publish(keys.cancel_channel, str(task_id))
+
+
+async def backlog(redis: Redis, keys: Keys) -> int:
+    """Ids waiting: ready plus scheduled (a rung-twice id counts twice; close enough to shed)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.llen(keys.ready)
+        pipe.zcard(keys.scheduled)
+        ready, scheduled = await pipe.execute()
+    return int(ready) + int(scheduled)

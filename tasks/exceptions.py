@@ -8,9 +8,10 @@ import uuid
 class TaskError(Exception):
     status_code = 400
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 class TaskNotFound(TaskError):
@@ -47,3 +48,22 @@ class IdempotencyMismatch(TaskError):
 
     def __init__(self, key: str) -> None:
         super().__init__(f"Idempotency-Key {key!r} was used with a different request body")
+
+
+class Overloaded(TaskError):
+    """Load shedding: too many tasks wait already; nothing was written."""
+
+    status_code = 503
+
+    def __init__(self, waiting: int, limit: int) -> None:
+        super().__init__(
+            f"{waiting} tasks are waiting (QUEUE_MAX_PENDING is {limit}); retry later",
+            retry_after_s=1,
+        )
+
+
+class RateLimited(TaskError):
+    status_code = 429
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("rate limit reached; retry later", retry_after_s=retry_after_s)

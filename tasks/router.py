@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response, status
 
 from tasks import service
-from tasks.dependencies import IntakeDep, RegistryDep, ResourcesDep, SessionDep, TaskDep
+from tasks.dependencies import (
+    IntakeDep,
+    RateLimit,
+    RegistryDep,
+    ResourcesDep,
+    SessionDep,
+    TaskDep,
+)
 from tasks.models import Task, TaskStatus
 from tasks.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -33,10 +40,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
+    dependencies=[RateLimit],
     responses={
         200: {"model": TaskOut, "description": "Same Idempotency-Key and body: the first task."},
         422: {"description": "Invalid body, unknown kind, or a reused Idempotency-Key."},
-        **_UNAVAILABLE,
+        429: {"model": ErrorOut, "description": "RATE_LIMIT reached; see Retry-After."},
+        503: {"model": ErrorOut, "description": "A store is down, or QUEUE_MAX_PENDING reached."},
     },
     summary="Create a task",
 )

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ids import uuid7
 from app.lifespan import Resources
-from tasks import doorbell, repository
+from tasks import doorbell, limits, repository
 from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
@@ -36,6 +36,7 @@ async def create_task(
     problem = handler.check_payload(body.payload)
     if problem is not None:
         raise InvalidPayload(problem)
+    await limits.shed_load(resources)
     settings = resources.settings
     return await intake.submit(
         NewTask(

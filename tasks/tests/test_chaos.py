@@ -508,8 +508,11 @@ async def test_running_tasks_come_back_after_an_outage_longer_than_the_lease(
     try:
         # Dropped by the worker when its leases lapsed, then recovered, run again, completed.
         await wait_status(db, ids, "completed", timeout_s=45)
+        counts = await status_counts(db)
+        assert counts == {"completed": 5}, counts
         ran = await runs(db)
-        assert all(ran[task_id][1] == 1 for task_id in ids), ran
+        # At least once: a handler that finished just as its lease lapsed may run again.
+        assert all(ran[task_id][1] >= 1 for task_id in ids), ran
     finally:
         await db.close()
     await stop_worker(worker)
