@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,7 +27,10 @@ claims it, runs its handler and records the result here.
 
 async def task_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TaskError)
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
 
 
 @asynccontextmanager
