@@ -20,6 +20,8 @@ POSTGRES_ERRORS: tuple[type[Exception], ...] = (
     # Raised as they are where the worker uses the driver connection directly.
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A connection cut in the middle of an operation can be left "busy".
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, "cannot connect now"
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
 )

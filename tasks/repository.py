@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -150,8 +151,8 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
         raw: Any = (await conn.get_raw_connection()).driver_connection
         try:
             yield raw
-        except BaseException:
-            if raw.is_closed():
+        except BaseException as error:
+            if raw.is_closed() or isinstance(error, asyncpg.exceptions.InternalClientError):
                 await conn.invalidate()
             raise
 
