@@ -149,8 +149,11 @@ async def listen_for_cancels(resources: Resources, cancel_requested: CancelTasks
             async with resources.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(resources.keys.cancel_channel)
                 backoff.reset()
-                async for message in pubsub.listen():
-                    cancel_requested(_task_ids([message.get("data")]))
+                while True:
+                    # A bounded wait rather than listen(): cancel reaches us between reads.
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        cancel_requested(_task_ids([message.get("data")]))
         except Exception as error:
             if not is_store_error(error):
                 raise

@@ -288,10 +288,16 @@ class Worker:
             log.warning("could not give back %d task(s) (%s); leases will expire", len(ids), error)
 
 
-async def _cancel(*tasks: asyncio.Task[None]) -> None:
+async def _cancel(*tasks: asyncio.Task[None], timeout_s: float = 5.0) -> None:
+    """Cancel and wait, but not forever: a client library that swallows a cancel
+    (seen with a blocked pub/sub read) must not hold the shutdown up."""
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in stuck:
+        log.warning("%s did not stop within %.0fs of being canceled", task.get_name(), timeout_s)
 
 
 def _error_of(task: asyncio.Task[Any]) -> BaseException | None:
