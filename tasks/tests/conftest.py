@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,13 +187,23 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
     await close_resources(opened)
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, raise_app_exceptions: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in this process on these settings, its lifespan run; by default a
+    500 comes back as an answer, not as an exception."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings, raise_app_exceptions=True) as http:
+        yield http
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,13 @@ from app.embedded import EmbeddedPostgres, EmbeddedValkey
 from app.lifespan import Resources
 from app.migrate import upgrade
 from app.redis import Keys
-from main import create_app
 from tasks.tests.conftest import (
     EXECUTIONS_DDL,
     ROOT,
     TEST_HANDLERS,
     Stores,
     WorkerProcess,
+    app_client,
     free_port,
     make_settings,
     plain_dsn,
@@ -144,16 +144,6 @@ async def postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
         yield server
     finally:
         await asyncio.to_thread(server.stop)
-
-
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The API in this process; a 500 comes back as an answer, not as an exception."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
 
 
 # Tasks and executions ----------------------------------------------------------

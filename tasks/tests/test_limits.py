@@ -4,8 +4,6 @@ load shedding on the number of waiting tasks. Nothing is written when refused.""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -13,17 +11,7 @@ import httpx
 import pytest
 
 from app.config import Settings, parse_rate_limit
-from main import create_app
-from tasks.tests.conftest import Stores, WorkerFactory, make_settings, wait_for
-
-
-@asynccontextmanager
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+from tasks.tests.conftest import Stores, WorkerFactory, app_client, make_settings, wait_for
 
 
 def limited(database_url: str, stores: Stores, namespace: str, **overrides: Any) -> Settings:
@@ -38,7 +26,7 @@ async def test_token_bucket_admits_the_burst_then_the_refill_rate(
     database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
 ) -> None:
     settings = limited(database_url, stores, namespace, rate_limit="5/s burst 10")
-    async with api(settings) as http:
+    async with app_client(settings) as http:
         began = time.monotonic()
         answers = [await post(http) for _ in range(40)]
         elapsed_s = time.monotonic() - began
@@ -56,7 +44,7 @@ async def test_each_api_key_has_its_own_bucket(
     database_url: str, stores: Stores, namespace: str
 ) -> None:
     settings = limited(database_url, stores, namespace, rate_limit="1/m burst 2")
-    async with api(settings) as http:
+    async with app_client(settings) as http:
         first = [(await post(http, **{"X-API-Key": "alice"})).status_code for _ in range(3)]
         other = [(await post(http, **{"X-API-Key": "bob"})).status_code for _ in range(3)]
         anonymous = [(await post(http)).status_code for _ in range(3)]
@@ -67,7 +55,7 @@ async def test_the_bucket_is_shared_by_api_processes(
     database_url: str, stores: Stores, namespace: str
 ) -> None:
     settings = limited(database_url, stores, namespace, rate_limit="1/m burst 4")
-    async with api(settings) as one, api(settings) as two:
+    async with app_client(settings) as one, app_client(settings) as two:
         codes = [(await post(http)).status_code for http in (one, two) * 4]
     assert codes.count(201) == 4 and codes.count(429) == 4, codes
 
@@ -80,7 +68,7 @@ async def test_queue_max_pending_sheds_load_until_workers_catch_up(
     start_worker: WorkerFactory,
 ) -> None:
     settings = limited(database_url, stores, namespace, queue_max_pending=5)
-    async with api(settings) as http:
+    async with app_client(settings) as http:
         codes = [(await post(http)).status_code for _ in range(7)]
         assert codes == [201] * 5 + [503] * 2, codes
         shed = await post(http)

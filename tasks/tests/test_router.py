@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +15,14 @@ import pytest
 
 from app.config import Settings
 from app.lifespan import Resources
-from main import create_app
-from tasks.tests.conftest import Stores, WorkerFactory, free_port, make_settings, wait_for
+from tasks.tests.conftest import (
+    Stores,
+    WorkerFactory,
+    app_client,
+    free_port,
+    make_settings,
+    wait_for,
+)
 
 KNOWN_KINDS = ("blocking", "boom", "echo", "not_json", "record", "sleep")
 MIB = 1024 * 1024
@@ -76,16 +81,6 @@ async def stored_status(db: asyncpg.Connection, task_id: str) -> str:
 async def executions(db: asyncpg.Connection, task_id: str) -> int:
     query = "SELECT count(*) FROM executions WHERE task_id = $1"
     return int(await db.fetchval(query, uuid.UUID(task_id)))
-
-
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app on its own settings; a 500 comes back as a response, not an exception."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
 
 
 def assert_json_error(response: httpx.Response, status: int) -> Any:

@@ -15,9 +15,15 @@ import httpx
 
 from app.config import Settings
 from app.lifespan import Resources
-from main import create_app
 from tasks.handlers import load_handlers
-from tasks.tests.conftest import Stores, WorkerFactory, make_settings, wait_for, wait_status
+from tasks.tests.conftest import (
+    Stores,
+    WorkerFactory,
+    app_client,
+    make_settings,
+    wait_for,
+    wait_status,
+)
 from tasks.worker import Worker
 
 
@@ -218,11 +224,8 @@ async def test_lost_doorbell_is_rung_again(
     skip_push = make_settings(
         settings.db_url, stores.redis_url, settings.redis_queue_name, fault_skip_push=True
     )
-    app = create_app(skip_push)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            task_id = await post(http, "never rung", "record")
+    async with app_client(skip_push) as http:
+        task_id = await post(http, "never rung", "record")
     assert await resources.redis.llen(resources.keys.ready) == 0
 
     await start_worker()

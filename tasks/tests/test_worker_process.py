@@ -16,9 +16,9 @@ import httpx
 from app.config import Settings
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
-from main import create_app
 from tasks.tests.conftest import (
     WorkerProcess,
+    app_client,
     free_port,
     make_settings,
     status_counts,
@@ -185,25 +185,23 @@ async def test_worker_survives_redis_going_away(
     try:
         await asyncio.to_thread(valkey.start)
         worker = spawn_worker(REDIS_URL=valkey.url())
-        app = create_app(make_settings(database_url, valkey.url(), settings.redis_queue_name))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                before = await post_many(http, 5)
-                await wait_status(db, before, "completed")
+        settings_here = make_settings(database_url, valkey.url(), settings.redis_queue_name)
+        async with app_client(settings_here) as http:
+            before = await post_many(http, 5)
+            await wait_status(db, before, "completed")
 
-                await asyncio.to_thread(valkey.stop)
-                await asyncio.sleep(2)  # let the outage last
-                assert worker.process.poll() is None, worker.log()
-                refused = await http.post("/tasks", json={"message": "during"})
-                assert refused.status_code == 503
-                assert "redis" in refused.json()["detail"]
+            await asyncio.to_thread(valkey.stop)
+            await asyncio.sleep(2)  # let the outage last
+            assert worker.process.poll() is None, worker.log()
+            refused = await http.post("/tasks", json={"message": "during"})
+            assert refused.status_code == 503
+            assert "redis" in refused.json()["detail"]
 
-                await asyncio.to_thread(valkey.start)
-                # The first POST after the restart already succeeds: dead pooled
-                # connections are replaced, not reported as an outage.
-                after = await post_many(http, 5)
-                await wait_status(db, after, "completed")
+            await asyncio.to_thread(valkey.start)
+            # The first POST after the restart already succeeds: dead pooled
+            # connections are replaced, not reported as an outage.
+            after = await post_many(http, 5)
+            await wait_status(db, after, "completed")
         assert worker.process.poll() is None, worker.log()
         worker.signal(signal.SIGTERM)
         assert await exit_code(worker, 20) == 0, worker.log()
