@@ -5,17 +5,38 @@ A bad value stops the program with one line that names the variable.
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
+
+
+QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MAX_PRIORITY = 9
+
+
+class KindRule(BaseModel):
+    """Defaults for tasks whose kind matches a KIND_RULES pattern (fnmatch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
+    queue: str | None = Field(None, pattern=QUEUE_PATTERN)
 
 
 class Settings(BaseSettings):
@@ -54,8 +75,22 @@ class Settings(BaseSettings):
         300.0, gt=0, le=86400, validation_alias=_env("RETRY_BACKOFF_CAP_SECONDS")
     )
     retention_days: float = Field(30, ge=0, le=36500, description="0 keeps finished tasks")
-    queue_max_pending: int = Field(0, ge=0, le=1_000_000_000)
+    queue_max_pending: int = Field(0, ge=0, le=1_000_000_000, description="per queue; 0: none")
     rate_limit: str = ""
+
+    # Scheduling: order, fairness and fleet-wide limits (README "Scheduling").
+    worker_queues: str = Field("default", min_length=1, max_length=2000)
+    priority_aging_s: float = Field(
+        0.0, ge=0, le=86400, validation_alias=_env("PRIORITY_AGING_SECONDS")
+    )
+    kind_rules: dict[str, KindRule] = Field(default_factory=dict)
+    kind_concurrency: dict[str, int] = Field(default_factory=dict)
+    fairness: Literal["off", "levels"] = "off"
+    fairness_window_s: float = Field(
+        600.0, gt=0, le=7 * 86400, validation_alias=_env("FAIRNESS_WINDOW_SECONDS")
+    )
+    fairness_levels: str = "1,6,16,26,36"
+    fairness_weights: dict[str, float] = Field(default_factory=dict)
     taskline_handlers: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -110,6 +145,46 @@ class Settings(BaseSettings):
             parse_rate_limit(value)
         return value
 
+    @field_validator("worker_queues")
+    @classmethod
+    def _queue_names(cls, value: str) -> str:
+        names = [part.strip() for part in value.split(",") if part.strip()]
+        if not names or not all(re.fullmatch(QUEUE_PATTERN, name) for name in names):
+            raise ValueError("must be queue names separated by commas (letters, digits, _ . -)")
+        return value
+
+    @field_validator("kind_concurrency")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, limit in value.items():
+            if not 1 <= limit <= 100_000:
+                raise ValueError(f"limit of {kind!r} must be 1..100000")
+        return value
+
+    @field_validator("fairness_levels")
+    @classmethod
+    def _level_thresholds(cls, value: str) -> str:
+        parse_levels(value)
+        return value
+
+    @field_validator("fairness_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for owner, weight in value.items():
+            if not 0 < weight <= 1_000_000:
+                raise ValueError(f"weight of {owner!r} must be above 0")
+        return value
+
+    @cached_property
+    def queues(self) -> tuple[str, ...]:
+        """WORKER_QUEUES in the order a worker serves them."""
+        names = (part.strip() for part in self.worker_queues.split(","))
+        return tuple(dict.fromkeys(name for name in names if name))
+
+    @cached_property
+    def level_thresholds(self) -> tuple[int, ...]:
+        return parse_levels(self.fairness_levels)
+
     @cached_property
     def rate_limit_per_s(self) -> tuple[float, float] | None:
         """(tokens per second, burst), or None when unlimited."""
@@ -128,6 +203,19 @@ class Settings(BaseSettings):
     @property
     def cache_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    """`1,6,16,26,36`: the recent-task counts at which levels 1, 2, ... begin."""
+    try:
+        thresholds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError("must be increasing whole numbers separated by commas") from None
+    if not thresholds or thresholds[0] < 1 or list(thresholds) != sorted(set(thresholds)):
+        raise ValueError("must be increasing whole numbers separated by commas, from 1")
+    if len(thresholds) > MAX_PRIORITY:
+        raise ValueError(f"at most {MAX_PRIORITY} levels")
+    return thresholds
 
 
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -160,6 +248,8 @@ _ENV_NAMES = {
     "retry_backoff_base_s": "RETRY_BACKOFF_BASE_SECONDS",
     "retry_backoff_cap_s": "RETRY_BACKOFF_CAP_SECONDS",
     "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
+    "priority_aging_s": "PRIORITY_AGING_SECONDS",
+    "fairness_window_s": "FAIRNESS_WINDOW_SECONDS",
 }
 
 

@@ -36,15 +36,28 @@ class Keys:
 
     namespace: str
 
-    @property
-    def ready(self) -> str:
-        """The doorbell list: task ids pushed on the left, popped from the right."""
-        return f"{self.namespace}:ready"
+    def ready(self, queue: str) -> str:
+        """Sorted set of a queue's ready task ids, scored by rank, then time."""
+        return f"{self.namespace}:queue:{queue}:ready"
+
+    def scheduled(self, queue: str) -> str:
+        """Sorted set of a queue's ids not due yet (delay, retry backoff), scored by
+        due time; members are `rank:id`, so promotion knows where to put them."""
+        return f"{self.namespace}:queue:{queue}:scheduled"
+
+    def parked(self, kind: str) -> str:
+        """Sorted set of ids of a KIND_CONCURRENCY kind that found no free slot;
+        members are `queue:id`, scored as in the ready set."""
+        return f"{self.namespace}:kind:{kind}:parked"
 
     @property
-    def scheduled(self) -> str:
-        """Sorted set of ids not ready yet (retry backoff), scored by due time."""
-        return f"{self.namespace}:scheduled"
+    def queues(self) -> str:
+        """Set of the queue names that have had tasks, for the promoter."""
+        return f"{self.namespace}:queues"
+
+    def owner_window(self, owner: str) -> str:
+        """Sorted set of one owner's recent submissions (FAIRNESS=levels)."""
+        return f"{self.namespace}:owner:{owner}"
 
     @property
     def reconcile_lock(self) -> str:

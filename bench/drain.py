@@ -18,6 +18,7 @@ from common import Stack, stack, start_worker
 from redis.asyncio import Redis
 
 from app.ids import uuid7
+from app.redis import Keys
 
 
 async def enqueue(found: Stack, count: int) -> None:
@@ -32,10 +33,12 @@ async def enqueue(found: Stack, count: int) -> None:
     finally:
         await conn.close()
     redis = Redis.from_url(found.redis_url)
+    ready = Keys(found.namespace).ready("default")
     try:
         for start in range(0, count, 5000):
-            await redis.lpush(
-                f"{found.namespace}:ready", *(str(i) for i in ids[start : start + 5000])
+            # Same rank; the time-ordered ids' own order stands in for ready time.
+            await redis.zadd(
+                ready, {str(i): n for n, i in enumerate(ids[start : start + 5000], start)}
             )
     finally:
         await redis.aclose()

@@ -1,88 +1,205 @@
-"""The Redis side: a list of task ids that wakes workers, a sorted set of ids
-due later, and a channel that announces cancels.
+"""The Redis side: per queue, a sorted set of ready task ids that wakes workers
+and a sorted set of ids due later; per limited kind, a set of parked ids; and a
+channel that announces cancels.
 
 Redis holds no state that matters: an id may vanish (the reconcile re-rings
-it) or arrive twice (the claim skips it). Ids are pushed on the left and popped
-from the right; ids given back go on the right, so they are popped next.
+it) or arrive twice (the claim skips it). A ready id's score is its rank
+(priority plus fairness level) times the rank step, plus the time it became
+ready: the lowest score is popped first, so rank decides and, within a rank,
+the oldest. With PRIORITY_AGING_SECONDS the rank step is that many seconds, so
+a task gains one rank over newer ones per period it waits; without, the step
+is far beyond any time difference and the order is strict.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
+from app.lifespan import Resources
 from app.redis import Keys
 
-
-async def ring(redis: Redis, keys: Keys, ids: Sequence[uuid.UUID]) -> None:
-    if ids:
-        await redis.lpush(keys.ready, *(str(task_id) for task_id in ids))
+STRICT_STEP_S = 1e10  # ~300 years: no wait makes up one rank
+ID_CHARS = 36
 
 
-async def ring_first(redis: Redis, keys: Keys, ids: Sequence[uuid.UUID]) -> None:
-    """Give ids back at the end that is popped next (shutdown, failed claim)."""
-    if ids:
-        await redis.rpush(keys.ready, *(str(task_id) for task_id in reversed(ids)))
+@dataclass(frozen=True, slots=True)
+class Bell:
+    """Where and in what order a task waits: its queue, its rank, and the time
+    (Unix seconds) it is or becomes ready; `kind` names its parked set, if any."""
+
+    id: uuid.UUID
+    queue: str
+    rank: int
+    ready_at_s: float
+    kind: str = ""
 
 
-async def pop(redis: Redis, keys: Keys, *, count: int, timeout_s: float) -> list[uuid.UUID]:
-    """Up to `count` ids; blocks (no polling) until one arrives or `timeout_s` passes."""
-    reply = await redis.blmpop(timeout_s, 1, keys.ready, direction="RIGHT", count=count)
-    if not reply:
-        return []
-    ids = []
-    for raw in reply[1]:
-        try:
-            ids.append(uuid.UUID(str(raw)))
-        except ValueError:
-            continue  # not ours; the claim would skip it anyway
-    return ids
+@dataclass(frozen=True, slots=True)
+class Popped:
+    id: uuid.UUID
+    queue: str
+    score: float
 
 
-async def length(redis: Redis, keys: Keys) -> int:
-    return int(await redis.llen(keys.ready))
+class Doorbell:
+    def __init__(self, resources: Resources) -> None:
+        self.redis: Redis = resources.redis
+        self.keys: Keys = resources.keys
+        aging_s = resources.settings.priority_aging_s
+        self.step_s = aging_s if aging_s > 0 else STRICT_STEP_S
+        self.kind_limits = resources.settings.kind_concurrency
+
+    def score(self, bell: Bell) -> float:
+        return bell.rank * self.step_s + bell.ready_at_s
+
+    async def ring(self, bells: Iterable[Bell]) -> None:
+        """Make tasks ready now, in their queue, at their place in the order."""
+        by_queue: dict[str, dict[str, float]] = {}
+        for bell in bells:
+            by_queue.setdefault(bell.queue, {})[str(bell.id)] = self.score(bell)
+        if not by_queue:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue, members in by_queue.items():
+                pipe.zadd(self.keys.ready(queue), members)
+            pipe.sadd(self.keys.queues, *by_queue)
+            await pipe.execute()
+
+    async def schedule(self, bells: Iterable[Bell]) -> None:
+        """Tasks to ring at their `ready_at_s` (a delay, a retry after its backoff)."""
+        by_queue: dict[str, dict[str, float]] = {}
+        for bell in bells:
+            by_queue.setdefault(bell.queue, {})[f"{bell.rank}:{bell.id}"] = bell.ready_at_s
+        if not by_queue:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue, members in by_queue.items():
+                pipe.zadd(self.keys.scheduled(queue), members)
+            pipe.sadd(self.keys.queues, *by_queue)
+            await pipe.execute()
+
+    async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
+        """Up to `count` ids from the first queue that has any, lowest score first;
+        blocks (no polling) until one arrives or `timeout_s` passes."""
+        names = [self.keys.ready(queue) for queue in queues]
+        reply: Any = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        if not reply:
+            return []
+        queue = queues[names.index(str(reply[0]))]
+        popped = []
+        for member, score in reply[1]:
+            try:
+                popped.append(Popped(uuid.UUID(str(member)), queue, float(score)))
+            except ValueError:
+                continue  # not ours; the claim would skip it anyway
+        return popped
+
+    async def put_back(self, popped: Sequence[Popped]) -> None:
+        """Return popped ids at the place they had (a claim that failed)."""
+        if popped:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for item in popped:
+                    pipe.zadd(self.keys.ready(item.queue), {str(item.id): item.score})
+                await pipe.execute()
+
+    async def park(self, bells: Sequence[Bell]) -> None:
+        """Set aside ready tasks of a limited kind until one of its slots frees."""
+        if bells:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for bell in bells:
+                    pipe.zadd(self.keys.parked(bell.kind), {_parked(bell): self.score(bell)})
+                await pipe.execute()
+
+    async def unpark(self, kind: str, count: int) -> int:
+        """Ring the first `count` parked tasks of `kind` again, in their order."""
+        if count <= 0:
+            return 0
+        unpark = self.redis.register_script(_UNPARK)
+        prefix = f"{self.keys.namespace}:queue:"
+        return int(await unpark(keys=[self.keys.parked(kind)], args=[count, prefix]))
+
+    async def slots_freed(self, kinds: Iterable[str]) -> None:
+        """Tasks of these kinds stopped running: as many parked ones may try again."""
+        freed = Counter(kind for kind in kinds if kind in self.kind_limits)
+        for kind, count in freed.items():
+            await self.unpark(kind, count)
+
+    async def promote_due(self, *, now_s: float | None = None, limit: int = 1000) -> int:
+        """Ring the scheduled ids whose time has come, in every queue."""
+        queues: set[Any] = await self.redis.smembers(self.keys.queues)
+        if not queues:
+            return 0
+        promote = self.redis.register_script(_PROMOTE)  # EVALSHA: the script is sent once
+        now_s = time.time() if now_s is None else now_s
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                keys = [self.keys.scheduled(queue), self.keys.ready(queue)]
+                await promote(keys=keys, args=[now_s, limit, self.step_s], client=pipe)
+            moved = await pipe.execute()
+        return sum(int(count) for count in moved)
+
+    async def present(self, bells: Sequence[Bell]) -> set[uuid.UUID]:
+        """Which of these tasks Redis holds: ready, scheduled or parked."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bell in bells:
+                pipe.zscore(self.keys.ready(bell.queue), str(bell.id))
+                pipe.zscore(self.keys.scheduled(bell.queue), f"{bell.rank}:{bell.id}")
+                pipe.zscore(self.keys.parked(bell.kind or "-"), _parked(bell))
+            scores = await pipe.execute()
+        return {
+            bell.id
+            for index, bell in enumerate(bells)
+            if any(score is not None for score in scores[index * 3 : index * 3 + 3])
+        }
+
+    async def waiting(self, queue: str) -> int:
+        """Ids waiting in a queue: ready plus scheduled (a rung-twice id counts once)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.ready(queue))
+            pipe.zcard(self.keys.scheduled(queue))
+            ready, scheduled = await pipe.execute()
+        return int(ready) + int(scheduled)
+
+    async def announce_cancel(self, task_id: uuid.UUID) -> None:
+        """Tell every worker at once; the heartbeat catches a missed message later."""
+        await self.redis.publish(self.keys.cancel_channel, str(task_id))
 
 
-async def members(redis: Redis, keys: Keys) -> set[str]:
-    return {str(raw) for raw in await redis.lrange(keys.ready, 0, -1)}
+def _parked(bell: Bell) -> str:
+    return f"{bell.queue}:{bell.id}"
 
 
-async def schedule(redis: Redis, keys: Keys, due: Sequence[tuple[uuid.UUID, float]]) -> None:
-    """Ids to ring at a later time (Unix seconds), e.g. a retry after its backoff."""
-    if due:
-        await redis.zadd(keys.scheduled, {str(task_id): at_s for task_id, at_s in due})
-
-
-# Moves due ids from the scheduled set to the ready list in one atomic step, so
-# several workers promoting at once move each id once.
+# Moves due ids from a queue's scheduled set to its ready set in one atomic
+# step, so several workers promoting at once move each id once.
 _PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-if #due > 0 then
-  redis.call('RPUSH', KEYS[2], unpack(due))
-  redis.call('ZREM', KEYS[1], unpack(due))
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
+local step = tonumber(ARGV[3])
+for i = 1, #due, 2 do
+  local member = due[i]
+  local sep = string.find(member, ':', 1, true)
+  local rank = tonumber(string.sub(member, 1, sep - 1))
+  redis.call('ZADD', KEYS[2], rank * step + tonumber(due[i + 1]), string.sub(member, sep + 1))
+  redis.call('ZREM', KEYS[1], member)
 end
-return #due
+return #due / 2
 """
 
-
-async def promote_due(redis: Redis, keys: Keys, *, now_s: float, limit: int = 1000) -> int:
-    """Ring the scheduled ids whose time has come; they are popped next."""
-    promote = redis.register_script(_PROMOTE)  # EVALSHA: the script is sent once
-    moved = await promote(keys=[keys.scheduled, keys.ready], args=[now_s, limit])
-    return int(moved)
-
-
-async def announce_cancel(redis: Redis, keys: Keys, task_id: uuid.UUID) -> None:
-    """Tell every worker at once; the heartbeat catches a missed message later."""
-    await redis.publish(keys.cancel_channel, str(task_id))
-
-
-async def backlog(redis: Redis, keys: Keys) -> int:
-    """Ids waiting: ready plus scheduled (a rung-twice id counts twice; close enough to shed)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.llen(keys.ready)
-        pipe.zcard(keys.scheduled)
-        ready, scheduled = await pipe.execute()
-    return int(ready) + int(scheduled)
+# Parked members are `queue:id`; the ready set's name is built from the queue
+# (a single Redis, not a cluster, so keys need not be declared up front).
+_UNPARK = """
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+for i = 1, #popped, 2 do
+  local member = popped[i]
+  local queue = string.sub(member, 1, -(ID_CHARS + 2))
+  local id = string.sub(member, -ID_CHARS)
+  redis.call('ZADD', ARGV[2] .. queue .. ':ready', popped[i + 1], id)
+end
+return #popped / 2
+""".replace("ID_CHARS", str(ID_CHARS))

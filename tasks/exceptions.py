@@ -55,9 +55,10 @@ class Overloaded(TaskError):
 
     status_code = 503
 
-    def __init__(self, waiting: int, limit: int) -> None:
+    def __init__(self, queue: str, waiting: int, limit: int) -> None:
         super().__init__(
-            f"{waiting} tasks are waiting (QUEUE_MAX_PENDING is {limit}); retry later",
+            f"{waiting} tasks are waiting in queue {queue!r} (QUEUE_MAX_PENDING is {limit});"
+            " retry later",
             retry_after_s=1,
         )
 

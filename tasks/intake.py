@@ -11,13 +11,14 @@ import asyncio
 import logging
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
-from tasks import doorbell, repository
+from tasks import limits, repository
+from tasks.doorbell import Bell, Doorbell
 from tasks.exceptions import IdempotencyMismatch
 
 log = logging.getLogger("taskline.api")
@@ -37,6 +38,10 @@ class NewTask:
     expires_at: datetime | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    queue: str = "default"
+    priority: int = 5
+    owner: str | None = None
+    fair_level: int = 0  # set by the intake (FAIRNESS=levels)
 
 
 # What a request gets: the row and whether it was created now (201) or replayed (200).
@@ -92,11 +97,11 @@ class Intake:
 
     async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]) -> None:
         resources = self._resources
-        tasks = [task for task, _ in batch]
         try:
-            # Refuse before writing when the doorbell is unreachable: the tasks
-            # would wait for Redis anyway, and the clients are better told to retry.
-            await resources.redis.ping()
+            # Admission also tells whether Redis is reachable: if not, refuse
+            # before writing; the tasks would wait for Redis anyway.
+            batch = await self._admit(batch)
+            tasks = [task for task, _ in batch]
             async with repository.driver_connection(resources.engine) as conn:
                 rows = await repository.insert_tasks(conn=conn, tasks=tasks)
                 settled: Settled = {row["id"]: (row, True) for row in rows}
@@ -120,20 +125,47 @@ class Intake:
             else:
                 future.set_result(result)
 
+    async def _admit(
+        self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]
+    ) -> list[tuple[NewTask, asyncio.Future[Accepted]]]:
+        """Refuse what load shedding refuses; set the fairness level of the rest."""
+        applicants = [limits.Applicant(task.id, task.queue, task.owner) for task, _ in batch]
+        if applicants and not (
+            self._resources.settings.queue_max_pending
+            or self._resources.settings.fairness == "levels"
+        ):
+            await self._resources.redis.ping()
+        admission = await limits.admit(self._resources, applicants)
+        admitted = []
+        for (task, future), level, refusal in zip(
+            batch, admission.levels, admission.refusals, strict=True
+        ):
+            if refusal is not None:
+                if not future.done():
+                    future.set_exception(refusal)
+                continue
+            admitted.append((replace(task, fair_level=level), future))
+        return admitted
+
     async def _ring(self, rows: list[Any]) -> None:
         """Ready tasks are rung now; delayed ones are scheduled for their time."""
         if self._resources.settings.fault_skip_push:
             return
-        ready = [row["id"] for row in rows if row["run_at"] <= row["created_at"]]
-        later = [
-            (row["id"], row["run_at"].timestamp())
-            for row in rows
-            if row["run_at"] > row["created_at"]
-        ]
-        redis, keys = self._resources.redis, self._resources.keys
+        ready: list[Bell] = []
+        later: list[Bell] = []
+        for row in rows:
+            bell = Bell(
+                row["id"],
+                row["queue"],
+                row["priority"] + row["fair_level"],
+                row["run_at"].timestamp(),
+                row["kind"],
+            )
+            (later if row["run_at"] > row["created_at"] else ready).append(bell)
+        doorbell = Doorbell(self._resources)
         try:
-            await doorbell.ring(redis, keys, ready)
-            await doorbell.schedule(redis, keys, later)
+            await doorbell.ring(ready)
+            await doorbell.schedule(later)
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     func,
@@ -58,6 +59,12 @@ class Task(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker_id: Mapped[str | None] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(64), server_default="default")
+    # 0 runs first. The order key is priority + fair_level (the owner's level
+    # under FAIRNESS=levels when the task was created, else 0).
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")
+    fair_level: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    owner: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # Idempotency-Key of the POST that made it, unique while set; and a hash of that body.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -71,6 +78,8 @@ class Task(Base):
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_known"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         CheckConstraint("max_attempts BETWEEN 1 AND 100", name="max_attempts_range"),
+        CheckConstraint("priority BETWEEN 0 AND 9", name="priority_range"),
+        CheckConstraint("fair_level BETWEEN 0 AND 9", name="fair_level_range"),
         # Listing is keyset-paginated on the time-ordered id, newest first.
         Index("ix_tasks_status_id", "status", "id"),
         Index("ix_tasks_kind_id", "kind", "id"),
@@ -82,6 +91,15 @@ class Task(Base):
             "ix_tasks_pending_expires_at",
             "expires_at",
             postgresql_where=text("status = 'pending' AND expires_at IS NOT NULL"),
+        ),
+        # GET /queues counts active tasks per queue and priority from this alone.
+        Index(
+            "ix_tasks_active_queue",
+            "queue",
+            "priority",
+            "status",
+            "run_at",
+            postgresql_where=text("status IN ('pending', 'processing')"),
         ),
         Index(
             "ix_tasks_processing_lease",

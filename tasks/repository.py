@@ -20,6 +20,7 @@ import asyncpg
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tasks.doorbell import Bell
 from tasks.models import Task, TaskStatus
 
 
@@ -32,6 +33,7 @@ class ClaimedTask:
     attempt: int
     max_attempts: int
     timeout_seconds: float | None
+    bell: Bell
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,22 @@ class Outcome:
 class Recorded:
     task_id: uuid.UUID
     status: str
-    run_at_epoch_s: float
+    bell: Bell
+
+
+# Where a row waits in Redis (see tasks/doorbell.py), as five columns.
+_BELL = "id, queue, priority + fair_level, extract(epoch FROM run_at)::float8, kind"
+
+
+def _bell(row: Any, start: int = 0) -> Bell:
+    task_id, queue, rank, ready_at_s, kind = tuple(row)[start : start + 5]
+    return Bell(task_id, queue, rank, ready_at_s, kind)
+
+
+def bell_of(task: Task) -> Bell:
+    return Bell(
+        task.id, task.queue, task.priority + task.fair_level, task.run_at.timestamp(), task.kind
+    )
 
 
 # API side -----------------------------------------------------------------
@@ -159,14 +176,16 @@ async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
 
 _INSERT_MANY = """
     INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                       idempotency_key, request_hash, expires_at)
+                       idempotency_key, request_hash, expires_at, queue, priority,
+                       fair_level, owner)
     SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
            greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
-           n.expires_at
+           n.expires_at, n.queue, n.priority, n.fair_level, n.owner
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
-                  $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
+                  $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
+                  $11::text[], $12::int[], $13::int[], $14::text[])
            AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                idempotency_key, request_hash, expires_at)
+                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner)
         ON CONFLICT (idempotency_key) DO NOTHING
  RETURNING *
 """
@@ -188,6 +207,10 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.idempotency_key for t in tasks],
             [t.request_hash for t in tasks],
             [t.expires_at for t in tasks],
+            [t.queue for t in tasks],
+            [t.priority for t in tasks],
+            [t.fair_level for t in tasks],
+            [t.owner for t in tasks],
         )
     )
 
@@ -219,23 +242,83 @@ async def release_expired_key(*, conn: Any, key: str, key_ttl_s: float) -> None:
 # clock_timestamp(), not now(): a volatile bound keeps the planner from trading
 # the lookup by id for a scan of the pending index, as it would when a burst of
 # new rows has left its statistics behind.
-_CLAIM = """
+_CLAIMABLE = """status = 'pending' AND run_at <= clock_timestamp()
+       AND (expires_at IS NULL OR expires_at > clock_timestamp())"""
+_CLAIM = f"""
     UPDATE tasks
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY($1::uuid[]) AND status = 'pending' AND run_at <= clock_timestamp()
-       AND (expires_at IS NULL OR expires_at > clock_timestamp())
- RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds
+     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND kind <> ALL($4::text[])
+ RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {_BELL}
 """
 
 
+def _claimed(row: Any) -> ClaimedTask:
+    task_id, kind, message, payload, attempt, max_attempts, timeout_s = tuple(row)[:7]
+    return ClaimedTask(
+        task_id, kind, message, payload, attempt, max_attempts, timeout_s, _bell(row, 7)
+    )
+
+
 async def claim(
-    *, conn: Any, ids: Sequence[uuid.UUID], worker_id: str, lease_s: float
+    *,
+    conn: Any,
+    ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_s: float,
+    limited_kinds: Sequence[str] = (),
 ) -> list[ClaimedTask]:
-    """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are skipped."""
-    rows = await conn.fetch(_CLAIM, list(ids), worker_id, lease_s)
-    return [ClaimedTask(*row) for row in rows]
+    """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are
+    skipped, and so are tasks of `limited_kinds` (see claim_limited)."""
+    rows = await conn.fetch(_CLAIM, list(ids), worker_id, lease_s, list(limited_kinds))
+    return [_claimed(row) for row in rows]
+
+
+_LIMITED_CANDIDATES = f"""
+    SELECT {_BELL} FROM tasks
+     WHERE id = ANY($1::uuid[]) AND kind = ANY($2::text[]) AND {_CLAIMABLE}
+     ORDER BY priority + fair_level, run_at
+"""
+_SLOTS_TAKEN = """
+    SELECT pg_advisory_xact_lock(hashtextextended('taskline.kind:' || $1, 0)),
+           (SELECT count(*) FROM tasks
+             WHERE kind = $1 AND status = 'processing' AND lease_expires_at > now())
+"""
+
+
+async def claim_limited(
+    *,
+    conn: Any,
+    ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_s: float,
+    limits: dict[str, int],
+) -> tuple[list[ClaimedTask], list[Bell]]:
+    """Claim tasks of KIND_CONCURRENCY kinds while their kind has a free slot.
+
+    A slot is a processing row with a live lease, so a dead worker's slot frees
+    itself when its lease expires. Claims of one kind are serialized by a
+    transaction-level advisory lock (taken in kind order: no deadlock), so
+    workers never count the same free slot twice. Returns the claimed tasks
+    and the ones left without a slot (to park)."""
+    claimed: list[ClaimedTask] = []
+    no_slot: list[Bell] = []
+    async with conn.transaction():
+        rows = await conn.fetch(_LIMITED_CANDIDATES, list(ids), list(limits))
+        by_kind: dict[str, list[Bell]] = {}
+        for row in rows:
+            bell = _bell(row)
+            by_kind.setdefault(bell.kind, []).append(bell)
+        for kind in sorted(by_kind):
+            bells = by_kind[kind]
+            _, taken = await conn.fetchrow(_SLOTS_TAKEN, kind)
+            free = max(0, limits[kind] - int(taken))
+            chosen = [bell.id for bell in bells[:free]]
+            rows = await conn.fetch(_CLAIM, chosen, worker_id, lease_s, []) if chosen else []
+            claimed += [_claimed(row) for row in rows]
+            no_slot += bells[free:]
+    return claimed, no_slot
 
 
 _RETRY = "o.status = 'failed' AND NOT t.cancel_requested AND t.attempts < t.max_attempts"
@@ -257,7 +340,8 @@ _FINISH = f"""
            AS o(id, attempt, status, result, error, retry_in_s)
      WHERE t.id = o.id AND t.attempts = o.attempt
        AND t.status = 'processing' AND t.worker_id = $7
- RETURNING t.id, t.status, extract(epoch FROM t.run_at)::float8
+ RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
+           extract(epoch FROM t.run_at)::float8, t.kind
 """
 
 
@@ -274,10 +358,10 @@ async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> l
         [o.retry_in_s for o in outcomes],
         worker_id,
     )
-    return [Recorded(*row) for row in rows]
+    return [Recorded(row[1], row[0], _bell(row, 1)) for row in rows]
 
 
-_RELEASE = """
+_RELEASE = f"""
     UPDATE tasks
        SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'pending' END,
            attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
@@ -285,15 +369,15 @@ _RELEASE = """
            finished_at = CASE WHEN cancel_requested THEN now() END,
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = ANY($1::uuid[]) AND status = 'processing' AND worker_id = $2
- RETURNING id, status
+ RETURNING status, {_BELL}
 """
 
 
-async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> list[uuid.UUID]:
+async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> list[Recorded]:
     """Give claimed tasks back (shutdown): their interrupted attempt does not count.
-    Returns the ids now pending; a task whose cancel was asked for ends canceled."""
+    They are pending again, except a task whose cancel was asked for: canceled."""
     rows = await conn.fetch(_RELEASE, list(ids), worker_id)
-    return [row[0] for row in rows if row[1] == TaskStatus.PENDING.value]
+    return [Recorded(row[1], row[0], _bell(row, 1)) for row in rows]
 
 
 _EXTEND_LEASES = """
@@ -340,18 +424,19 @@ _RECOVER_EXPIRED = f"""
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
       FROM expired
      WHERE t.id = expired.id
- RETURNING t.id, t.status
+ RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
+           extract(epoch FROM t.run_at)::float8, t.kind
 """
 
 
-async def recover_expired(*, conn: Any, limit: int) -> list[uuid.UUID]:
-    """Tasks whose worker died: back to pending (ids returned, to re-ring) or failed."""
+async def recover_expired(*, conn: Any, limit: int) -> list[Recorded]:
+    """Tasks whose worker died: back to pending (to re-ring), or failed or canceled."""
     rows = await conn.fetch(_RECOVER_EXPIRED, limit)
-    return [row[0] for row in rows if row[1] == TaskStatus.PENDING.value]
+    return [Recorded(row[1], row[0], _bell(row, 1)) for row in rows]
 
 
-_STALE_PENDING = """
-    SELECT id FROM tasks
+_STALE_PENDING = f"""
+    SELECT {_BELL} FROM tasks
      WHERE status = 'pending' AND run_at <= now()
        AND updated_at < now() - make_interval(secs => $1)
      ORDER BY run_at
@@ -359,9 +444,9 @@ _STALE_PENDING = """
 """
 
 
-async def stale_pending(*, conn: Any, grace_s: float, limit: int) -> list[uuid.UUID]:
+async def stale_pending(*, conn: Any, grace_s: float, limit: int) -> list[Bell]:
     """Ready tasks untouched for `grace_s`: candidates for a lost doorbell."""
-    return [row[0] for row in await conn.fetch(_STALE_PENDING, grace_s, limit)]
+    return [_bell(row) for row in await conn.fetch(_STALE_PENDING, grace_s, limit)]
 
 
 _TOUCH = """
@@ -414,3 +499,21 @@ async def purge_finished(*, conn: Any, older_than: datetime, limit: int) -> int:
     boundary = uuid.UUID(int=int(older_than.timestamp() * 1000) << 80)
     result = await conn.execute(_PURGE_FINISHED, boundary, older_than, limit)
     return int(result.split()[-1])
+
+
+_QUEUE_COUNTS = """
+    SELECT queue, priority,
+           count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS ready,
+           count(*) FILTER (WHERE status = 'pending' AND run_at > now()) AS scheduled,
+           count(*) FILTER (WHERE status = 'processing') AS processing,
+           min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()) AS oldest_ready_at
+      FROM tasks
+     WHERE status IN ('pending', 'processing')
+     GROUP BY queue, priority
+     ORDER BY queue, priority
+"""
+
+
+async def queue_counts(*, conn: Any) -> list[Any]:
+    """Active tasks per queue and priority, from the partial index ix_tasks_active_queue."""
+    return list(await conn.fetch(_QUEUE_COUNTS))

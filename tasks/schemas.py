@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.config import MAX_PRIORITY, QUEUE_PATTERN
 from tasks.models import TaskStatus
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -17,6 +18,7 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_DELAY_S = 366 * 86400
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+OWNER_PATTERN = r"^[\x21-\x7e]{1,200}$"
 
 
 def json_size(value: Any) -> int:
@@ -69,6 +71,22 @@ class TaskCreate(BaseModel):
 
     expires_at: AwareDatetime | None = Field(
         None, description="Not started by then: it ends `expired` and never runs."
+    )
+    priority: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRIORITY,
+        description="0 runs first; default from KIND_RULES, else 5.",
+    )
+    queue: str | None = Field(
+        None,
+        pattern=QUEUE_PATTERN,
+        description="Workers serve WORKER_QUEUES; default from KIND_RULES, else `default`.",
+    )
+    owner: str | None = Field(
+        None,
+        pattern=OWNER_PATTERN,
+        description="The user or tenant the task is for; FAIRNESS=levels orders by it.",
     )
     ttl_seconds: float | None = Field(
         None, gt=0, le=MAX_DELAY_S, description="Expires this many seconds from now."
@@ -151,6 +169,10 @@ class TaskOut(BaseModel):
                     "lease_expires_at": None,
                     "worker_id": "host:4242:a1b2c3",
                     "cancel_requested": False,
+                    "queue": "default",
+                    "priority": 5,
+                    "fair_level": 0,
+                    "owner": None,
                     "created_at": "2026-11-23T10:00:00.000000Z",
                     "updated_at": "2026-11-23T10:00:00.004000Z",
                     "started_at": "2026-11-23T10:00:00.002000Z",
@@ -176,6 +198,10 @@ class TaskOut(BaseModel):
     lease_expires_at: datetime | None
     worker_id: str | None
     cancel_requested: bool
+    queue: str
+    priority: int
+    fair_level: int = Field(description="The owner's fairness level when it was created.")
+    owner: str | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import KindRule, Settings
 from app.ids import uuid7
 from app.lifespan import Resources
-from tasks import doorbell, limits, repository
+from tasks import repository
+from tasks.doorbell import Doorbell
 from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
@@ -36,8 +39,8 @@ async def create_task(
     problem = handler.check_payload(body.payload)
     if problem is not None:
         raise InvalidPayload(problem)
-    await limits.shed_load(resources)
     settings = resources.settings
+    rule = kind_rule(settings, body.kind)
     return await intake.submit(
         NewTask(
             id=uuid7(),
@@ -50,8 +53,28 @@ async def create_task(
             expires_at=body.expiry(),
             idempotency_key=idempotency_key,
             request_hash=body.fingerprint() if idempotency_key else None,
+            queue=body.queue or rule.queue or DEFAULT_QUEUE,
+            priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
+            owner=body.owner,
         )
     )
+
+
+DEFAULT_QUEUE = "default"
+DEFAULT_PRIORITY = 5
+_NO_RULE = KindRule()
+
+
+def kind_rule(settings: Settings, kind: str) -> KindRule:
+    """The KIND_RULES entry for a kind: its exact name, else the first matching pattern."""
+    rules = settings.kind_rules
+    if kind in rules:
+        return rules[kind]
+    return next((rule for pattern, rule in rules.items() if fnmatchcase(kind, pattern)), _NO_RULE)
+
+
+def _first_set(*values: int | None) -> int:
+    return next(value for value in values if value is not None)
 
 
 async def cancel_task(
@@ -81,7 +104,7 @@ async def cancel_task(
 
 async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
     try:
-        await doorbell.announce_cancel(resources.redis, resources.keys, task_id)
+        await Doorbell(resources).announce_cancel(task_id)
     except Exception as error:  # the worker's heartbeat sees the flag within lease/3
         log.warning("could not announce the cancel of %s: %s", task_id, error)
 
@@ -94,7 +117,7 @@ async def retry_task(*, session: AsyncSession, resources: Resources, task: Task)
         status = current.status if current is not None else task.status
         raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
     try:
-        await doorbell.ring(resources.redis, resources.keys, [requeued.id])
+        await Doorbell(resources).ring([repository.bell_of(requeued)])
     except Exception:
         log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
     return requeued

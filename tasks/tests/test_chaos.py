@@ -299,7 +299,7 @@ async def test_flushed_redis_loses_no_pending_task(
         ids = await post_many([http] * 20, [0.0] * 500)
     redis = Redis.from_url(valkey.url())
     try:
-        assert await redis.llen(Keys(namespace).ready) == 500
+        assert await redis.zcard(Keys(namespace).ready("default")) == 500
         await redis.flushall()
         assert await redis.dbsize() == 0
     finally:
@@ -376,7 +376,7 @@ async def test_api_dying_between_commit_and_push_loses_no_task(
     url = await spawn_api(TASKLINE_FAULT_SKIP_PUSH="true")
     async with httpx.AsyncClient(base_url=url) as http:
         ids = await post_many([http] * 5, [0.0] * 20)
-    assert await resources.redis.llen(resources.keys.ready) == 0
+    assert await resources.redis.zcard(resources.keys.ready("default")) == 0
     assert await status_counts(db) == {"pending": 20}
 
     worker = spawn_worker()

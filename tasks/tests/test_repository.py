@@ -160,7 +160,7 @@ async def test_finish_records_outcomes_of_the_current_attempt_only(
         "UPDATE tasks SET lease_expires_at = now() - interval '1 s' WHERE id = $1", lost
     )
     async with connection(resources) as conn:
-        assert await repository.recover_expired(conn=conn, limit=10) == [lost]
+        assert await recovered_ids(conn, limit=10) == [lost]
     assert [task.attempt for task in await claim(resources, [lost], "w2")] == [2]
 
     async with connection(resources) as conn:
@@ -196,6 +196,12 @@ async def test_finish_records_outcomes_of_the_current_attempt_only(
         assert record["finished_at"] is not None and record["lease_expires_at"] is None
 
 
+async def recovered_ids(conn: Any, *, limit: int) -> list[uuid.UUID]:
+    """Tasks recovered from expired leases that went back to pending."""
+    recovered = await repository.recover_expired(conn=conn, limit=limit)
+    return [r.task_id for r in recovered if r.status == "pending"]
+
+
 async def test_release_returns_only_this_workers_tasks_to_pending(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
@@ -204,7 +210,8 @@ async def test_release_returns_only_this_workers_tasks_to_pending(
     await claim(resources, [theirs], "w2")
     async with connection(resources) as conn:
         released = await repository.release(conn=conn, ids=[mine_a, mine_b, theirs], worker_id="w1")
-    assert sorted(released) == sorted([mine_a, mine_b])
+    assert sorted(r.task_id for r in released) == sorted([mine_a, mine_b])
+    assert {r.status for r in released} == {"pending"}
     for task_id in (mine_a, mine_b):
         back = await row(db, task_id)
         assert (back["status"], back["attempts"], back["worker_id"]) == ("pending", 0, None)
@@ -254,8 +261,8 @@ async def test_recover_expired_requeues_or_fails_by_attempts(
         [retry, exhausted],
     )
     async with connection(resources) as conn:
-        assert await repository.recover_expired(conn=conn, limit=100) == [retry]
-        assert await repository.recover_expired(conn=conn, limit=100) == []
+        assert await recovered_ids(conn, limit=100) == [retry]
+        assert await recovered_ids(conn, limit=100) == []
     again, lost, running = [await row(db, task_id) for task_id in (retry, exhausted, alive)]
     assert (again["status"], again["worker_id"], again["finished_at"]) == ("pending", None, None)
     assert lost["status"] == "failed" and lost["finished_at"] is not None
@@ -274,7 +281,7 @@ async def test_concurrent_recovery_recovers_each_expired_task_once(
     async def sweep() -> list[uuid.UUID]:
         found: list[uuid.UUID] = []
         async with connection(resources) as conn:
-            while batch := await repository.recover_expired(conn=conn, limit=15):
+            while batch := await recovered_ids(conn, limit=15):
                 found.extend(batch)
         return found
 
@@ -295,7 +302,8 @@ async def test_stale_pending_finds_old_ready_tasks_and_touch_restarts_the_grace(
     await db.execute("UPDATE tasks SET run_at = now() + interval '1 hour' WHERE id = $1", later)
     await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = $1", done)
     async with connection(resources) as conn:
-        assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == [old]
+        stale = await repository.stale_pending(conn=conn, grace_s=30, limit=10)
+        assert [bell.id for bell in stale] == [old]
         await repository.touch_pending(conn=conn, ids=[old, done])
         assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == []
     recent = dict(await db.fetch("SELECT id, updated_at > now() - interval '30 s' FROM tasks"))

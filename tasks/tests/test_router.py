@@ -33,7 +33,7 @@ async def rows(db: asyncpg.Connection) -> int:
 
 
 async def rung(resources: Resources, settings: Settings) -> list[str]:
-    return list(await resources.redis.lrange(f"{settings.redis_queue_name}:ready", 0, -1))
+    return list(await resources.redis.zrange(resources.keys.ready("default"), 0, -1))
 
 
 Check = Callable[[], Awaitable[None]]
@@ -113,6 +113,10 @@ async def test_create_stores_the_task_and_rings_the_doorbell(
         "timeout_seconds": 300.0,
         "worker_id": None,
         "cancel_requested": False,
+        "queue": "default",
+        "priority": 5,
+        "fair_level": 0,
+        "owner": None,
     }
     for field in ("created_at", "updated_at"):
         assert datetime.fromisoformat(body[field]).utcoffset() is not None, body[field]
@@ -182,7 +186,7 @@ BAD_BODIES = {
     "message over 64 KiB": _raw({"message": "a" * (64 * 1024 + 1)}),
     "message over 64 KiB in UTF-8": _raw({"message": "é" * (32 * 1024 + 1)}),
     "payload over 256 KiB": _raw({"message": "x", "payload": {"blob": "x" * (256 * 1024)}}),
-    "unknown field": _raw({"message": "x", "priority": 1}),
+    "unknown field": _raw({"message": "x", "colour": "red"}),
     "kind not a name": _raw({"message": "x", "kind": "no spaces"}),
     "NUL in message": _raw({"message": "a\u0000b"}),
     "NUL in payload": _raw({"message": "x", "payload": {"k": "a\u0000b"}}),

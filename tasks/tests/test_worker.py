@@ -93,7 +93,7 @@ async def test_canceled_tasks_are_skipped(
     await wait_status(db, kept, "completed")
 
     async def doorbell_empty() -> bool:
-        return await resources.redis.llen(resources.keys.ready) == 0
+        return await resources.redis.zcard(resources.keys.ready("default")) == 0
 
     await wait_for(doorbell_empty, what="every id popped")
     assert sorted(str(row["task_id"]) for row in await executions(db)) == sorted(kept)
@@ -178,17 +178,19 @@ async def test_unknown_and_duplicate_ids_on_the_doorbell_are_skipped(
     resources: Resources,
     start_worker: WorkerFactory,
 ) -> None:
-    redis, ready = resources.redis, resources.keys.ready
-    task_id = await post(client, "rung thrice", "record")  # the API rings once
-    await redis.lpush(ready, str(uuid.uuid4()), task_id, "not-a-uuid", task_id, "")
+    redis, ready = resources.redis, resources.keys.ready("default")
+    task_id = await post(client, "rung twice", "record")  # the API rings once
+    await redis.zadd(ready, {str(uuid.uuid4()): 0, "not-a-uuid": 0, "": 0})
 
     await start_worker(worker_queue_maxsize=1)
     await wait_status(db, [task_id], "completed")
 
     async def doorbell_empty() -> bool:
-        return await redis.llen(ready) == 0
+        return await redis.zcard(ready) == 0
 
     await wait_for(doorbell_empty, what="every id popped")
+    await redis.zadd(ready, {task_id: 0})  # a late second ring of a finished task
+    await wait_for(doorbell_empty, what="the second ring popped")
     later = await post(client, "still serving")
     await wait_status(db, [later], "completed")
 
@@ -226,7 +228,7 @@ async def test_lost_doorbell_is_rung_again(
     )
     async with app_client(skip_push) as http:
         task_id = await post(http, "never rung", "record")
-    assert await resources.redis.llen(resources.keys.ready) == 0
+    assert await resources.redis.zcard(resources.keys.ready("default")) == 0
 
     await start_worker()
     await wait_status(db, [task_id], "completed", timeout_s=15)
@@ -308,7 +310,7 @@ async def test_stop_lets_running_tasks_finish_and_leaves_the_rest_queued(
         task = await get(client, task_id)
         assert task["status"] == "pending"
         assert task["attempts"] == 0
-    queued = await resources.redis.lrange(resources.keys.ready, 0, -1)
+    queued = await resources.redis.zrange(resources.keys.ready("default"), 0, -1)
     assert set(queued) == not_started
 
 

@@ -133,7 +133,7 @@ async def test_tasks_past_the_shutdown_grace_go_back_to_pending(
         assert row["attempts"] == 0
         assert row["worker_id"] is None
         assert row["lease_expires_at"] is None
-    queued = await resources.redis.lrange(resources.keys.ready, 0, -1)
+    queued = await resources.redis.zrange(resources.keys.ready("default"), 0, -1)
     assert set(ids) <= set(queued)
 
 

@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import doorbell, repository
+from tasks import repository
+from tasks.doorbell import Doorbell
+from tasks.models import TaskStatus
 from tasks.worker.backoff import Backoff
 
 log = logging.getLogger("taskline.worker")
 
-# A longer doorbell list is not read whole; tasks behind it would wait for it anyway.
-FULL_SCAN_MAX = 10_000
 SWEEP_LIMIT = 1_000
 
 
@@ -69,29 +69,32 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     Safe with many workers at once: the recovery is a conditional UPDATE with
     SKIP LOCKED, and a doorbell rung twice only costs a skipped claim.
     """
-    settings, redis, keys = resources.settings, resources.redis, resources.keys
+    settings, doorbell = resources.settings, Doorbell(resources)
     async with repository.driver_connection(db) as conn:
         recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
-    await doorbell.ring_first(redis, keys, recovered)
+    await doorbell.ring(r.bell for r in recovered if r.status == TaskStatus.PENDING)
+    await doorbell.slots_freed(r.bell.kind for r in recovered)
     if recovered:
         log.warning("recovered %d task(s) from expired leases", len(recovered))
 
     await sweep_finished(db, settings.retention_days)
+    # A parked task waits for a finished task of its kind; should that signal
+    # be missed, try the parked ones again now and then. The claim re-checks.
+    for kind, limit in settings.kind_concurrency.items():
+        await doorbell.unpark(kind, limit)
 
-    if await doorbell.length(redis, keys) > FULL_SCAN_MAX:
-        return len(recovered), 0
     async with repository.driver_connection(db) as conn:
         stale = await repository.stale_pending(
             conn=conn, grace_s=settings.reconcile_grace_s, limit=SWEEP_LIMIT
         )
     if not stale:
         return len(recovered), 0
-    queued = await doorbell.members(redis, keys)
-    lost = [task_id for task_id in stale if str(task_id) not in queued]
+    found = await doorbell.present(stale)
+    lost = [bell for bell in stale if bell.id not in found]
     if lost:
         async with repository.driver_connection(db) as conn:
-            await repository.touch_pending(conn=conn, ids=lost)
-        await doorbell.ring(redis, keys, lost)
+            await repository.touch_pending(conn=conn, ids=[bell.id for bell in lost])
+        await doorbell.ring(lost)
         log.warning("re-rang the doorbell of %d pending task(s)", len(lost))
     return len(recovered), len(lost)
 
@@ -130,7 +133,7 @@ async def promote_scheduled(resources: Resources, *, interval_s: float = 0.25) -
     backoff = Backoff(base_s=interval_s, cap_s=5.0)
     while True:
         try:
-            await doorbell.promote_due(resources.redis, resources.keys, now_s=time.time())
+            await Doorbell(resources).promote_due(now_s=time.time())
             backoff.reset()
             await asyncio.sleep(interval_s)
         except Exception as error:

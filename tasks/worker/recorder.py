@@ -13,7 +13,8 @@ import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import doorbell, repository
+from tasks import repository
+from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
 from tasks.worker.backoff import Backoff
@@ -79,14 +80,13 @@ class Recorder:
     async def _write(self, batch: list[Outcome]) -> None:
         async with repository.driver_connection(self._resources.engine) as conn:
             recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
-        retries = [
-            (r.task_id, r.run_at_epoch_s) for r in recorded if r.status == TaskStatus.PENDING
-        ]
-        if retries:
-            try:
-                await doorbell.schedule(self._resources.redis, self._resources.keys, retries)
-            except Exception as error:  # the reconcile rings them once they are due
-                log.warning("could not schedule %d retry(ies): %s", len(retries), error)
+        retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
+        doorbell = Doorbell(self._resources)
+        try:
+            await doorbell.schedule(retries)
+            await doorbell.slots_freed(r.bell.kind for r in recorded)
+        except Exception as error:  # the reconcile rings them once they are due
+            log.warning("could not schedule retries or free slots: %s", error)
         if len(recorded) < len(batch):
             written = {r.task_id for r in recorded}
             for outcome in batch:

@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
-from tasks import doorbell, repository
+from tasks import repository
+from tasks.doorbell import Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
@@ -74,6 +75,7 @@ class Worker:
     async def run(self, *, handle_signals: bool = False) -> None:
         self.resources = open_resources(self.settings)
         self.db: AsyncEngine = self.resources.engine
+        self.doorbell = Doorbell(self.resources)
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
         self.recorder = Recorder(
             self.resources, self.worker_id, max_pending=self.slots.capacity * 50
@@ -157,11 +159,10 @@ class Worker:
             self.slots.give_back(count - len(claimed))
 
     async def _pull_batch(self, count: int) -> list[ClaimedTask]:
-        redis, keys = self.resources.redis, self.resources.keys
-        ids = await doorbell.pop(redis, keys, count=count, timeout_s=POP_TIMEOUT_S)
-        if not ids:
+        popped = await self.doorbell.pop(self.settings.queues, count=count, timeout_s=POP_TIMEOUT_S)
+        if not popped:
             return []
-        claiming = asyncio.ensure_future(self._claim(ids))
+        claiming = asyncio.ensure_future(self._claim(popped))
         try:
             claimed = await asyncio.shield(claiming)
         except asyncio.CancelledError:
@@ -173,7 +174,9 @@ class Worker:
             self.local.put_nowait(task)
         return claimed
 
-    async def _claim(self, ids: list[uuid.UUID]) -> list[ClaimedTask]:
+    async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
+        ids = [item.id for item in popped]
+        limits = self.settings.kind_concurrency
         try:
             async with repository.driver_connection(self.db) as conn:
                 claimed = await repository.claim(
@@ -181,11 +184,24 @@ class Worker:
                     ids=ids,
                     worker_id=self.worker_id,
                     lease_s=self.settings.worker_lease_s,
+                    limited_kinds=list(limits),
                 )
+                if limits and len(claimed) < len(ids):
+                    more, no_slot = await repository.claim_limited(
+                        conn=conn,
+                        ids=ids,
+                        worker_id=self.worker_id,
+                        lease_s=self.settings.worker_lease_s,
+                        limits=limits,
+                    )
+                    claimed += more
+                    # Set aside until a slot of their kind frees; no worker spins on them.
+                    await self.doorbell.park(no_slot)
+                    ids = [i for i in ids if i not in {bell.id for bell in no_slot}]
         except Exception:
             # The ids have left Redis: put them back rather than wait for the reconcile.
             with suppress(Exception):
-                await doorbell.ring_first(self.resources.redis, self.resources.keys, ids)
+                await self.doorbell.put_back(popped)
             raise
         if len(claimed) < len(ids):
             taken = {task.id for task in claimed}
@@ -282,7 +298,8 @@ class Worker:
         try:
             async with repository.driver_connection(self.db) as conn:
                 released = await repository.release(conn=conn, ids=ids, worker_id=self.worker_id)
-            await doorbell.ring_first(self.resources.redis, self.resources.keys, released)
+            await self.doorbell.ring(r.bell for r in released if r.status == TaskStatus.PENDING)
+            await self.doorbell.slots_freed(r.bell.kind for r in released)
             log.info("gave back %d task(s)", len(released))
         except Exception as error:
             log.warning("could not give back %d task(s) (%s); leases will expire", len(ids), error)
