@@ -16,6 +16,7 @@ from app.logs import configure_logging
 from tasks.exceptions import TaskError
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
+from tasks.router import queues_router
 from tasks.router import router as tasks_router
 
 DESCRIPTION = """
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
+    app.include_router(queues_router)
     return app
 
 

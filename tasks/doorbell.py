@@ -145,6 +145,9 @@ class Doorbell:
             moved = await pipe.execute()
         return sum(int(count) for count in moved)
 
+    async def known_queues(self) -> set[str]:
+        return {str(name) for name in await self.redis.smembers(self.keys.queues)}
+
     async def present(self, bells: Sequence[Bell]) -> set[uuid.UUID]:
         """Which of these tasks Redis holds: ready, scheduled or parked."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -506,7 +506,8 @@ _QUEUE_COUNTS = """
            count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS ready,
            count(*) FILTER (WHERE status = 'pending' AND run_at > now()) AS scheduled,
            count(*) FILTER (WHERE status = 'processing') AS processing,
-           min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()) AS oldest_ready_at
+           extract(epoch FROM now() - min(run_at) FILTER (
+               WHERE status = 'pending' AND run_at <= now()))::float8 AS oldest_ready_age_s
       FROM tasks
      WHERE status IN ('pending', 'processing')
      GROUP BY queue, priority

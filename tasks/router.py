@@ -20,6 +20,7 @@ from tasks.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     KIND_PATTERN,
     ErrorOut,
+    QueuesOut,
     TaskCreate,
     TaskOut,
     TaskPage,
@@ -27,6 +28,7 @@ from tasks.schemas import (
 )
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+queues_router = APIRouter(prefix="/queues", tags=["queues"])
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
@@ -133,3 +135,10 @@ async def retry_task(task: TaskDep, session: SessionDep, resources: ResourcesDep
     """Dead-letter re-drive: the task is pending again with a fresh attempt budget;
     its earlier errors stay in `errors`."""
     return await service.retry_task(session=session, resources=resources, task=task)
+
+
+@queues_router.get("", response_model=QueuesOut, responses=_UNAVAILABLE, summary="List queues")
+async def list_queues(resources: ResourcesDep) -> QueuesOut:
+    """Each queue with its pending (ready + scheduled) and processing tasks per
+    priority, and how long its oldest ready task has waited."""
+    return QueuesOut(queues=await service.queue_overview(resources=resources))

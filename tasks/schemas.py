@@ -215,5 +215,29 @@ class TaskPage(BaseModel):
     )
 
 
+class PriorityCounts(BaseModel):
+    priority: int
+    pending: int = Field(description="ready + scheduled")
+    ready: int = Field(description="Due now, waiting for a worker.")
+    scheduled: int = Field(description="Waiting for run_at (a delay or a retry backoff).")
+    processing: int
+
+
+class QueueOut(BaseModel):
+    name: str
+    pending: int
+    ready: int
+    scheduled: int
+    processing: int
+    oldest_ready_age_s: float | None = Field(
+        description="How long the oldest ready task has waited; null when none is ready."
+    )
+    priorities: list[PriorityCounts] = Field(description="Priorities with active tasks only.")
+
+
+class QueuesOut(BaseModel):
+    queues: list[QueueOut]
+
+
 class ErrorOut(BaseModel):
     detail: str

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +19,7 @@ from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, Unknow
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
 from tasks.models import Task, TaskStatus
-from tasks.schemas import TaskCreate
+from tasks.schemas import PriorityCounts, QueueOut, TaskCreate
 
 log = logging.getLogger("taskline.api")
 
@@ -141,3 +142,38 @@ async def list_tasks(
     if len(items) > limit:
         return items[:limit], str(items[limit - 1].id)
     return items, None
+
+
+async def queue_overview(*, resources: Resources) -> list[QueueOut]:
+    """Active tasks per queue and priority (PostgreSQL), and every queue that has
+    had tasks (Redis), so an idle queue still shows."""
+    async with repository.driver_connection(resources.engine) as conn:
+        rows = await repository.queue_counts(conn=conn)
+    names = await Doorbell(resources).known_queues()
+    by_queue: dict[str, list[Any]] = {name: [] for name in sorted(names | {DEFAULT_QUEUE})}
+    for row in rows:
+        by_queue.setdefault(row["queue"], []).append(row)
+    return [_queue_out(name, by_queue[name]) for name in sorted(by_queue)]
+
+
+def _queue_out(name: str, rows: list[Any]) -> QueueOut:
+    priorities = [
+        PriorityCounts(
+            priority=row["priority"],
+            pending=row["ready"] + row["scheduled"],
+            ready=row["ready"],
+            scheduled=row["scheduled"],
+            processing=row["processing"],
+        )
+        for row in rows
+    ]
+    ages = [row["oldest_ready_age_s"] for row in rows if row["oldest_ready_age_s"] is not None]
+    return QueueOut(
+        name=name,
+        pending=sum(p.pending for p in priorities),
+        ready=sum(p.ready for p in priorities),
+        scheduled=sum(p.scheduled for p in priorities),
+        processing=sum(p.processing for p in priorities),
+        oldest_ready_age_s=max(ages, default=None),
+        priorities=priorities,
+    )
