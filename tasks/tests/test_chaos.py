@@ -506,3 +506,38 @@ async def test_running_tasks_come_back_after_an_outage_longer_than_the_lease(
     finally:
         await db.close()
     await stop_worker(worker)
+
+
+@pytest.mark.chaos
+async def test_a_kind_slot_held_by_a_sigkilled_worker_frees_itself(
+    client: httpx.AsyncClient, db: asyncpg.Connection, spawn_worker: Spawn
+) -> None:
+    """KIND_CONCURRENCY 1: the worker holding the only slot dies mid-task; the
+    other worker runs the waiting task of that kind once the lease has expired."""
+    limit = {"KIND_CONCURRENCY": '{"record": 1}', "WORKER_LEASE_SECONDS": "2"}
+    held, waiting = [
+        (await client.post("/tasks", json=body)).json()["id"]
+        for body in (
+            {"message": "holds the slot", "kind": "record", "payload": {"seconds": 60},
+             "max_attempts": 1},
+            {"message": "waits for it", "kind": "record"},
+        )
+    ]  # fmt: skip
+    doomed = spawn_worker(**limit)
+
+    async def slot_taken() -> bool:
+        return int(await db.fetchval("SELECT count(*) FROM executions")) == 1
+
+    await wait_for(slot_taken, timeout_s=30, what="the first task running")
+    survivor = spawn_worker(**limit)
+    doomed.signal(signal.SIGKILL)
+    assert await asyncio.to_thread(doomed.wait, 10) == -signal.SIGKILL
+
+    await wait_status(db, [waiting], "completed", timeout_s=30)
+    ran = await runs(db)
+    assert ran == {held: (1, 0), waiting: (1, 1)}
+    lost = await db.fetchrow("SELECT status, error FROM tasks WHERE id = $1::uuid", held)
+    assert lost["status"] == "failed" and lost["error"].startswith("worker lost")
+    pid = await db.fetchval("SELECT pid FROM executions WHERE task_id = $1::uuid", waiting)
+    assert pid == survivor.process.pid
+    await stop_worker(survivor)
