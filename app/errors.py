@@ -41,8 +41,22 @@ def store_name(error: BaseException) -> str:
 def is_store_error(error: BaseException) -> bool:
     if isinstance(error, STORE_ERRORS):
         return True
-    # Connection loss mid-statement surfaces as a DBAPIError flagged as a disconnect.
-    return isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        # Connection loss mid-statement surfaces as a DBAPIError flagged as a
+        # disconnect; a refused connection ("the database system is starting
+        # up") as a plain DBAPIError whose cause is the driver's error.
+        return error.connection_invalidated or any(
+            isinstance(cause, POSTGRES_ERRORS) for cause in _causes(error.orig)
+        )
+    return False
+
+
+def _causes(error: BaseException | None) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while error is not None and len(chain) < 10:
+        chain.append(error)
+        error = error.__cause__
+    return chain
 
 
 class StoreUnavailable(Exception):

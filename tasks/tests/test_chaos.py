@@ -332,7 +332,11 @@ async def test_postgres_restart_answers_503_and_loses_no_acknowledged_task(
 
     db = await asyncpg.connect(dsn)
     try:
-        await wait_status(db, flow.acked, "completed", timeout_s=45)
+        try:
+            await wait_status(db, flow.acked, "completed", timeout_s=45)
+        except AssertionError as error:
+            lines = [line for line in worker.log().splitlines() if "taskline" in line]
+            raise AssertionError(f"{error}; worker log:\n" + "\n".join(lines[-60:])) from None
         counts = await status_counts(db)
         assert set(counts) == {"completed"}, counts  # a task whose 201 was lost included
         ran = await runs(db)
