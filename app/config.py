@@ -19,7 +19,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 
 def _env(name: str) -> AliasChoices:
@@ -261,10 +261,19 @@ def describe_error(error: ValidationError) -> str:
     return f"invalid setting {name}: {first['msg']}"
 
 
+def describe_unparsable(error: SettingsError) -> str:
+    found = re.search(r'field "(\w+)"', str(error))
+    field = found.group(1) if found else "?"
+    return f"invalid setting {_ENV_NAMES.get(field, field).upper()}: not valid JSON"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, or stop the program with one line naming the bad variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
-        print(f"taskline: {describe_error(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        problem = describe_error(error)
+    except SettingsError as error:  # a JSON-valued variable that is not JSON
+        problem = describe_unparsable(error)
+    print(f"taskline: {problem}", file=sys.stderr)
+    raise SystemExit(2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings
+from app.config import KindRule, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,3 +164,120 @@ def test_a_bad_value_stops_the_program_with_one_line(
     assert "Traceback" not in done.stderr, done.stderr
     assert len(lines) == 1, done.stderr
     assert name in lines[0], lines[0]
+
+
+# --- scheduling settings: queues, kind rules and limits, fairness, aging -----
+
+
+def test_scheduling_defaults() -> None:
+    found = settings()
+    assert found.queues == ("default",)
+    assert found.priority_aging_s == 0
+    assert found.kind_rules == {} and found.kind_concurrency == {}
+    assert found.fairness == "off"
+    assert found.level_thresholds == (1, 6, 16, 26, 36)
+    assert found.fairness_weights == {}
+
+
+def test_worker_queues_keep_their_order_and_drop_duplicates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORKER_QUEUES", " high, default ,high,,low.eu-1,default")
+    assert settings().queues == ("high", "default", "low.eu-1")
+
+
+def test_fairness_levels_give_the_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRNESS_LEVELS", "2,4,8")
+    assert settings().level_thresholds == (2, 4, 8)
+
+
+def test_kind_rules_are_read_as_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIND_RULES", '{"report.*": {"priority": 2, "queue": "slow"}, "mail": {}}')
+    rules = settings().kind_rules
+    assert set(rules) == {"report.*", "mail"}
+    assert all(isinstance(rule, KindRule) for rule in rules.values())
+    assert (rules["report.*"].priority, rules["report.*"].queue) == (2, "slow")
+    assert (rules["mail"].priority, rules["mail"].queue) == (None, None)
+
+
+def test_scheduling_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "KIND_CONCURRENCY": '{"mail": 3, "report": 1}',
+        "FAIRNESS": "levels",
+        "FAIRNESS_WINDOW_SECONDS": "120",
+        "FAIRNESS_WEIGHTS": '{"acme": 0.5, "big": 4}',
+        "PRIORITY_AGING_SECONDS": "30",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    found = settings()
+    assert found.kind_concurrency == {"mail": 3, "report": 1}
+    assert found.fairness == "levels"
+    assert found.fairness_window_s == 120
+    assert found.fairness_weights == {"acme": 0.5, "big": 4.0}
+    assert found.priority_aging_s == 30
+
+
+SCHEDULING_BAD_VALUES = [
+    ("WORKER_QUEUES", "a b"),
+    ("WORKER_QUEUES", ","),
+    ("WORKER_QUEUES", "ok,bad:name"),
+    ("KIND_CONCURRENCY", "not json"),
+    ("KIND_CONCURRENCY", '{"mail": 0}'),
+    ("KIND_RULES", '{"report.*": {"priority": 12}}'),
+    ("KIND_RULES", '{"report.*": {"colour": "red"}}'),
+    ("KIND_RULES", '{"report.*": {"queue": "a b"}}'),
+    ("KIND_RULES", "not json"),
+    ("FAIRNESS", "roundrobin"),
+    ("FAIRNESS_LEVELS", "5,3"),
+    ("FAIRNESS_LEVELS", "x"),
+    ("FAIRNESS_LEVELS", "0,1"),
+    ("FAIRNESS_LEVELS", "1,2,3,4,5,6,7,8,9,10"),
+    ("FAIRNESS_WEIGHTS", '{"acme": 0}'),
+    ("FAIRNESS_WEIGHTS", "not json"),
+    ("PRIORITY_AGING_SECONDS", "-1"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), SCHEDULING_BAD_VALUES)
+def test_a_bad_scheduling_value_stops_load_settings_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    value: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert stopped.value.code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"taskline: invalid setting {name}:"), lines[0]
+
+
+WORKER_BAD_VALUES = [
+    ("WORKER_QUEUES", ","),
+    ("KIND_CONCURRENCY", '{"mail": 0}'),
+    ("KIND_CONCURRENCY", "not json"),
+    ("KIND_RULES", '{"report.*": {"priority": 12}}'),
+    ("FAIRNESS", "roundrobin"),
+    ("FAIRNESS_LEVELS", "5,3"),
+    ("FAIRNESS_WEIGHTS", '{"acme": 0}'),
+    ("PRIORITY_AGING_SECONDS", "-1"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), WORKER_BAD_VALUES)
+def test_a_bad_scheduling_value_stops_the_worker_with_one_line(name: str, value: str) -> None:
+    env = {key: val for key, val in os.environ.items() if key.upper() not in ENV_NAMES}
+    env[name] = value
+    done = subprocess.run(
+        [sys.executable, "worker.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"taskline: invalid setting {name}:"), lines[0]
