@@ -8,14 +8,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
+    Table,
     Text,
     func,
     text,
@@ -107,3 +111,25 @@ class Task(Base):
             postgresql_where=text("status = 'processing'"),
         ),
     )
+
+
+# Active tasks per queue, priority and status, for GET /queues. Kept by
+# statement triggers (migration 0006): each statement appends its net change
+# to task_count_changes, and the reconcile sweep folds those into task_counts.
+task_counts = Table(
+    "task_counts",
+    Base.metadata,
+    Column("queue", String(64), nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("queue", "priority", "status"),
+)
+task_count_changes = Table(
+    "task_count_changes",
+    Base.metadata,
+    Column("queue", String(64), nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("delta", BigInteger, nullable=False),
+)

@@ -501,20 +501,54 @@ async def purge_finished(*, conn: Any, older_than: datetime, limit: int) -> int:
     return int(result.split()[-1])
 
 
+# Active tasks per queue and priority from the trigger-kept counters (migration
+# 0006); the split of pending into ready and scheduled, and the oldest ready
+# task, from ix_tasks_active_queue, one range per group: their cost grows with
+# the number of scheduled tasks and groups, not with the number of rows.
 _QUEUE_COUNTS = """
-    SELECT queue, priority,
-           count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS ready,
-           count(*) FILTER (WHERE status = 'pending' AND run_at > now()) AS scheduled,
-           count(*) FILTER (WHERE status = 'processing') AS processing,
-           extract(epoch FROM now() - min(run_at) FILTER (
-               WHERE status = 'pending' AND run_at <= now()))::float8 AS oldest_ready_age_s
-      FROM tasks
-     WHERE status IN ('pending', 'processing')
-     GROUP BY queue, priority
-     ORDER BY queue, priority
+    WITH active AS (
+        SELECT queue, priority, status, sum(n) AS n
+          FROM (SELECT queue, priority, status, count AS n FROM task_counts
+                UNION ALL
+                SELECT queue, priority, status, delta FROM task_count_changes) AS c
+         GROUP BY 1, 2, 3
+    ), groups AS (
+        SELECT queue, priority,
+               coalesce(sum(n) FILTER (WHERE status = 'pending'), 0)::bigint AS pending,
+               coalesce(sum(n) FILTER (WHERE status = 'processing'), 0)::bigint AS processing
+          FROM active GROUP BY 1, 2 HAVING sum(n) <> 0
+    )
+    SELECT g.queue, g.priority, g.pending, g.processing,
+           (SELECT count(*) FROM tasks t
+             WHERE t.queue = g.queue AND t.priority = g.priority
+               AND t.status = 'pending' AND t.run_at > now()) AS scheduled,
+           (SELECT extract(epoch FROM now() - min(t.run_at))::float8 FROM tasks t
+             WHERE t.queue = g.queue AND t.priority = g.priority
+               AND t.status = 'pending' AND t.run_at <= now()) AS oldest_ready_age_s
+      FROM groups g
+     ORDER BY g.queue, g.priority
 """
 
 
 async def queue_counts(*, conn: Any) -> list[Any]:
-    """Active tasks per queue and priority, from the partial index ix_tasks_active_queue."""
+    """Active tasks per queue and priority: pending, processing, scheduled, and
+    the age of the oldest ready task."""
     return list(await conn.fetch(_QUEUE_COUNTS))
+
+
+_FOLD_COUNT_CHANGES = """
+    WITH moved AS (
+        DELETE FROM task_count_changes RETURNING queue, priority, status, delta
+    )
+    INSERT INTO task_counts AS c (queue, priority, status, count)
+    SELECT queue, priority, status, sum(delta) FROM moved GROUP BY 1, 2, 3
+        ON CONFLICT (queue, priority, status) DO UPDATE SET count = c.count + excluded.count
+"""
+
+
+async def fold_count_changes(*, conn: Any) -> None:
+    """Add the changes the triggers appended into the counters (and drop them),
+    so reading the counts stays cheap. Safe to run concurrently."""
+    async with conn.transaction():
+        await conn.execute(_FOLD_COUNT_CHANGES)
+        await conn.execute("DELETE FROM task_counts WHERE count = 0")

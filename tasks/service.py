@@ -160,8 +160,8 @@ def _queue_out(name: str, rows: list[Any]) -> QueueOut:
     priorities = [
         PriorityCounts(
             priority=row["priority"],
-            pending=row["ready"] + row["scheduled"],
-            ready=row["ready"],
+            pending=row["pending"],
+            ready=row["pending"] - row["scheduled"],
             scheduled=row["scheduled"],
             processing=row["processing"],
         )

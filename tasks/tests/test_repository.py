@@ -429,3 +429,70 @@ async def test_purge_finished_deletes_only_old_finished_tasks(
         assert await repository.purge_finished(conn=conn, older_than=cutoff, limit=10) == 1
     left = {row["id"] for row in await db.fetch("SELECT id FROM tasks")}
     assert left == {old_pending}
+
+
+EXACT_COUNTS = """
+    SELECT queue, priority, count(*) FILTER (WHERE status = 'pending') AS pending,
+           count(*) FILTER (WHERE status = 'processing') AS processing,
+           count(*) FILTER (WHERE status = 'pending' AND run_at > now()) AS scheduled
+      FROM tasks WHERE status IN ('pending', 'processing') GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+async def counted(resources: Resources) -> list[tuple[Any, ...]]:
+    async with connection(resources) as conn:
+        rows = await repository.queue_counts(conn=conn)
+    return [
+        (r["queue"], r["priority"], r["pending"], r["processing"], r["scheduled"]) for r in rows
+    ]
+
+
+async def test_queue_counts_match_the_rows_through_every_kind_of_change(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    """Inserts, claims, retries, finishes, releases, cancels, recoveries and
+    deletes, with folds in between: the counters always equal a full count."""
+    rng = random.Random(7)
+    tasks = [
+        new_task(n, queue=rng.choice(["a", "b"]), priority=rng.randrange(10)) for n in range(300)
+    ]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    tasks += [new_task(n, queue="a", priority=1, run_at=later) for n in range(20)]
+    async with connection(resources) as conn:
+        await repository.insert_tasks(conn=conn, tasks=tasks)
+    ids = [task.id for task in tasks[:300]]
+
+    async def check() -> None:
+        exact = [tuple(row) for row in await db.fetch(EXACT_COUNTS)]
+        assert await counted(resources) == exact
+
+    await check()
+    claimed = await claim(resources, ids[:200], "w1")
+    await check()
+    outcomes = [
+        Outcome(task.id, task.attempt, rng.choice([TaskStatus.COMPLETED, TaskStatus.FAILED]),
+                result_json="null", error="e", retry_in_s=rng.choice([0.0, 3600.0]))
+        for task in claimed[:120]
+    ]  # fmt: skip
+    async with connection(resources) as conn:
+        await repository.finish(conn=conn, outcomes=outcomes, worker_id="w1")
+        await repository.fold_count_changes(conn=conn)
+    await check()
+    async with connection(resources) as conn:
+        await repository.release(conn=conn, ids=[t.id for t in claimed[120:150]], worker_id="w1")
+    await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = ANY($1)", ids[250:270])
+    await db.execute(
+        "UPDATE tasks SET lease_expires_at = now() - interval '1 s' WHERE worker_id = 'w1'"
+    )
+    async with connection(resources) as conn:
+        await repository.recover_expired(conn=conn, limit=1000)
+        await repository.fold_count_changes(conn=conn)
+    await check()
+    await db.execute("DELETE FROM tasks WHERE id = ANY($1)", ids[270:])
+    await db.execute("UPDATE tasks SET queue = 'b', priority = 0 WHERE id = ANY($1)", ids[:50])
+    await check()
+    async with connection(resources) as conn:
+        await repository.fold_count_changes(conn=conn)
+        await repository.fold_count_changes(conn=conn)
+    await check()
+    assert await db.fetchval("SELECT count(*) FROM task_count_changes") == 0

@@ -534,3 +534,192 @@ async def test_a_bad_idempotency_key_is_refused(
     response = await client.post("/tasks", json={"message": "x"}, headers={"Idempotency-Key": key})
     assert_json_error(response, 422)
     assert await db.fetchval("SELECT count(*) FROM tasks") == 0
+
+
+# Queues ---------------------------------------------------------------------
+
+
+async def queues(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    """GET /queues as {name: queue}, after checking its sums hold together."""
+    response = await client.get("/queues")
+    assert response.status_code == 200, response.text
+    listed = response.json()["queues"]
+    names = [queue["name"] for queue in listed]
+    assert names == sorted(set(names)), names
+    for queue in listed:
+        levels = queue["priorities"]
+        assert [level["priority"] for level in levels] == sorted({p["priority"] for p in levels})
+        for counts in (queue, *levels):
+            assert counts["pending"] == counts["ready"] + counts["scheduled"], queue
+        for field in ("pending", "ready", "scheduled", "processing"):
+            assert queue[field] == sum(level[field] for level in levels), (field, queue)
+        assert (queue["oldest_ready_age_s"] is None) == (queue["ready"] == 0), queue
+    return {queue["name"]: queue for queue in listed}
+
+
+def level(priority: int, ready: int = 0, scheduled: int = 0, processing: int = 0) -> dict:
+    pending = ready + scheduled
+    return dict(
+        priority=priority, pending=pending, ready=ready, scheduled=scheduled, processing=processing
+    )
+
+
+def counts_of(queue: dict[str, Any]) -> dict[str, Any]:
+    """A queue's answer without its age, which depends on the clock."""
+    return {name: value for name, value in queue.items() if name != "oldest_ready_age_s"}
+
+
+def idle(name: str) -> dict[str, Any]:
+    return dict(name=name, pending=0, ready=0, scheduled=0, processing=0, priorities=[])
+
+
+async def set_processing(db: asyncpg.Connection, task_id: str) -> None:
+    await db.execute(
+        """UPDATE tasks SET status = 'processing', attempts = 1, started_at = now(),
+                  worker_id = 'test', lease_expires_at = now() + interval '5 minutes'
+            WHERE id = $1""",
+        uuid.UUID(task_id),
+    )
+
+
+async def set_finished(db: asyncpg.Connection, task_id: str, status: str) -> None:
+    query = "UPDATE tasks SET status = $2, finished_at = now() WHERE id = $1"
+    await db.execute(query, uuid.UUID(task_id), status)
+
+
+async def test_queues_lists_the_default_queue_when_there_are_no_tasks(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/queues")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"queues": [{**idle("default"), "oldest_ready_age_s": None}]}
+
+
+async def test_queues_count_active_tasks_per_queue_and_priority(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    async def make(queue: str | None, priority: int | None, **extra: Any) -> str:
+        fields = {"queue": queue, "priority": priority, **extra}
+        body = await create(client, **{k: v for k, v in fields.items() if v is not None})
+        assert (body["queue"], body["priority"]) == (
+            queue or "default",
+            5 if priority is None else priority,
+        )
+        return str(body["id"])
+
+    later = {"delay_seconds": 3600}
+    # default: priority 5 (the default) 2 ready; priority 1: 1 ready, 1 scheduled.
+    for _ in range(2):
+        await make(None, None)
+    await make("default", 1)
+    await make("default", 1, **later)
+    # emails: priority 0: 3 ready + 2 processing; priority 9: 2 scheduled.
+    for _ in range(3):
+        await make("emails", 0)
+    for _ in range(2):
+        await set_processing(db, await make("emails", 0))
+    for _ in range(2):
+        await make("emails", 9, **later)
+    # Finished tasks never count, whatever the status or the queue.
+    assert (await cancel(client, await make("default", 5))).status_code == 200
+    await set_finished(db, await make("emails", 0), "completed")
+    await set_finished(db, await make("emails", 9, **later), "failed")
+    await set_finished(db, await make("reports", 3), "completed")
+    await set_finished(db, await make("reports", 3), "expired")
+
+    listed = await queues(client)
+    assert list(listed) == ["default", "emails", "reports"]
+    assert counts_of(listed["default"]) == {
+        **idle("default"),
+        **dict(pending=4, ready=3, scheduled=1),
+        "priorities": [level(1, ready=1, scheduled=1), level(5, ready=2)],
+    }
+    assert counts_of(listed["emails"]) == {
+        **idle("emails"),
+        **dict(pending=5, ready=3, scheduled=2, processing=2),
+        "priorities": [level(0, ready=3, processing=2), level(9, scheduled=2)],
+    }
+    # Every task of "reports" has finished: still listed (Redis knows it), all zero.
+    assert listed["reports"] == {**idle("reports"), "oldest_ready_age_s": None}
+    for name in ("default", "emails"):
+        assert 0 <= listed[name]["oldest_ready_age_s"] < 10, listed[name]
+
+    # A scheduled task whose time has come is ready, whether or not the doorbell knows.
+    await db.execute(
+        "UPDATE tasks SET run_at = now() - interval '1 second' WHERE queue = 'emails'"
+        " AND priority = 9 AND status = 'pending'"
+    )
+    emails = (await queues(client))["emails"]
+    assert (emails["ready"], emails["scheduled"], emails["pending"]) == (5, 0, 5)
+    assert emails["priorities"][1] == level(9, ready=2)
+
+
+async def test_queues_oldest_ready_age(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    async def age_of(name: str) -> float | None:
+        return (await queues(client))[name]["oldest_ready_age_s"]  # type: ignore[no-any-return]
+
+    async def backdate(task_id: str, seconds: int) -> None:
+        query = "UPDATE tasks SET run_at = now() - make_interval(secs => $2) WHERE id = $1"
+        await db.execute(query, uuid.UUID(task_id), seconds)
+
+    scheduled = (await create(client, queue="ages", priority=2, delay_seconds=600))["id"]
+    assert await age_of("ages") is None  # only scheduled: nothing has waited yet
+    fresh = (await create(client, queue="ages", priority=2))["id"]
+    assert 0 <= (await age_of("ages") or -1) < 10
+
+    minute = (await create(client, queue="ages", priority=7))["id"]
+    await backdate(minute, 60)
+    first = await age_of("ages")
+    assert first is not None and 60 <= first < 120, first
+    await asyncio.sleep(0.3)
+    second = await age_of("ages")
+    assert second is not None and first + 0.2 <= second < 120, (first, second)
+
+    # The queue's age is its oldest ready task's, over every priority.
+    older = (await create(client, queue="ages", priority=0))["id"]
+    await backdate(older, 90)
+    assert 90 <= (await age_of("ages") or -1) < 120
+    # A running task no longer waits, and a scheduled one has not started to.
+    await set_processing(db, older)
+    await backdate(scheduled, -3600)
+    assert 60 <= (await age_of("ages") or -1) < 90
+    # Another queue's wait is not this one's.
+    assert (await queues(client))["default"]["oldest_ready_age_s"] is None
+    for task_id in (minute, fresh):
+        assert (await cancel(client, task_id)).status_code == 200
+    assert await age_of("ages") is None
+    listed = (await queues(client))["ages"]
+    assert (listed["ready"], listed["scheduled"], listed["processing"]) == (0, 1, 1)
+
+
+async def test_queues_follow_a_running_worker(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    slow = (await create(client, "slow", kind="record", payload={"seconds": 1.5}, priority=3))["id"]
+    await start_worker()
+    await wait_status(client, slow, "processing")
+    listed = await queues(client)
+    assert counts_of(listed["default"]) == {
+        **idle("default"),
+        "processing": 1,
+        "priorities": [level(3, processing=1)],
+    }
+    assert listed["default"]["oldest_ready_age_s"] is None
+    await wait_status(client, slow, "completed")
+    assert await queues(client) == {"default": {**idle("default"), "oldest_ready_age_s": None}}
+
+
+async def test_queues_postgres_down_answers_503(namespace: str, stores: Stores) -> None:
+    down = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
+    async with app_client(make_settings(down, stores.redis_url, namespace)) as http:
+        assert_unavailable(await http.get("/queues"), "postgres")
+
+
+async def test_queues_redis_down_answers_503(
+    client: httpx.AsyncClient, database_url: str, namespace: str
+) -> None:
+    await create(client, queue="emails")
+    assert list(await queues(client)) == ["default", "emails"]
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    async with app_client(make_settings(database_url, down, namespace)) as http:
+        assert_unavailable(await http.get("/queues"), "redis")

@@ -78,6 +78,8 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
         log.warning("recovered %d task(s) from expired leases", len(recovered))
 
     await sweep_finished(db, settings.retention_days)
+    async with repository.driver_connection(db) as conn:
+        await repository.fold_count_changes(conn=conn)
     # A parked task waits for a finished task of its kind; should that signal
     # be missed, try the parked ones again now and then. The claim re-checks.
     for kind, limit in settings.kind_concurrency.items():
