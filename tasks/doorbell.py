@@ -154,7 +154,7 @@ class Doorbell:
             for bell in bells:
                 pipe.zscore(self.keys.ready(bell.queue), str(bell.id))
                 pipe.zscore(self.keys.scheduled(bell.queue), f"{bell.rank}:{bell.id}")
-                pipe.zscore(self.keys.parked(bell.kind or "-"), _parked(bell))
+                pipe.zscore(self.keys.parked(bell.kind), _parked(bell))
             scores = await pipe.execute()
         return {
             bell.id
@@ -163,7 +163,7 @@ class Doorbell:
         }
 
     async def waiting(self, queue: str) -> int:
-        """Ids waiting in a queue: ready plus scheduled (a rung-twice id counts once)."""
+        """Ids waiting in a queue: ready plus scheduled."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.ready(queue))
             pipe.zcard(self.keys.scheduled(queue))

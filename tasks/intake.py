@@ -130,11 +130,6 @@ class Intake:
     ) -> list[tuple[NewTask, asyncio.Future[Accepted]]]:
         """Refuse what load shedding refuses; set the fairness level of the rest."""
         applicants = [limits.Applicant(task.id, task.queue, task.owner) for task, _ in batch]
-        if applicants and not (
-            self._resources.settings.queue_max_pending
-            or self._resources.settings.fairness == "levels"
-        ):
-            await self._resources.redis.ping()
         admission = await limits.admit(self._resources, applicants)
         admitted = []
         for (task, future), level, refusal in zip(
@@ -154,13 +149,7 @@ class Intake:
         ready: list[Bell] = []
         later: list[Bell] = []
         for row in rows:
-            bell = Bell(
-                row["id"],
-                row["queue"],
-                row["priority"] + row["fair_level"],
-                row["run_at"].timestamp(),
-                row["kind"],
-            )
+            bell = repository.bell_of_row(row)
             (later if row["run_at"] > row["created_at"] else ready).append(bell)
         doorbell = Doorbell(self._resources)
         try:

@@ -95,7 +95,7 @@ class Admission:
 
 async def admit(resources: Resources, applicants: Sequence[Applicant]) -> Admission:
     """Shed what is past QUEUE_MAX_PENDING and count the owners' recent tasks,
-    in one round trip for the whole batch."""
+    in one round trip for the whole batch; raises a store error if Redis is down."""
     settings, redis, keys = resources.settings, resources.redis, resources.keys
     max_pending = settings.queue_max_pending
     fair = settings.fairness == "levels"
@@ -105,6 +105,7 @@ async def admit(resources: Resources, applicants: Sequence[Applicant]) -> Admiss
         for applicant in applicants:
             owners.setdefault(applicant.owner or ANONYMOUS, []).append(applicant.id)
     if not queues and not owners:
+        await redis.ping()  # the caller relies on admission to find Redis down
         return Admission([0] * len(applicants), [None] * len(applicants))
     async with redis.pipeline(transaction=False) as pipe:
         for queue in queues:

@@ -1,4 +1,5 @@
-"""The `tasks` table. Its status column is guarded by a CHECK constraint."""
+"""The `tasks` table (its status guarded by a CHECK constraint) and the
+counters of its active rows."""
 
 from __future__ import annotations
 

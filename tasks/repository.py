@@ -74,6 +74,14 @@ def bell_of(task: Task) -> Bell:
     )
 
 
+def bell_of_row(row: Any) -> Bell:
+    """As bell_of, for a whole row (RETURNING *)."""
+    return Bell(
+        row["id"], row["queue"], row["priority"] + row["fair_level"],
+        row["run_at"].timestamp(), row["kind"],
+    )  # fmt: skip
+
+
 # API side -----------------------------------------------------------------
 
 

@@ -197,7 +197,8 @@ class Worker:
                     claimed += more
                     # Set aside until a slot of their kind frees; no worker spins on them.
                     await self.doorbell.park(no_slot)
-                    ids = [i for i in ids if i not in {bell.id for bell in no_slot}]
+                    parked = {bell.id for bell in no_slot}
+                    ids = [task_id for task_id in ids if task_id not in parked]
         except Exception:
             # The ids have left Redis: put them back rather than wait for the reconcile.
             with suppress(Exception):
