@@ -59,17 +59,16 @@ async def get_intake(request: Request) -> Intake:
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
-async def rate_limited(
+async def get_client(
     request: Request,
-    resources: ResourcesDep,
     api_key: Annotated[str | None, Header(alias="X-API-Key", max_length=200)] = None,
-) -> None:
-    """One token from this client's bucket (RATE_LIMIT), or 429."""
+) -> str:
+    """Who is asking, for the rate limit: the API key (hashed), else the address."""
     address = request.client.host if request.client else None
-    await limits.take_token(resources, limits.client_key(api_key, address))
+    return limits.client_key(api_key, address)
 
 
-RateLimit = Depends(rate_limited)
+ClientDep = Annotated[str, Depends(get_client)]
 
 
 async def valid_task(task_id: uuid.UUID, session: SessionDep) -> Task:

@@ -56,6 +56,7 @@ class Overloaded(TaskError):
     status_code = 503
 
     def __init__(self, queue: str, waiting: int, limit: int) -> None:
+        self.queue, self.waiting, self.limit = queue, waiting, limit
         super().__init__(
             f"{waiting} tasks are waiting in queue {queue!r} (QUEUE_MAX_PENDING is {limit});"
             " retry later",

@@ -41,6 +41,7 @@ class NewTask:
     queue: str = "default"
     priority: int = 5
     owner: str | None = None
+    client: str | None = None  # whose RATE_LIMIT bucket pays for it
     fair_level: int = 0  # set by the intake (FAIRNESS=levels)
 
 
@@ -60,6 +61,7 @@ class Intake:
         self._writing: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self._known_refusals = limits.KnownRefusals()
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="intake")
@@ -77,7 +79,10 @@ class Intake:
 
     async def submit(self, task: NewTask) -> Accepted:
         """The stored row once committed, and whether this request created it;
-        StoreUnavailable if a store is down."""
+        StoreUnavailable if a store is down; RateLimited or Overloaded if refused."""
+        refusal = self._known_refusals.refusal(task.client, task.queue)
+        if refusal is not None:
+            raise refusal
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((task, future))
         self._idle.clear()
@@ -128,18 +133,20 @@ class Intake:
     async def _admit(
         self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]
     ) -> list[tuple[NewTask, asyncio.Future[Accepted]]]:
-        """Refuse what load shedding refuses; set the fairness level of the rest."""
-        applicants = [limits.Applicant(task.id, task.queue, task.owner) for task, _ in batch]
-        admission = await limits.admit(self._resources, applicants)
+        """Refuse what the rate limit or load shedding refuses; set the fairness
+        level of the rest."""
+        applicants = [
+            limits.Applicant(task.id, task.queue, task.owner, task.client) for task, _ in batch
+        ]
+        decisions = await limits.admit(self._resources, applicants)
         admitted = []
-        for (task, future), level, refusal in zip(
-            batch, admission.levels, admission.refusals, strict=True
-        ):
-            if refusal is not None:
-                if not future.done():
-                    future.set_exception(refusal)
+        for (task, future), applicant, decision in zip(batch, applicants, decisions, strict=True):
+            if isinstance(decision, int):
+                admitted.append((replace(task, fair_level=decision), future))
                 continue
-            admitted.append((replace(task, fair_level=level), future))
+            self._known_refusals.note(applicant, decision)
+            if not future.done():
+                future.set_exception(decision)
         return admitted
 
     async def _ring(self, rows: list[Any]) -> None:

@@ -1,12 +1,16 @@
 """Admission controls, shared by every API process through Redis: a token bucket
-per client, load shedding on the number of tasks waiting in a queue, and the
-owners' fairness levels. None touches PostgreSQL; the intake asks for the last
-two once per batch of POSTs, in one round trip."""
+per client (RATE_LIMIT), load shedding on the tasks waiting in a queue
+(QUEUE_MAX_PENDING) and the owners' fairness levels (FAIRNESS=levels).
+
+The intake decides a whole batch of POSTs with one atomic script, in one round
+trip and with no PostgreSQL work.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,48 +18,71 @@ from dataclasses import dataclass
 from app.lifespan import Resources
 from tasks.exceptions import Overloaded, RateLimited
 
-# Refill and take in one atomic step, on the server's clock, so API processes
-# on several machines share one bucket per client.
-_BUCKET_SCRIPT = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+# In arrival order, each request: takes a token from its client's bucket
+# (refilled on Redis's clock), else is refused; then takes a place in its
+# queue's backlog, else is refused; then is counted in its owner's sliding
+# window, which answers how many tasks the owner sent before it. Refused
+# requests take nothing. Atomic, so API processes never read a count and
+# write it back. Past the last fairness threshold the level stops growing, so
+# a window keeps no more entries than its cap.
+#
+# KEYS: per queue its ready and scheduled sets, then buckets, then windows.
+# ARGV: queues, buckets, windows, rate, burst, max_pending, window_s, a cap per
+# window, then per request: queue, bucket and window numbers (0: none), task id.
+_ADMIT = """
+local nq, nb, nw = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_pending, window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return tostring(wait)
-"""
-
-# Per owner: drop submissions older than the window, count the rest, add the
-# new ones; all in one atomic step, so concurrent API processes never read a
-# count and write it back. Past the last threshold the level stops growing,
-# so no more entries than that are kept.
-# ARGV: window, then per key: cap, n, and n task ids.
-_WINDOW_SCRIPT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local window = tonumber(ARGV[1])
-local counts = {}
-local at = 2
-for i, key in ipairs(KEYS) do
-  local cap, n = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-  at = at + 2
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  counts[i] = redis.call('ZCARD', key)
-  for j = 0, n - 1 do redis.call('ZADD', key, now, ARGV[at + j]) end
-  at = at + n
-  redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
-  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+local waiting, tokens, counts = {}, {}, {}
+for q = 1, nq do
+  waiting[q] = redis.call('ZCARD', KEYS[2 * q - 1]) + redis.call('ZCARD', KEYS[2 * q])
 end
-return counts
+for b = 1, nb do
+  local state = redis.call('HMGET', KEYS[2 * nq + b], 'tokens', 'at')
+  local at = tonumber(state[2]) or now
+  tokens[b] = math.min(burst, (tonumber(state[1]) or burst) + math.max(0, now - at) * rate)
+end
+for w = 1, nw do
+  redis.call('ZREMRANGEBYSCORE', KEYS[2 * nq + nb + w], '-inf', now - window)
+  counts[w] = redis.call('ZCARD', KEYS[2 * nq + nb + w])
+end
+local out = {}
+for at = 8 + nw, #ARGV, 4 do
+  local q, b, w = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  if b > 0 and tokens[b] < 1 then
+    out[#out + 1] = 1
+    out[#out + 1] = tostring((1 - tokens[b]) / rate)
+  elseif q > 0 and waiting[q] >= max_pending then
+    out[#out + 1] = 2
+    out[#out + 1] = tostring(waiting[q])
+  else
+    if b > 0 then tokens[b] = tokens[b] - 1 end
+    if q > 0 then waiting[q] = waiting[q] + 1 end
+    local before = 0
+    if w > 0 then
+      before = counts[w]
+      counts[w] = before + 1
+      redis.call('ZADD', KEYS[2 * nq + nb + w], now, ARGV[at + 3])
+    end
+    out[#out + 1] = 0
+    out[#out + 1] = tostring(before)
+  end
+end
+for b = 1, nb do
+  redis.call('HSET', KEYS[2 * nq + b], 'tokens', tostring(tokens[b]), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[2 * nq + b], math.ceil(burst / rate * 1000) + 1000)
+end
+for w = 1, nw do
+  redis.call('ZREMRANGEBYRANK', KEYS[2 * nq + nb + w], 0, -(tonumber(ARGV[7 + w]) + 1))
+  redis.call('PEXPIRE', KEYS[2 * nq + nb + w], math.ceil(window * 1000))
+end
+return out
 """
 
 ANONYMOUS = "-"  # tasks without an owner share one fairness count
+_ADMITTED, _RATE_LIMITED = 0, 1
 
 
 def client_key(api_key: str | None, address: str | None) -> str:
@@ -65,17 +92,42 @@ def client_key(api_key: str | None, address: str | None) -> str:
     return "ip:" + (address or "unknown")
 
 
-async def take_token(resources: Resources, client: str) -> None:
-    """Raise RateLimited when this client's bucket (RATE_LIMIT) is empty."""
-    limit = resources.settings.rate_limit_per_s
-    if limit is None:
-        return
-    rate_per_s, burst = limit
-    take = resources.redis.register_script(_BUCKET_SCRIPT)
-    key = f"{resources.keys.namespace}:bucket:{client}"
-    wait_s = float(await take(keys=[key], args=[rate_per_s, burst]))
-    if wait_s > 0:
-        raise RateLimited(wait_s)
+# Once a queue is found full, it is taken as full for this long without
+# asking Redis again: a flood is refused cheaply, at the cost of refusing for
+# at most this long after the workers have made room.
+FULL_QUEUE_HOLD_S = 0.05
+
+
+class KnownRefusals:
+    """Refusals that hold for a while, so a flood is answered without a round
+    trip: a client whose bucket Redis found empty (a bucket only refills with
+    time, and other processes only take from it, so until then Redis would
+    refuse too), and a queue found full (for FULL_QUEUE_HOLD_S). Per process,
+    bounded, and only ever a shortcut."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._until: dict[str, tuple[float, Overloaded | None]] = {}
+        self._max_entries = max_entries
+
+    def refusal(self, client: str | None, queue: str) -> RateLimited | Overloaded | None:
+        now = time.monotonic()
+        if client is not None:
+            found = self._until.get("client:" + client)
+            if found is not None and found[0] > now:
+                return RateLimited(found[0] - now)
+        found = self._until.get("queue:" + queue)
+        if found is not None and found[0] > now and found[1] is not None:
+            return Overloaded(queue, found[1].waiting, found[1].limit)  # a fresh exception
+        return None
+
+    def note(self, applicant: Applicant, refusal: RateLimited | Overloaded) -> None:
+        if len(self._until) >= self._max_entries:
+            self._until.clear()
+        now = time.monotonic()
+        if isinstance(refusal, RateLimited) and applicant.client is not None:
+            self._until["client:" + applicant.client] = (now + (refusal.retry_after_s or 0), None)
+        elif isinstance(refusal, Overloaded):
+            self._until["queue:" + applicant.queue] = (now + FULL_QUEUE_HOLD_S, refusal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,92 +135,76 @@ class Applicant:
     id: uuid.UUID
     queue: str
     owner: str | None
+    client: str | None  # the rate-limit bucket; None: not limited
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """Per applicant, in order: its fairness level, or why it was refused."""
-
-    levels: list[int]
-    refusals: list[Overloaded | None]
+Decision = int | RateLimited | Overloaded  # a fairness level, or a refusal
 
 
-async def admit(resources: Resources, applicants: Sequence[Applicant]) -> Admission:
-    """Shed what is past QUEUE_MAX_PENDING and count the owners' recent tasks,
-    in one round trip for the whole batch; raises a store error if Redis is down."""
+class _Numbering:
+    """Gives each distinct name a number from 1, in first-seen order."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, int] = {}
+
+    def __call__(self, name: str | None) -> int:
+        if name is None:
+            return 0
+        return self.numbers.setdefault(name, len(self.numbers) + 1)
+
+
+async def admit(resources: Resources, applicants: Sequence[Applicant]) -> list[Decision]:
+    """Decide a batch of POSTs in one round trip: a fairness level for each one
+    admitted, the refusal for the others. Raises a store error if Redis is down."""
     settings, redis, keys = resources.settings, resources.redis, resources.keys
-    max_pending = settings.queue_max_pending
+    rate = settings.rate_limit_per_s
     fair = settings.fairness == "levels"
-    queues = list(dict.fromkeys(a.queue for a in applicants)) if max_pending else []
-    owners: dict[str, list[uuid.UUID]] = {}
-    if fair:
-        for applicant in applicants:
-            owners.setdefault(applicant.owner or ANONYMOUS, []).append(applicant.id)
-    if not queues and not owners:
-        await redis.ping()  # the caller relies on admission to find Redis down
-        return Admission([0] * len(applicants), [None] * len(applicants))
-    async with redis.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.zcard(keys.ready(queue))
-            pipe.zcard(keys.scheduled(queue))
-        if owners:
-            window = redis.register_script(_WINDOW_SCRIPT)
-            await window(
-                keys=[keys.owner_window(owner) for owner in owners],
-                args=_window_args(settings.fairness_window_s, owners, _caps(resources, owners)),
-                client=pipe,
-            )
-        replies = await pipe.execute()
-    waiting = {q: int(replies[2 * i]) + int(replies[2 * i + 1]) for i, q in enumerate(queues)}
-    counts = dict(zip(owners, replies[-1], strict=True)) if owners else {}
-    return Admission(
-        _levels(resources, applicants, counts), _refusals(applicants, waiting, max_pending)
-    )
-
-
-def _caps(resources: Resources, owners: dict[str, list[uuid.UUID]]) -> list[int]:
-    settings = resources.settings
-    last = settings.level_thresholds[-1]
-    return [math.ceil(last * settings.fairness_weights.get(owner, 1.0)) + 1 for owner in owners]
-
-
-def _window_args(
-    window_s: float, owners: dict[str, list[uuid.UUID]], caps: list[int]
-) -> list[str | float | int]:
-    args: list[str | float | int] = [window_s]
-    for cap, ids in zip(caps, owners.values(), strict=True):
-        args += [cap, len(ids), *(str(task_id) for task_id in ids)]
-    return args
-
-
-def _levels(
-    resources: Resources, applicants: Sequence[Applicant], counts: dict[str, int]
-) -> list[int]:
-    """Level from the owner's submissions before this one, divided by its weight."""
-    if not counts:
+    if not (rate or settings.queue_max_pending or fair):
+        await redis.ping()  # the intake relies on admission to find Redis down
         return [0] * len(applicants)
+    queues, buckets, windows = _Numbering(), _Numbering(), _Numbering()
+    calls = [
+        (
+            queues(a.queue if settings.queue_max_pending else None),
+            buckets(a.client if rate else None),
+            windows((a.owner or ANONYMOUS) if fair else None),
+            str(a.id),
+        )
+        for a in applicants
+    ]
+    script = redis.register_script(_ADMIT)  # EVALSHA: the script is sent once
+    reply = await script(
+        keys=[
+            *(key for q in queues.numbers for key in (keys.ready(q), keys.scheduled(q))),
+            *(f"{keys.namespace}:bucket:{client}" for client in buckets.numbers),
+            *(keys.owner_window(owner) for owner in windows.numbers),
+        ],
+        args=[
+            len(queues.numbers), len(buckets.numbers), len(windows.numbers),
+            *(rate or (1.0, 1.0)), settings.queue_max_pending, settings.fairness_window_s,
+            *(_window_cap(resources, owner) for owner in windows.numbers),
+            *(value for call in calls for value in call),
+        ],
+    )  # fmt: skip
+    return [
+        _decision(resources, applicant, int(reply[2 * i]), reply[2 * i + 1])
+        for i, applicant in enumerate(applicants)
+    ]
+
+
+def _decision(resources: Resources, applicant: Applicant, code: int, value: str) -> Decision:
     settings = resources.settings
-    seen = dict(counts)
-    levels = []
-    for applicant in applicants:
-        owner = applicant.owner or ANONYMOUS
-        weighted = math.floor(seen[owner] / settings.fairness_weights.get(owner, 1.0))
-        levels.append(sum(1 for threshold in settings.level_thresholds if weighted >= threshold))
-        seen[owner] += 1
-    return levels
+    if code == _RATE_LIMITED:
+        return RateLimited(float(value))
+    if code != _ADMITTED:
+        return Overloaded(applicant.queue, int(value), settings.queue_max_pending)
+    owner = applicant.owner or ANONYMOUS
+    weighted = math.floor(int(value) / settings.fairness_weights.get(owner, 1.0))
+    return sum(1 for threshold in settings.level_thresholds if weighted >= threshold)
 
 
-def _refusals(
-    applicants: Sequence[Applicant], waiting: dict[str, int], max_pending: int
-) -> list[Overloaded | None]:
-    """Past QUEUE_MAX_PENDING, refuse; within a batch, admit up to the limit."""
-    refusals: list[Overloaded | None] = []
-    for applicant in applicants:
-        count = waiting.get(applicant.queue)
-        if count is not None and count >= max_pending:
-            refusals.append(Overloaded(applicant.queue, count, max_pending))
-            continue
-        if count is not None:
-            waiting[applicant.queue] = count + 1
-        refusals.append(None)
-    return refusals
+def _window_cap(resources: Resources, owner: str) -> int:
+    """Entries worth keeping: past the last threshold the level stops growing."""
+    settings = resources.settings
+    weight = settings.fairness_weights.get(owner, 1.0)
+    return math.ceil(settings.level_thresholds[-1] * weight) + 1

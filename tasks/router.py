@@ -8,8 +8,8 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from tasks import service
 from tasks.dependencies import (
+    ClientDep,
     IntakeDep,
-    RateLimit,
     RegistryDep,
     ResourcesDep,
     SessionDep,
@@ -42,7 +42,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
-    dependencies=[RateLimit],
     responses={
         200: {"model": TaskOut, "description": "Same Idempotency-Key and body: the first task."},
         422: {"description": "Invalid body, unknown kind, or a reused Idempotency-Key."},
@@ -57,6 +56,7 @@ async def create_task(
     intake: IntakeDep,
     resources: ResourcesDep,
     registry: RegistryDep,
+    client: ClientDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
     ] = None,
@@ -65,7 +65,7 @@ async def create_task(
     With an `Idempotency-Key`, the same key and body within 24 h return the first task."""
     row, created = await service.create_task(
         intake=intake, resources=resources, registry=registry, body=body,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, client=client,
     )  # fmt: skip
     if not created:
         response.status_code = status.HTTP_200_OK

@@ -31,6 +31,7 @@ async def create_task(
     registry: Registry,
     body: TaskCreate,
     idempotency_key: str | None = None,
+    client: str | None = None,
 ) -> Accepted:
     """Check the kind and its payload, then store the task through the intake
     (committed, then rung); answers the stored row."""
@@ -57,6 +58,7 @@ async def create_task(
             queue=body.queue or rule.queue or DEFAULT_QUEUE,
             priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
             owner=body.owner,
+            client=client,
         )
     )
 

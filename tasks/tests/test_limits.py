@@ -245,7 +245,7 @@ async def test_concurrent_posts_in_one_batch_do_not_overshoot_queue_max_pending(
     batches: list[int] = []
     admit = limits.admit
 
-    async def counting_admit(resources: Any, applicants: Any) -> limits.Admission:
+    async def counting_admit(resources: Any, applicants: Any) -> list[limits.Decision]:
         batches.append(len(applicants))
         return await admit(resources, applicants)
 
@@ -259,3 +259,31 @@ async def test_concurrent_posts_in_one_batch_do_not_overshoot_queue_max_pending(
     shed = [answer for answer in answers if answer.status_code == 503]
     assert {answer.headers["retry-after"] for answer in shed} == {"1"}
     assert await db.fetchval("SELECT count(*) FROM tasks") == 5
+
+
+async def test_a_client_known_to_be_out_of_tokens_is_refused_without_asking_redis(
+    database_url: str, stores: Stores, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    admit = limits.admit
+
+    async def counting_admit(resources: Any, applicants: Any) -> list[limits.Decision]:
+        asked.append(len(applicants))
+        return await admit(resources, applicants)
+
+    monkeypatch.setattr(limits, "admit", counting_admit)
+    settings = limited(database_url, stores, namespace, rate_limit="30/m burst 1")
+    async with app_client(settings) as http:
+        assert (await post(http)).status_code == 201
+        assert (await post(http)).status_code == 429  # Redis says: empty for ~2 s
+        flood = [await post(http) for _ in range(20)]
+        assert asked == [1, 1], asked
+        assert {answer.status_code for answer in flood} == {429}
+        assert all(float(answer.headers["retry-after"]) >= 1 for answer in flood)
+
+        async def admitted_again() -> bool:
+            return (await post(http)).status_code == 201
+
+        await wait_for(admitted_again, timeout_s=10, what="a token refilled")
+    # Redis decided the refill, not the shortcut.
+    assert len(asked) >= 3
