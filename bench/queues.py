@@ -3,7 +3,7 @@
 Scenario A: 1,000,000 finished rows and 1,000 active ones (the usual case: a
 long history, a short queue). Scenario B: 1,000,000 pending rows over 3 queues
 and 10 priorities (a big backlog). Rows are bulk-loaded with COPY, then
-VACUUM ANALYZE; the queue SQL (repository._QUEUE_COUNTS) and the whole route
+VACUUM ANALYZE; the queue SQL (repository.QUEUE_COUNTS) and the whole route
 (in-process, over ASGI, with Redis) are each timed 20 times, and the plan of
 the SQL is shown with EXPLAIN (ANALYZE, BUFFERS).
 
@@ -28,7 +28,7 @@ from common import Stack, percentile, stack
 
 from app.config import Settings
 from main import create_app
-from tasks.repository import _QUEUE_COUNTS
+from tasks.repository import QUEUE_COUNTS
 
 QUEUES = ("default", "emails", "reports")
 COLUMNS = [
@@ -93,7 +93,7 @@ async def timed(call: Callable[[], Awaitable[Any]], runs: int) -> tuple[float, f
 
 
 async def explain(conn: asyncpg.Connection) -> None:
-    plan = [r[0] for r in await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + _QUEUE_COUNTS)]
+    plan = [r[0] for r in await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + QUEUE_COUNTS)]
     for line in plan:
         if not line.lstrip().startswith(("Sort Method", "Planning:")):
             print("    " + line.rstrip())
@@ -110,14 +110,14 @@ async def scenario(
         size = await conn.fetchval("SELECT pg_relation_size('ix_tasks_active_queue')")
         print(f"\n{name}: {', '.join(f'{n:,} {s}' for s, n in spec.items())}")
         print(f"  COPY + VACUUM ANALYZE {load_s:.1f}s; the index is {size / 2**20:.1f} MiB")
-        groups = await conn.fetch(_QUEUE_COUNTS)
+        groups = await conn.fetch(QUEUE_COUNTS)
         print(f"  {len(groups)} (queue, priority) groups")
-        p50, p99 = await timed(lambda: conn.fetch(_QUEUE_COUNTS), runs)
-        print(f"  SQL _QUEUE_COUNTS  x{runs}: p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+        p50, p99 = await timed(lambda: conn.fetch(QUEUE_COUNTS), runs)
+        print(f"  SQL QUEUE_COUNTS  x{runs}: p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
 
         async with conn.transaction():  # the same SQL, the planner made to use the index
             await conn.execute("SET LOCAL enable_seqscan = off")
-            p50, p99 = await timed(lambda: conn.fetch(_QUEUE_COUNTS), runs)
+            p50, p99 = await timed(lambda: conn.fetch(QUEUE_COUNTS), runs)
         print(f"  same, seqscan off  x{runs}: p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
 
         async def route() -> None:

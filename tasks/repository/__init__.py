@@ -1,0 +1,69 @@
+"""All SQL of the task feature, as small keyword-only functions.
+
+Every state change is one conditional UPDATE ... WHERE status = ... RETURNING:
+the rows returned are the answer, so two processes can never both win.
+The engine runs in autocommit (app/db.py): one statement, one round trip.
+Worker statements use asyncpg's `$n` parameters (see driver_connection).
+"""
+
+from tasks.repository.api import (
+    cancel_pending,
+    get_task,
+    insert_tasks,
+    list_tasks,
+    release_expired_key,
+    request_cancel,
+    requeue_finished,
+    tasks_by_idempotency_key,
+)
+from tasks.repository.claims import claim, claim_limited, extend_leases, finish, release
+from tasks.repository.rows import (
+    ClaimedTask,
+    Outcome,
+    Recorded,
+    Renewal,
+    bell_of,
+    bell_of_row,
+    driver_connection,
+)
+from tasks.repository.sweeps import (
+    QUEUE_COUNTS,
+    expire_overdue,
+    fold_count_changes,
+    purge_finished,
+    queue_counts,
+    recover_expired,
+    stale_pending,
+    touch_pending,
+)
+
+__all__ = [
+    "QUEUE_COUNTS",
+    "ClaimedTask",
+    "Outcome",
+    "Recorded",
+    "Renewal",
+    "bell_of",
+    "bell_of_row",
+    "cancel_pending",
+    "claim",
+    "claim_limited",
+    "driver_connection",
+    "expire_overdue",
+    "extend_leases",
+    "finish",
+    "fold_count_changes",
+    "get_task",
+    "insert_tasks",
+    "list_tasks",
+    "purge_finished",
+    "queue_counts",
+    "recover_expired",
+    "release",
+    "release_expired_key",
+    "request_cancel",
+    "requeue_finished",
+    "stale_pending",
+    "tasks_by_idempotency_key",
+    "touch_pending",
+]

@@ -1,0 +1,159 @@
+"""The API's statements: reads and changes through the ORM session, and the
+batched insert of the intake."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tasks.models import Task, TaskStatus
+
+# API side -----------------------------------------------------------------
+
+
+async def get_task(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    return await session.get(Task, task_id, populate_existing=True)
+
+
+async def list_tasks(
+    *,
+    session: AsyncSession,
+    status: TaskStatus | None,
+    kind: str | None,
+    before_id: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Task]:
+    """Newest first by the time-ordered id; `before_id` is the keyset cursor."""
+    statement = select(Task).order_by(Task.id.desc()).limit(limit)
+    if status is not None:
+        statement = statement.where(Task.status == status.value)
+    if kind is not None:
+        statement = statement.where(Task.kind == kind)
+    if before_id is not None:
+        statement = statement.where(Task.id < before_id)
+    return (await session.scalars(statement)).all()
+
+
+async def cancel_pending(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    statement = (
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.PENDING.value)
+        .values(
+            status=TaskStatus.CANCELED.value,
+            finished_at=text("now()"),
+            updated_at=text("now()"),
+        )
+        .returning(Task)
+        # The task was loaded by the dependency; take the row as the UPDATE returned it.
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def request_cancel(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """Flag a running task; its worker cancels the handler and ends it `canceled`."""
+    statement = (
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING.value)
+        .values(cancel_requested=True, updated_at=text("now()"))
+        .returning(Task)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """Dead-letter re-drive: a failed or canceled task starts over with a fresh budget."""
+    statement = (
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELED.value]),
+        )
+        .values(
+            status=TaskStatus.PENDING.value,
+            attempts=0,
+            result=None,
+            error=None,
+            cancel_requested=False,
+            worker_id=None,
+            lease_expires_at=None,
+            started_at=None,
+            finished_at=None,
+            run_at=text("now()"),
+            updated_at=text("now()"),
+        )
+        .returning(Task)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+_INSERT_MANY = """
+    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                       idempotency_key, request_hash, expires_at, queue, priority,
+                       fair_level, owner)
+    SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
+           greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
+           n.expires_at, n.queue, n.priority, n.fair_level, n.owner
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
+                  $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
+                  $11::text[], $12::int[], $13::int[], $14::text[])
+           AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner)
+        ON CONFLICT (idempotency_key) DO NOTHING
+ RETURNING *
+"""
+
+
+async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
+    """Many new tasks in one statement (the API's intake batches concurrent POSTs).
+    A task whose idempotency key is taken is not inserted (and not returned)."""
+    return list(
+        await conn.fetch(
+            _INSERT_MANY,
+            [t.id for t in tasks],
+            [t.kind for t in tasks],
+            [t.message for t in tasks],
+            [json.dumps(t.payload, separators=(",", ":")) for t in tasks],
+            [t.max_attempts for t in tasks],
+            [t.timeout_seconds for t in tasks],
+            [t.run_at for t in tasks],
+            [t.idempotency_key for t in tasks],
+            [t.request_hash for t in tasks],
+            [t.expires_at for t in tasks],
+            [t.queue for t in tasks],
+            [t.priority for t in tasks],
+            [t.fair_level for t in tasks],
+            [t.owner for t in tasks],
+        )
+    )
+
+
+_BY_IDEMPOTENCY_KEY = """
+    SELECT *, created_at < now() - make_interval(secs => $2) AS key_expired
+      FROM tasks WHERE idempotency_key = ANY($1::text[])
+"""
+
+
+async def tasks_by_idempotency_key(
+    *, conn: Any, keys: Sequence[str], key_ttl_s: float
+) -> dict[str, Any]:
+    rows = await conn.fetch(_BY_IDEMPOTENCY_KEY, list(keys), key_ttl_s)
+    return {row["idempotency_key"]: row for row in rows}
+
+
+_RELEASE_KEY = """
+    UPDATE tasks SET idempotency_key = NULL
+     WHERE idempotency_key = $1 AND created_at < now() - make_interval(secs => $2)
+"""
+
+
+async def release_expired_key(*, conn: Any, key: str, key_ttl_s: float) -> None:
+    """An idempotency key older than its time to live may be used again."""
+    await conn.execute(_RELEASE_KEY, key, key_ttl_s)

@@ -1,0 +1,174 @@
+"""The worker's hot path: claim, record outcomes, give back, renew leases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from tasks.doorbell import Bell
+from tasks.repository.rows import (
+    BELL_COLUMNS,
+    ClaimedTask,
+    Outcome,
+    Recorded,
+    Renewal,
+    bell_from,
+)
+
+# clock_timestamp(), not now(): a volatile bound keeps the planner from trading
+# the lookup by id for a scan of the pending index, as it would when a burst of
+# new rows has left its statistics behind.
+_CLAIMABLE = """status = 'pending' AND run_at <= clock_timestamp()
+       AND (expires_at IS NULL OR expires_at > clock_timestamp())"""
+_CLAIM = f"""
+    UPDATE tasks
+       SET status = 'processing', attempts = attempts + 1, worker_id = $2,
+           started_at = now(), updated_at = now(),
+           lease_expires_at = now() + make_interval(secs => $3)
+     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND kind <> ALL($4::text[])
+ RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS}
+"""
+
+
+def _claimed(row: Any) -> ClaimedTask:
+    task_id, kind, message, payload, attempt, max_attempts, timeout_s = tuple(row)[:7]
+    return ClaimedTask(
+        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7)
+    )
+
+
+async def claim(
+    *,
+    conn: Any,
+    ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_s: float,
+    limited_kinds: Sequence[str] = (),
+) -> list[ClaimedTask]:
+    """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are
+    skipped, and so are tasks of `limited_kinds` (see claim_limited)."""
+    rows = await conn.fetch(_CLAIM, list(ids), worker_id, lease_s, list(limited_kinds))
+    return [_claimed(row) for row in rows]
+
+
+_LIMITED_CANDIDATES = f"""
+    SELECT {BELL_COLUMNS} FROM tasks
+     WHERE id = ANY($1::uuid[]) AND kind = ANY($2::text[]) AND {_CLAIMABLE}
+     ORDER BY priority + fair_level, run_at
+"""
+_SLOTS_TAKEN = """
+    SELECT pg_advisory_xact_lock(hashtextextended('taskline.kind:' || $1, 0)),
+           (SELECT count(*) FROM tasks
+             WHERE kind = $1 AND status = 'processing' AND lease_expires_at > now())
+"""
+
+
+async def claim_limited(
+    *,
+    conn: Any,
+    ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_s: float,
+    limits: dict[str, int],
+) -> tuple[list[ClaimedTask], list[Bell]]:
+    """Claim tasks of KIND_CONCURRENCY kinds while their kind has a free slot.
+
+    A slot is a processing row with a live lease, so a dead worker's slot frees
+    itself when its lease expires. Claims of one kind are serialized by a
+    transaction-level advisory lock (taken in kind order: no deadlock), so
+    workers never count the same free slot twice. Returns the claimed tasks
+    and the ones left without a slot (to park)."""
+    claimed: list[ClaimedTask] = []
+    no_slot: list[Bell] = []
+    async with conn.transaction():
+        rows = await conn.fetch(_LIMITED_CANDIDATES, list(ids), list(limits))
+        by_kind: dict[str, list[Bell]] = {}
+        for row in rows:
+            bell = bell_from(row)
+            by_kind.setdefault(bell.kind, []).append(bell)
+        for kind in sorted(by_kind):
+            bells = by_kind[kind]
+            _, taken = await conn.fetchrow(_SLOTS_TAKEN, kind)
+            free = max(0, limits[kind] - int(taken))
+            chosen = [bell.id for bell in bells[:free]]
+            rows = await conn.fetch(_CLAIM, chosen, worker_id, lease_s, []) if chosen else []
+            claimed += [_claimed(row) for row in rows]
+            no_slot += bells[free:]
+    return claimed, no_slot
+
+
+_RETRY = "o.status = 'failed' AND NOT t.cancel_requested AND t.attempts < t.max_attempts"
+_FINISH = f"""
+    UPDATE tasks AS t
+       SET status = CASE WHEN {_RETRY} THEN 'pending'
+                         WHEN o.status = 'failed' AND t.cancel_requested THEN 'canceled'
+                         ELSE o.status END,
+           result = o.result::jsonb, error = o.error,
+           errors = CASE WHEN o.error IS NULL THEN t.errors
+                         ELSE t.errors || jsonb_build_array(jsonb_build_object(
+                              'attempt', o.attempt, 'error', o.error, 'at', now())) END,
+           run_at = CASE WHEN {_RETRY} THEN now() + make_interval(secs => o.retry_in_s)
+                         ELSE t.run_at END,
+           finished_at = CASE WHEN {_RETRY} THEN NULL ELSE now() END,
+           worker_id = CASE WHEN {_RETRY} THEN NULL ELSE t.worker_id END,
+           lease_expires_at = NULL, updated_at = now()
+      FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[])
+           AS o(id, attempt, status, result, error, retry_in_s)
+     WHERE t.id = o.id AND t.attempts = o.attempt
+       AND t.status = 'processing' AND t.worker_id = $7
+ RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
+           extract(epoch FROM t.run_at)::float8, t.kind
+"""
+
+
+async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> list[Recorded]:
+    """Record many outcomes in one statement. An attempt this worker no longer
+    owns (its lease was lost and the task reclaimed) is not overwritten."""
+    rows = await conn.fetch(
+        _FINISH,
+        [o.task_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.status.value for o in outcomes],
+        [o.result_json for o in outcomes],
+        [o.error for o in outcomes],
+        [o.retry_in_s for o in outcomes],
+        worker_id,
+    )
+    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+
+
+_RELEASE = f"""
+    UPDATE tasks
+       SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'pending' END,
+           attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
+           started_at = CASE WHEN cancel_requested THEN started_at END,
+           finished_at = CASE WHEN cancel_requested THEN now() END,
+           worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE id = ANY($1::uuid[]) AND status = 'processing' AND worker_id = $2
+ RETURNING status, {BELL_COLUMNS}
+"""
+
+
+async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> list[Recorded]:
+    """Give claimed tasks back (shutdown): their interrupted attempt does not count.
+    They are pending again, except a task whose cancel was asked for: canceled."""
+    rows = await conn.fetch(_RELEASE, list(ids), worker_id)
+    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+
+
+_EXTEND_LEASES = """
+    UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $3)
+     WHERE id = ANY($2::uuid[]) AND status = 'processing' AND worker_id = $1
+       AND lease_expires_at > now()
+ RETURNING id, cancel_requested
+"""
+
+
+async def extend_leases(
+    *, conn: Any, worker_id: str, ids: Sequence[uuid.UUID], lease_s: float
+) -> Renewal:
+    """Renew the leases of the tasks this worker still holds, in one statement. A
+    lease that has already expired is not renewed: the task may be someone else's."""
+    rows = await conn.fetch(_EXTEND_LEASES, worker_id, list(ids), lease_s)
+    return Renewal({row[0] for row in rows}, [row[0] for row in rows if row[1]])

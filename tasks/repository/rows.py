@@ -1,0 +1,92 @@
+"""What the repository hands back, and the connection the hot paths use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tasks.doorbell import Bell
+from tasks.models import Task, TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    id: uuid.UUID
+    kind: str
+    message: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float | None
+    bell: Bell
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended; written back in batches by the worker.
+
+    A failed attempt goes back to pending after `retry_in_s` while attempts
+    remain (and no cancel was asked for); the database decides, in the UPDATE.
+    """
+
+    task_id: uuid.UUID
+    attempt: int
+    status: TaskStatus
+    result_json: str | None = None
+    error: str | None = None
+    retry_in_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    task_id: uuid.UUID
+    status: str
+    bell: Bell
+
+
+# Where a row waits in Redis (see tasks/doorbell.py), as five columns.
+BELL_COLUMNS = "id, queue, priority + fair_level, extract(epoch FROM run_at)::float8, kind"
+
+
+def bell_from(row: Any, start: int = 0) -> Bell:
+    task_id, queue, rank, ready_at_s, kind = tuple(row)[start : start + 5]
+    return Bell(task_id, queue, rank, ready_at_s, kind)
+
+
+def bell_of(task: Task) -> Bell:
+    return Bell(
+        task.id, task.queue, task.priority + task.fair_level, task.run_at.timestamp(), task.kind
+    )
+
+
+def bell_of_row(row: Any) -> Bell:
+    """As bell_of, for a whole row (RETURNING *)."""
+    return Bell(
+        row["id"], row["queue"], row["priority"] + row["fair_level"],
+        row["run_at"].timestamp(), row["kind"],
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def driver_connection(db: AsyncEngine) -> AsyncIterator[Any]:
+    """A pooled connection as asyncpg's own; a connection that broke is dropped from the pool."""
+    async with db.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            yield raw
+        except BaseException as error:
+            if raw.is_closed() or isinstance(error, asyncpg.exceptions.InternalClientError):
+                await conn.invalidate()
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    renewed: set[uuid.UUID]
+    cancel_requested: list[uuid.UUID]
