@@ -235,13 +235,9 @@ async def test_queue_max_pending_counts_each_queue_on_its_own(
     assert {row["queue"]: row["n"] for row in rows} == {"a": 3, "b": 1}
 
 
-async def test_concurrent_posts_in_one_batch_do_not_overshoot_queue_max_pending(
-    database_url: str,
-    stores: Stores,
-    namespace: str,
-    db: asyncpg.Connection,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def admit_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch the intake sends to Redis for admission."""
     batches: list[int] = []
     admit = limits.admit
 
@@ -250,6 +246,17 @@ async def test_concurrent_posts_in_one_batch_do_not_overshoot_queue_max_pending(
         return await admit(resources, applicants)
 
     monkeypatch.setattr(limits, "admit", counting_admit)
+    return batches
+
+
+async def test_concurrent_posts_in_one_batch_do_not_overshoot_queue_max_pending(
+    database_url: str,
+    stores: Stores,
+    namespace: str,
+    db: asyncpg.Connection,
+    admit_batches: list[int],
+) -> None:
+    batches = admit_batches
     settings = limited(database_url, stores, namespace, queue_max_pending=5)
     async with app_client(settings) as http:
         answers = await asyncio.gather(*(post(http) for _ in range(20)))
@@ -262,16 +269,9 @@ async def test_concurrent_posts_in_one_batch_do_not_overshoot_queue_max_pending(
 
 
 async def test_a_client_known_to_be_out_of_tokens_is_refused_without_asking_redis(
-    database_url: str, stores: Stores, namespace: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, stores: Stores, namespace: str, admit_batches: list[int]
 ) -> None:
-    asked: list[int] = []
-    admit = limits.admit
-
-    async def counting_admit(resources: Any, applicants: Any) -> list[limits.Decision]:
-        asked.append(len(applicants))
-        return await admit(resources, applicants)
-
-    monkeypatch.setattr(limits, "admit", counting_admit)
+    asked = admit_batches
     settings = limited(database_url, stores, namespace, rate_limit="30/m burst 1")
     async with app_client(settings) as http:
         assert (await post(http)).status_code == 201
