@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,27 +61,25 @@ class Doorbell:
 
     async def ring(self, bells: Iterable[Bell]) -> None:
         """Make tasks ready now, in their queue, at their place in the order."""
-        by_queue: dict[str, dict[str, float]] = {}
-        for bell in bells:
-            by_queue.setdefault(bell.queue, {})[str(bell.id)] = self.score(bell)
-        if not by_queue:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for queue, members in by_queue.items():
-                pipe.zadd(self.keys.ready(queue), members)
-            pipe.sadd(self.keys.queues, *by_queue)
-            await pipe.execute()
+        await self._add(self.keys.ready, ((b.queue, str(b.id), self.score(b)) for b in bells))
 
     async def schedule(self, bells: Iterable[Bell]) -> None:
         """Tasks to ring at their `ready_at_s` (a delay, a retry after its backoff)."""
+        entries = ((b.queue, f"{b.rank}:{b.id}", b.ready_at_s) for b in bells)
+        await self._add(self.keys.scheduled, entries)
+
+    async def _add(
+        self, key_of: Callable[[str], str], entries: Iterable[tuple[str, str, float]]
+    ) -> None:
+        """(queue, member, score) entries into each queue's set, in one round trip."""
         by_queue: dict[str, dict[str, float]] = {}
-        for bell in bells:
-            by_queue.setdefault(bell.queue, {})[f"{bell.rank}:{bell.id}"] = bell.ready_at_s
+        for queue, member, score in entries:
+            by_queue.setdefault(queue, {})[member] = score
         if not by_queue:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue, members in by_queue.items():
-                pipe.zadd(self.keys.scheduled(queue), members)
+                pipe.zadd(key_of(queue), members)
             pipe.sadd(self.keys.queues, *by_queue)
             await pipe.execute()
 
