@@ -26,7 +26,7 @@ from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
 from tasks import repository
-from tasks.doorbell import Doorbell, Popped
+from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
@@ -177,6 +177,7 @@ class Worker:
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
         ids = [item.id for item in popped]
         limits = self.settings.kind_concurrency
+        no_slot: list[Bell] = []
         try:
             async with repository.driver_connection(self.db) as conn:
                 claimed = await repository.claim(
@@ -195,17 +196,15 @@ class Worker:
                         limits=limits,
                     )
                     claimed += more
-                    # Set aside until a slot of their kind frees; no worker spins on them.
-                    await self.doorbell.park(no_slot)
-                    parked = {bell.id for bell in no_slot}
-                    ids = [task_id for task_id in ids if task_id not in parked]
+            # Set aside until a slot of their kind frees; no worker spins on them.
+            await self.doorbell.park(no_slot)
         except Exception:
             # The ids have left Redis: put them back rather than wait for the reconcile.
             with suppress(Exception):
                 await self.doorbell.put_back(popped)
             raise
-        if len(claimed) < len(ids):
-            taken = {task.id for task in claimed}
+        if len(claimed) + len(no_slot) < len(ids):
+            taken = {task.id for task in claimed} | {bell.id for bell in no_slot}
             skipped = [str(task_id) for task_id in ids if task_id not in taken]
             log.info("skipped %d id(s) not pending (canceled, done, unknown or twice): %s",
                      len(skipped), ", ".join(skipped[:10]))  # fmt: skip
