@@ -125,6 +125,8 @@ class Doorbell:
 
     async def slots_freed(self, kinds: Iterable[str]) -> None:
         """Tasks of these kinds stopped running: as many parked ones may try again."""
+        if not self.kind_limits:
+            return
         freed = Counter(kind for kind in kinds if kind in self.kind_limits)
         for kind, count in freed.items():
             await self.unpark(kind, count)

@@ -27,6 +27,7 @@ MAX_BATCH = 500
 class Recorder:
     def __init__(self, resources: Resources, worker_id: str, *, max_pending: int) -> None:
         self._resources = resources
+        self._doorbell = Doorbell(resources)
         self._worker_id = worker_id
         self._max_pending = max_pending
         self._pending: list[Outcome] = []
@@ -81,10 +82,9 @@ class Recorder:
         async with repository.driver_connection(self._resources.engine) as conn:
             recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
-        doorbell = Doorbell(self._resources)
         try:
-            await doorbell.schedule(retries)
-            await doorbell.slots_freed(r.bell.kind for r in recorded)
+            await self._doorbell.schedule(retries)
+            await self._doorbell.slots_freed(r.bell.kind for r in recorded)
         except Exception as error:  # the reconcile rings them once they are due
             log.warning("could not schedule retries or free slots: %s", error)
         if len(recorded) < len(batch):
