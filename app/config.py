@@ -253,18 +253,22 @@ _ENV_NAMES = {
 }
 
 
+def env_name(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    return _ENV_NAMES.get(field, field).upper()
+
+
 def describe_error(error: ValidationError) -> str:
     """The first problem as one line: `invalid setting NAME: reason`."""
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else "?"
-    name = _ENV_NAMES.get(field, field).upper()
-    return f"invalid setting {name}: {first['msg']}"
+    return f"invalid setting {env_name(field)}: {first['msg']}"
 
 
 def describe_unparsable(error: SettingsError) -> str:
     found = re.search(r'field "(\w+)"', str(error))
     field = found.group(1) if found else "?"
-    return f"invalid setting {_ENV_NAMES.get(field, field).upper()}: not valid JSON"
+    return f"invalid setting {env_name(field)}: not valid JSON"
 
 
 def load_settings(**overrides: object) -> Settings:
