@@ -59,6 +59,8 @@ class Task(Base):
     errors: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
+    # Times POST /tasks/{id}/retry sent it round again; each `errors` entry records it.
+    redrives: Mapped[int] = mapped_column(Integer, server_default="0")
     timeout_seconds: Mapped[float | None] = mapped_column(Float)
     run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -164,6 +164,7 @@ class TaskOut(BaseModel):
                     "errors": [],
                     "attempts": 1,
                     "max_attempts": 3,
+                    "redrives": 0,
                     "timeout_seconds": 300.0,
                     "run_at": "2026-11-23T10:00:00.000000Z",
                     "lease_expires_at": None,
@@ -189,9 +190,13 @@ class TaskOut(BaseModel):
     status: TaskStatus
     result: Any | None
     error: str | None
-    errors: list[dict[str, Any]] = Field(description="Every failed attempt: attempt, error, at.")
-    attempts: int
+    errors: list[dict[str, Any]] = Field(
+        description="Every failed attempt: redrive, attempt, error, at. `attempt` counts from 1"
+        " again after each re-drive (POST /tasks/{id}/retry); (redrive, attempt) is unique."
+    )
+    attempts: int = Field(description="Attempts started since creation or the last re-drive.")
     max_attempts: int
+    redrives: int = Field(description="How many times POST /tasks/{id}/retry sent it round again.")
     timeout_seconds: float | None
     run_at: datetime = Field(description="Not claimed before this time (delay, retry backoff).")
     expires_at: datetime | None = Field(description="Not started by then: expired.")

@@ -78,6 +78,7 @@ async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task
         .values(
             status=TaskStatus.PENDING.value,
             attempts=0,
+            redrives=Task.redrives + 1,
             result=None,
             error=None,
             cancel_requested=False,

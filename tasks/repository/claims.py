@@ -107,7 +107,8 @@ _FINISH = f"""
            result = o.result::jsonb, error = o.error,
            errors = CASE WHEN o.error IS NULL THEN t.errors
                          ELSE t.errors || jsonb_build_array(jsonb_build_object(
-                              'attempt', o.attempt, 'error', o.error, 'at', now())) END,
+                              'redrive', t.redrives, 'attempt', o.attempt,
+                              'error', o.error, 'at', now())) END,
            run_at = CASE WHEN {_RETRY} THEN now() + make_interval(secs => o.retry_in_s)
                          ELSE t.run_at END,
            finished_at = CASE WHEN {_RETRY} THEN NULL ELSE now() END,

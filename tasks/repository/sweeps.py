@@ -25,7 +25,8 @@ _RECOVER_EXPIRED = f"""
                          ELSE 'failed' END,
            error = {_LOST},
            errors = t.errors || jsonb_build_array(jsonb_build_object(
-                    'attempt', t.attempts, 'error', {_LOST}, 'at', now())),
+                    'redrive', t.redrives, 'attempt', t.attempts, 'error', {_LOST},
+                    'at', now())),
            finished_at = CASE WHEN NOT t.cancel_requested AND t.attempts < t.max_attempts
                               THEN NULL ELSE now() END,
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()

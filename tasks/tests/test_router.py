@@ -110,6 +110,7 @@ async def test_create_stores_the_task_and_rings_the_doorbell(
         "errors": [],
         "attempts": 0,
         "max_attempts": 3,
+        "redrives": 0,
         "timeout_seconds": 300.0,
         "worker_id": None,
         "cancel_requested": False,
@@ -393,6 +394,9 @@ async def test_retry_requeues_failed_and_canceled_tasks_only(
     await wait_status(client, failed, "failed")
     task = (await client.get(f"/tasks/{failed}")).json()
     assert task["attempts"] == 1 and len(task["errors"]) == 2  # both runs' errors are kept
+    # Attempts count from 1 again after a re-drive; the entries say which round they belong to.
+    assert [(e["redrive"], e["attempt"]) for e in task["errors"]] == [(0, 1), (1, 1)]
+    assert task["redrives"] == 1
     await wait_status(client, pending, "completed")
     response = await client.post(f"/tasks/{pending}/retry")
     assert "completed" in assert_json_error(response, 409)
