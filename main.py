@@ -18,6 +18,7 @@ from tasks.handlers import load_handlers
 from tasks.intake import Intake
 from tasks.router import queues_router
 from tasks.router import router as tasks_router
+from workflows.router import router as workflows_router
 
 DESCRIPTION = """
 Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(workflows_router)
     return app
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
             access_log=False,
         )
     elif args.command == "worker":
-        from tasks.worker.main import main as worker_main
+        from worker import main as worker_main
 
         worker_main()
     elif args.command == "migrate":

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     )
     fairness_levels: str = "1,6,16,26,36"
     fairness_weights: dict[str, float] = Field(default_factory=dict)
+    # Workflows (README "Workflows").
+    workflow_max_steps: int = Field(100, ge=1, le=10_000)
+    workflow_max_group: int = Field(1000, ge=1, le=10_000)
+
     taskline_handlers: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -29,13 +29,18 @@ HandlerFunc = Callable[["TaskContext"], Awaitable[Any]] | Callable[["TaskContext
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a handler gets: the task as it was claimed."""
+    """What a handler gets: the task as it was claimed. A workflow step also gets
+    the result of the step before it (`parent_result`), or, after a group, every
+    member's outcome in order (`group_results`: task_id, status, result, error)."""
 
     id: UUID
     kind: str
     message: str
     payload: dict[str, Any]
     attempt: int
+    workflow_id: UUID | None = None
+    parent_result: Any = None
+    group_results: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
