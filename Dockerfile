@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY tasks ./tasks
+COPY schedules ./schedules
 COPY workflows ./workflows
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./

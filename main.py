@@ -13,6 +13,7 @@ from app.config import Settings, load_settings
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
+from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(schedules_router)
     app.include_router(workflows_router)
     return app
 

@@ -1,10 +1,11 @@
 """`python worker.py` runs one Taskline worker (see tasks/worker/), with the
-workflow progress of the feature above tasks."""
+schedule tick loop and the workflow progress of the features above tasks."""
 
 from __future__ import annotations
 
 from functools import partial
 
+from schedules.ticker import tick_loop
 from tasks.handlers import Registry
 from tasks.worker.hooks import Extensions
 from tasks.worker.main import main as run_worker
@@ -15,6 +16,7 @@ def extensions(registry: Registry) -> Extensions:
     progress = Progress()
     return Extensions(
         side_loops={
+            "schedules": partial(tick_loop, registry=registry),
             "workflows": partial(sweep_loop, progress=progress),
         },
         flow_hook=progress,
