@@ -1,4 +1,5 @@
-"""The `taskline` command: run Taskline (dev, api, worker, migrate)."""
+"""The `taskline` command: run Taskline (dev, api, worker, migrate) and work with
+its API (submit, get, ls, cancel, retry, queues, top)."""
 
 from taskline.cli.main import main
 
