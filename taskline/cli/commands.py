@@ -105,6 +105,8 @@ def run_submit(args: argparse.Namespace) -> int:
         return bulk.submit_file(args)
     if args.kind is None:
         raise UsageError("submit needs KIND (or --from-file)")
+    if args.timeout is not None and (not args.wait or args.timeout <= 0):
+        raise UsageError("--timeout goes with --wait, and must be above 0")
     body = task_body(args)
     with client_from(args) as client:
         task = client.create_task_from(body, idempotency_key=args.idempotency_key)

@@ -75,7 +75,8 @@ def detail(task: TaskOut) -> str:
         fields.append(("expires", when(task.expires_at, "Z")))
     lines = [f"{name:<9} {value}" for name, value in fields]
     for entry in task.errors:
-        lines.append(f"{'':<9} attempt {entry.get('attempt', '?')}: {entry.get('error', '')}")
+        round_ = f" of re-drive {entry['redrive']}" if entry.get("redrive") else ""
+        lines.append(f"{'':<9} attempt {entry.get('attempt', '?')}{round_}: {entry.get('error')}")
     return "\n".join(lines)
 
 

@@ -108,6 +108,7 @@ def test_exit_codes(api: str, cli: Callable[..., Ran]) -> None:
         (["submit", "echo", "--payload", "@/no/such/file"], 2, "cannot read"),
         (["submit", "echo", "--priority", "high"], 2, "invalid int"),
         (["retry"], 2, "--failed"),
+        (["submit", "echo", "--timeout", "5"], 2, "--wait"),
         (["ls", "--limit", "0"], 2, "--limit"),
     ]
     for args, code, said in in_process:
