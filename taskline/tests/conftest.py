@@ -17,18 +17,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-
-# The task feature's fixtures, by name (see pyproject's per-file ignores).
-from tasks.tests.conftest import (
-    TEST_HANDLERS,
-    database_url,
-    db,
-    free_port,
-    namespace,
-    settings,
-    spawn_worker,
-    stores,
-)
+from tasks.tests.fixtures import TEST_HANDLERS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("taskline")  # the console script pyproject declares

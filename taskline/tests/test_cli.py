@@ -21,7 +21,7 @@ import pytest
 
 from taskline.cli import main
 from taskline.tests.conftest import SCRIPT
-from tasks.tests.conftest import free_port
+from tasks.tests.fixtures import free_port
 
 
 def taskline(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,7 @@ from taskline.client import (
     Unreachable,
     WaitTimedOut,
 )
-from tasks.tests.conftest import free_port
+from tasks.tests.fixtures import free_port
 
 
 def test_sync_client_creates_waits_lists_and_maps_refusals(api: str, worker: None) -> None:
