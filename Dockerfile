@@ -8,6 +8,7 @@ COPY app ./app
 COPY tasks ./tasks
 COPY schedules ./schedules
 COPY workflows ./workflows
+COPY taskline ./taskline
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./
 RUN pip install . && useradd --system --no-create-home taskline

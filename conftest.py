@@ -1,22 +1,26 @@
-"""The tests of the feature packages beside tasks/ (schedules/, workflows/) use
-the fixtures of tasks/tests/conftest.py: real PostgreSQL and Valkey, a database
-and a Redis namespace per test. Imported here, they are visible to every
-package; the tests of tasks/ keep using their own conftest."""
+"""One set of fixtures for every package's tests (tasks/tests/fixtures.py): the
+embedded servers start once per run, whichever feature's tests ask first.
+Beside them, workers built as `python worker.py` builds them, for the tests of
+the features that add to a worker (schedules/, workflows/)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from app.config import Settings
 from tasks.handlers import load_handlers
-from tasks.tests.conftest import *  # noqa: F403
-from tasks.tests.conftest import WorkerFactory
 from tasks.worker import Worker
 from worker import extensions
+
+pytest_plugins = ["tasks.tests.fixtures"]
+
+# Not imported from tasks.tests.fixtures: a plugin imported before pytest loads
+# it cannot have its asserts rewritten.
+WorkerFactory = Callable[..., Awaitable[Worker]]
 
 # Handlers of the feature tests, registered for the API and in-process workers.
 FEATURE_HANDLERS = ("tasks.tests.handlers", "workflows.tests.handlers")

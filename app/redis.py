@@ -64,5 +64,11 @@ class Keys:
         return f"{self.namespace}:lock:reconcile"
 
     @property
+    def sweep_cursor(self) -> str:
+        """Where the reconcile's walk over the pending tasks stopped; losing it
+        only starts the walk over."""
+        return f"{self.namespace}:reconcile:cursor"
+
+    @property
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"

@@ -103,13 +103,15 @@ class Task(Base):
             "expires_at",
             postgresql_where=text("status = 'pending' AND expires_at IS NOT NULL"),
         ),
-        # GET /queues counts active tasks per queue and priority from this alone.
+        # GET /queues counts active tasks per queue and priority from this alone;
+        # the reconcile walks the pending tasks along it by a keyset cursor.
         Index(
             "ix_tasks_active_queue",
             "queue",
             "priority",
             "status",
             "run_at",
+            "id",
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
         Index(

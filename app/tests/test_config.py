@@ -146,7 +146,7 @@ def test_a_bad_value_is_refused_in_process(
         settings()
 
 
-PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "app.cli", "migrate"]]
+PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "taskline", "migrate"]]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=["worker", "api", "migrate"])

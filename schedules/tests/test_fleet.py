@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 
-from tasks.tests.conftest import WorkerProcess, wait_for
+from tasks.tests.fixtures import WorkerProcess, wait_for
 
 Spawn = Callable[..., WorkerProcess]
 FLEET_ENV = {

@@ -20,7 +20,7 @@ from app.lifespan import Resources
 from conftest import run_full_worker
 from schedules.ticker import declare_all, tick_key, tick_once
 from tasks.handlers import Registry, Schedule
-from tasks.tests.conftest import wait_for
+from tasks.tests.fixtures import wait_for
 
 GRACE_S = 1.5
 

@@ -28,19 +28,22 @@ from tasks.repository.rows import (
 )
 from tasks.repository.sweeps import (
     QUEUE_COUNTS,
+    PendingChunk,
+    PendingCursor,
     expire_overdue,
     fold_count_changes,
+    pending_chunk,
     purge_finished,
     queue_counts,
     recover_expired,
-    stale_pending,
-    touch_pending,
 )
 
 __all__ = [
     "QUEUE_COUNTS",
     "ClaimedTask",
     "Outcome",
+    "PendingChunk",
+    "PendingCursor",
     "Recorded",
     "Renewal",
     "bell_of",
@@ -56,6 +59,7 @@ __all__ = [
     "get_task",
     "insert_tasks",
     "list_tasks",
+    "pending_chunk",
     "purge_finished",
     "queue_counts",
     "recover_expired",
@@ -63,7 +67,5 @@ __all__ = [
     "release_expired_key",
     "request_cancel",
     "requeue_finished",
-    "stale_pending",
     "tasks_by_idempotency_key",
-    "touch_pending",
 ]

@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import any_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from tasks.models import Task, TaskStatus
 
@@ -28,14 +29,26 @@ async def list_tasks(
     before_id: uuid.UUID | None,
     limit: int,
 ) -> Sequence[Task]:
-    """Newest first by the time-ordered id; `before_id` is the keyset cursor."""
-    statement = select(Task).order_by(Task.id.desc()).limit(limit)
+    """Newest first by the time-ordered id; `before_id` is the keyset cursor.
+
+    The page's ids come first, from an index alone ((status, id), (kind, id) or
+    (kind, status, id)), then their rows by primary key. As one plain query,
+    PostgreSQL may walk the primary key backwards filtering on status instead,
+    which reads most of the table when the status is rare among recent rows.
+    """
+    found = aliased(Task)
+    page = select(found.id).order_by(found.id.desc()).limit(limit).correlate(None)
     if status is not None:
-        statement = statement.where(Task.status == status.value)
+        page = page.where(found.status == status.value)
     if kind is not None:
-        statement = statement.where(Task.kind == kind)
+        page = page.where(found.kind == kind)
     if before_id is not None:
-        statement = statement.where(Task.id < before_id)
+        page = page.where(found.id < before_id)
+    statement = (
+        select(Task)
+        .where(Task.id == any_(func.array(page.scalar_subquery())))
+        .order_by(Task.id.desc())
+    )
     return (await session.scalars(statement)).all()
 
 

@@ -32,7 +32,7 @@ from app.embedded import EmbeddedPostgres, EmbeddedValkey
 from app.lifespan import Resources
 from app.migrate import upgrade
 from app.redis import Keys
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     EXECUTIONS_DDL,
     ROOT,
     TEST_HANDLERS,
@@ -82,7 +82,7 @@ def spawn_api(
         log_path = tmp_path / f"api-{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "api", *args],
+                [sys.executable, "-m", "taskline", "api", *args],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

@@ -15,7 +15,7 @@ import pytest
 
 from app.config import Settings
 from app.lifespan import Resources
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     Stores,
     WorkerFactory,
     app_client,

@@ -11,7 +11,7 @@ import httpx
 
 import workflows.tests.handlers  # noqa: F401  (registers the test kinds)
 from app.lifespan import Resources
-from tasks.tests.conftest import WorkerFactory, wait_for
+from tasks.tests.fixtures import WorkerFactory, wait_for
 from workflows.progress import Progress, sweep_once
 
 

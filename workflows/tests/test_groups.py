@@ -15,7 +15,7 @@ import httpx
 import workflows.tests.handlers  # noqa: F401  (registers the test kinds)
 from app.lifespan import Resources
 from tasks import repository as task_repository
-from tasks.tests.conftest import WorkerProcess, wait_for
+from tasks.tests.fixtures import WorkerProcess, wait_for
 from workflows.progress import Progress
 
 Spawn = Callable[..., WorkerProcess]

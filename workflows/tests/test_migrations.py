@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tasks.tests.conftest import plain_dsn
+from tasks.tests.fixtures import plain_dsn
 from tasks.tests.test_migrations import alembic, empty_database_url, tables
 
 __all__ = ["empty_database_url"]  # the fixture, imported for this module's tests

@@ -10,7 +10,7 @@ import pytest
 
 import workflows.tests.handlers  # noqa: F401  (registers the test kinds)
 from app.config import Settings
-from tasks.tests.conftest import app_client
+from tasks.tests.fixtures import app_client
 
 CHAIN = {
     "steps": [
