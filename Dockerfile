@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY tasks ./tasks
+COPY schedules ./schedules
+COPY workflows ./workflows
 COPY taskline ./taskline
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./

@@ -13,11 +13,13 @@ from app.config import Settings, load_settings
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
+from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
 from tasks.router import queues_router
 from tasks.router import router as tasks_router
+from workflows.router import router as workflows_router
 
 DESCRIPTION = """
 Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
@@ -57,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(schedules_router)
+    app.include_router(workflows_router)
     return app
 
 

@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     )
     fairness_levels: str = "1,6,16,26,36"
     fairness_weights: dict[str, float] = Field(default_factory=dict)
+    # Schedules and workflows (README "Schedules", "Workflows").
+    schedule_interval_s: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("SCHEDULE_INTERVAL_SECONDS")
+    )
+    schedule_misfire_grace_s: float = Field(
+        10.0, ge=0, le=86400, validation_alias=_env("SCHEDULE_MISFIRE_GRACE_SECONDS")
+    )
+    schedule_catch_up_max: int = Field(100, ge=1, le=10_000)
+    workflow_max_steps: int = Field(100, ge=1, le=10_000)
+    workflow_max_group: int = Field(1000, ge=1, le=10_000)
+
     taskline_handlers: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -250,6 +261,8 @@ _ENV_NAMES = {
     "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
     "priority_aging_s": "PRIORITY_AGING_SECONDS",
     "fairness_window_s": "FAIRNESS_WINDOW_SECONDS",
+    "schedule_interval_s": "SCHEDULE_INTERVAL_SECONDS",
+    "schedule_misfire_grace_s": "SCHEDULE_MISFIRE_GRACE_SECONDS",
 }
 
 

@@ -76,6 +76,10 @@ class Task(Base):
     # Idempotency-Key of the POST that made it, unique while set; and a hash of that body.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # A step of a workflow (workflows/) names it; `inputs` holds what the steps
+    # before it handed on: {"parent_result": ...} or {"group_results": [...]}.
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

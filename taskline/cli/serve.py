@@ -61,7 +61,8 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from tasks.worker.main import main as worker_main
+    # worker.py builds the worker with what the features above tasks add.
+    from worker import main as worker_main
 
     _settings()
     worker_main()

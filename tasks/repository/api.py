@@ -111,15 +111,16 @@ async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task
 _INSERT_MANY = """
     INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
                        idempotency_key, request_hash, expires_at, queue, priority,
-                       fair_level, owner)
+                       fair_level, owner, workflow_id, inputs)
     SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
            greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
-           n.expires_at, n.queue, n.priority, n.fair_level, n.owner
+           n.expires_at, n.queue, n.priority, n.fair_level, n.owner, n.workflow_id, n.inputs
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
                   $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                  $11::text[], $12::int[], $13::int[], $14::text[])
+                  $11::text[], $12::int[], $13::int[], $14::text[], $15::uuid[], $16::jsonb[])
            AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner)
+                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner,
+                workflow_id, inputs)
         ON CONFLICT (idempotency_key) DO NOTHING
  RETURNING *
 """
@@ -134,7 +135,7 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.id for t in tasks],
             [t.kind for t in tasks],
             [t.message for t in tasks],
-            [json.dumps(t.payload, separators=(",", ":")) for t in tasks],
+            [_json(t.payload) for t in tasks],
             [t.max_attempts for t in tasks],
             [t.timeout_seconds for t in tasks],
             [t.run_at for t in tasks],
@@ -145,8 +146,14 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.priority for t in tasks],
             [t.fair_level for t in tasks],
             [t.owner for t in tasks],
+            [t.workflow_id for t in tasks],
+            [None if t.inputs is None else _json(t.inputs) for t in tasks],
         )
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 _BY_IDEMPOTENCY_KEY = """

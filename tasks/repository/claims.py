@@ -27,15 +27,18 @@ _CLAIM = f"""
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
      WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND kind <> ALL($4::text[])
- RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS}
+ RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
+           workflow_id, inputs
 """
 
 
 def _claimed(row: Any) -> ClaimedTask:
     task_id, kind, message, payload, attempt, max_attempts, timeout_s = tuple(row)[:7]
+    workflow_id, inputs = row[12], row[13]
     return ClaimedTask(
-        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7)
-    )
+        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7),
+        workflow_id, inputs,
+    )  # fmt: skip
 
 
 async def claim(

@@ -25,6 +25,8 @@ class ClaimedTask:
     max_attempts: int
     timeout_seconds: float | None
     bell: Bell
+    workflow_id: uuid.UUID | None = None
+    inputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     retry_in_s: float = 0.0
+    in_flow: bool = False  # a workflow step: recorded with its workflow's next move
 
 
 @dataclass(frozen=True, slots=True)
