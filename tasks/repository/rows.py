@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ class ClaimedTask:
     max_attempts: int
     timeout_seconds: float | None
     bell: Bell
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
