@@ -1,5 +1,6 @@
 """The `message` handler of the Python workers in these tests: it records each
-delivery in the test's `deliveries` table, as the HTTP consumers do."""
+delivery in the test's `deliveries` table, as the HTTP consumers do, and
+fails when the data asks it to (`{"fail": true}`)."""
 
 from __future__ import annotations
 
@@ -23,4 +24,7 @@ async def message(task: TaskContext) -> dict[str, Any]:
         task.id,
         task.attempt,
     )
-    return {"data": task.payload.get("data")}
+    data = task.payload.get("data")
+    if isinstance(data, dict) and data.get("fail"):
+        raise RuntimeError("asked to fail")
+    return {"data": data}
