@@ -173,3 +173,31 @@ async def test_a_queue_half_deleted_is_gone_and_a_second_delete_finishes(
     assert (await client.delete("/queues/doomed")).status_code == 204
     assert await db.fetchval("SELECT count(*) FROM tasks") == 0
     await create_queue(client, "doomed")
+
+
+async def test_openapi_documents_every_route_with_its_statuses(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    expected = {
+        ("/topics", "post"): {"201", "409", "422", "503"},
+        ("/topics", "get"): {"200", "422", "503"},
+        ("/topics/{topic_id}", "get"): {"200", "404", "503"},
+        ("/topics/{topic_id}", "delete"): {"204", "404", "409", "503"},
+        ("/topics/{topic_id}/messages", "post"): {"201", "404", "422", "503"},
+        ("/queues", "get"): {"200", "503"},
+        ("/queues", "post"): {"201", "409", "422", "503"},
+        ("/queues/{queue_id}", "get"): {"200", "404", "503"},
+        ("/queues/{queue_id}", "patch"): {"200", "404", "422", "503"},
+        ("/queues/{queue_id}", "delete"): {"204", "404", "503"},
+        ("/queues/{queue_id}/stats", "get"): {"200", "404", "503"},
+        ("/queues/{queue_id}/messages", "post"): {"201", "404", "422", "503"},
+        ("/queues/{queue_id}/lease", "post"): {"200", "404", "422", "503"},
+        ("/queues/{queue_id}/redrive", "post"): {"200", "404", "503"},
+        ("/messages/{message_id}/ack", "post"): {"204", "404", "409", "422", "503"},
+        ("/messages/{message_id}/nack", "post"): {"204", "404", "409", "422", "503"},
+        ("/messages/{message_id}/extend", "post"): {"200", "404", "409", "422", "503"},
+    }
+    for (path, method), statuses in expected.items():
+        documented = set(paths[path][method]["responses"])
+        assert statuses <= documented, (path, method, documented)
+    body = paths["/queues"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("QueueCreate")
