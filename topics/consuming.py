@@ -73,7 +73,13 @@ async def _take(
             popped = await long_poll.pop(queue_id, count=body.max_messages, timeout_s=remaining_s)
         if not popped:
             return []
-        claimed, gave_back = await _claim(resources, popped, worker_id, visibility_s)
+        claiming = asyncio.ensure_future(_claim(resources, popped, worker_id, visibility_s))
+        try:
+            claimed, gave_back = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # The client hung up mid-claim: finish it, then give the messages back.
+            await _give_back(resources, (await claiming)[0], worker_id)
+            raise
         # Only stale ids (acked, expired, deleted): pop again while the wait lasts.
         if claimed or gave_back or loop.time() >= deadline:
             return claimed
@@ -104,6 +110,17 @@ async def _claim(
     if others:
         await doorbell.put_back([item for item in popped if item.id in others])
     return claimed, bool(others)
+
+
+async def _give_back(resources: Resources, claimed: list[ClaimedTask], worker_id: str) -> None:
+    """The workers' give-back: pending again, the delivery not counted, rung."""
+    if not claimed:
+        return
+    async with _connect(resources) as conn:
+        released = await tasks_repository.release(
+            conn=conn, ids=[task.id for task in claimed], worker_id=worker_id
+        )
+    await _ring(resources, [r.bell for r in released if r.status == TaskStatus.PENDING])
 
 
 def _leased(task: ClaimedTask, signer: ReceiptSigner, worker_id: str) -> LeasedMessage:

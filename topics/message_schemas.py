@@ -95,7 +95,7 @@ class LeaseIn(BaseModel):
         None, description="Ack deadline of these deliveries; default: the queue's."
     )
     consumer: str = Field(
-        "http",
+        "consumer",
         pattern=OWNER_PATTERN,
         max_length=64,
         description="A name for whoever leases, shown as the task's worker_id.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
 
 from tasks.dependencies import ResourcesDep
 from tasks.schemas import ErrorOut
@@ -25,6 +25,7 @@ from topics.message_schemas import (
     RedriveOut,
 )
 from topics.router import INVALID, QUEUE_NOT_FOUND, TOPIC_NOT_FOUND, UNAVAILABLE, Responses
+from topics.waiting import unless_hung_up
 
 router = APIRouter(tags=["messages"])
 
@@ -90,19 +91,25 @@ async def put(
     tags=["queues"],
 )
 async def lease(
-    queue_id: QueueId, body: LeaseIn, resources: ResourcesDep, consumers: ConsumersDep
+    queue_id: QueueId,
+    body: LeaseIn,
+    request: Request,
+    resources: ResourcesDep,
+    consumers: ConsumersDep,
 ) -> LeaseOut:
     """Up to `max_messages`, each with a receipt handle, held until the ack
     deadline (`visibility_seconds`, else the queue's). With `wait_seconds`, it
-    answers as soon as a message is there, or empty when the wait is over."""
-    messages = await consuming.lease(
+    answers as soon as a message is there, or empty when the wait is over; a
+    client that hangs up while it waits takes nothing."""
+    leasing = consuming.lease(
         resources=resources,
         long_poll=consumers.long_poll,
         receipts=consumers.receipts,
         queue_id=queue_id,
         body=body,
     )
-    return LeaseOut(messages=messages)
+    messages = await unless_hung_up(request, leasing) if body.wait_seconds else await leasing
+    return LeaseOut(messages=messages or [])
 
 
 @router.post(

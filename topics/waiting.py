@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable
+from contextlib import suppress
+from typing import TypeVar
+
+from starlette.requests import Request
 
 from app.lifespan import Resources
 from app.redis import create_redis
 from tasks.doorbell import Doorbell, Popped
 
 MIN_BLOCK_S = 0.01  # Redis reads a zero timeout as "forever"
+
+T = TypeVar("T")
 
 
 class LongPoll:
@@ -47,3 +54,31 @@ class LongPoll:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+async def unless_hung_up(request: Request, work: Awaitable[T]) -> T | None:
+    """Run `work`, but cancel it if the client hangs up first (None then): a
+    consumer that died while its lease waited must not take the next message
+    away from the living ones until its ack deadline."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.create_task(_hung_up(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _hung_up(request: Request) -> None:
+    """Returns when the client is gone. The body has been read, so the server
+    answers `receive` only then; should one answer anything else, look again
+    in a while rather than spin."""
+    while True:
+        if (await request.receive())["type"] == "http.disconnect":
+            return
+        await asyncio.sleep(1.0)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
 
+from app.config import Settings
 from app.lifespan import Resources
+from main import create_app
 from tasks.worker import maintenance
 from topics.tests.conftest import (
     create_queue,
@@ -18,6 +21,12 @@ from topics.tests.conftest import (
     settle,
     wait_for,
 )
+
+
+async def blocked(resources: Resources) -> bool:
+    """Whether a client is blocked on Redis (a lease waiting on the doorbell)."""
+    info = await resources.redis.info("clients")
+    return int(info["blocked_clients"]) >= 1
 
 
 async def status_of(db: asyncpg.Connection, message_id: str) -> str:
@@ -133,11 +142,7 @@ async def test_a_waiting_lease_returns_when_a_message_arrives(
     started = time.monotonic()
     waiting = asyncio.create_task(lease(client, "work", wait_seconds=wait_s))
 
-    async def blocked_on_redis() -> bool:
-        info = await resources.redis.info("clients")
-        return int(info["blocked_clients"]) >= 1
-
-    await wait_for(blocked_on_redis, what="the lease to block on the doorbell")
+    await wait_for(lambda: blocked(resources), what="the lease to block on the doorbell")
     await put(client, "work", "wake up")
     [message] = await asyncio.wait_for(waiting, wait_s)
     assert message["data"] == "wake up"
@@ -175,3 +180,51 @@ async def test_lease_refuses_bad_input_and_unknown_queues(client: httpx.AsyncCli
         assert response.json()["detail"]
     missing = await client.post("/queues/nope/lease", json={})
     assert missing.status_code == 404 and missing.json()["detail"]
+
+
+async def test_a_waiting_lease_whose_client_hangs_up_takes_nothing(
+    settings: Settings, resources: Resources, db: asyncpg.Connection
+) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            await create_queue(http, "work")
+            hang_up = asyncio.Event()
+            waiting = asyncio.create_task(
+                app(lease_scope("/queues/work/lease"), hanging_up(hang_up), ignore)
+            )
+            await wait_for(lambda: blocked(resources), what="the lease to block on the doorbell")
+            hang_up.set()
+            await asyncio.wait_for(waiting, 10)  # it stopped waiting when the client left
+            await put(http, "work", "for the living")
+            [message] = await lease(http, "work")
+    assert message["data"] == "for the living" and message["delivery_attempts"] == 1
+
+
+def lease_scope(path: str) -> dict:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 40000), "server": ("test", 80),
+    }  # fmt: skip
+
+
+def hanging_up(event: asyncio.Event) -> Callable[[], Awaitable[dict]]:
+    """An ASGI receive: a lease that waits 15 s, then the client gone when `event` is set."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b'{"wait_seconds": 15}', "more_body": False}
+        await event.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def ignore(message: dict) -> None:
+    return None
