@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import resource
 import time
 
 import asyncpg
@@ -69,7 +70,8 @@ def consume(url: str, name: str, lease_size: int, results: multiprocessing.Queue
                 handle = {"receipt_handle": message["receipt_handle"]}
                 http.post(f"/messages/{message['id']}/ack", json=handle).raise_for_status()
                 acked += 1
-    results.put((acked, lease_ms))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put((acked, lease_ms, usage.ru_utime + usage.ru_stime))
 
 
 async def span(found: Stack) -> tuple[float, int]:
@@ -115,13 +117,15 @@ def main() -> None:
         finally:
             api.terminate()
             api.wait(60)
-    leases = [ms for _, lease_ms in outcomes for ms in lease_ms]
+    leases = [ms for _, lease_ms, _ in outcomes for ms in lease_ms]
+    client_cpu_s = sum(cpu for _, _, cpu in outcomes)
     rate = acked / span_s if span_s else 0.0
     print(f"consumers: {acked}/{args.messages} messages leased and acked in {span_s:.2f}s "
           f"= {rate:,.0f} messages/s ({args.consumers} HTTP consumers, {args.lease} per lease, "
-          f"1 API process); per consumer {[n for n, _ in outcomes]}; "
+          f"1 API process); per consumer {[n for n, _, _ in outcomes]}; "
           f"lease p50 {percentile(leases, 0.5):.1f} ms, p99 {percentile(leases, 0.99):.1f} ms; "
-          f"API CPU {api_cpu_s * 1000 / max(acked, 1):.2f} ms per message")  # fmt: skip
+          f"CPU per message: API {api_cpu_s * 1000 / max(acked, 1):.2f} ms, "
+          f"consumers {client_cpu_s * 1000 / max(acked, 1):.2f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -227,9 +227,9 @@ async def _ring(resources: Resources, bells: list[Bell], *, delay_s: float = 0) 
 
 async def redrive(*, resources: Resources, queue_id: str, limit: int) -> int:
     """Dead letters of the queue (in its dead queue, or failed in it) back to it."""
-    async with _connect(resources) as conn:
-        queue = await repository.get_queue(conn=conn, queue_id=queue_id)
-        if queue is None or queue["deleting_at"] is not None:
+    async with _connect(resources) as conn, conn.transaction():
+        # Locked, so that a DELETE of the queue cannot miss what comes back to it.
+        if await repository.lock_queue(conn=conn, queue_id=queue_id) is None:
             raise QueueNotFound(queue_id)
         bells = await repository.redrive(conn=conn, queue_id=queue_id, limit=limit)
     await _ring(resources, bells)

@@ -28,9 +28,12 @@ CREATE FUNCTION messages_dead_letter() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     dead queues%ROWTYPE;
 BEGIN
+    -- FOR SHARE: a DELETE of the dead queue waits for this move to commit
+    -- (and then deletes the message), or this sees the queue as being deleted.
     SELECT d.* INTO dead
       FROM queues q JOIN queues d ON d.id = q.dead_queue_id
-     WHERE q.id = NEW.queue AND d.deleting_at IS NULL;
+     WHERE q.id = NEW.queue AND d.deleting_at IS NULL
+       FOR SHARE OF d;
     IF NOT FOUND THEN
         RETURN NEW;  -- no dead queue: the message ends failed
     END IF;
