@@ -19,12 +19,19 @@ from tasks.handlers import load_handlers
 from tasks.intake import Intake
 from tasks.router import queues_router
 from tasks.router import router as tasks_router
+from topics.dependencies import close_consumers, open_consumers
+from topics.messages_router import router as messages_router
+from topics.router import queues_router as queue_resources_router
+from topics.router import topics_router
 from workflows.router import router as workflows_router
 
 DESCRIPTION = """
 Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
 it is committed in PostgreSQL, its id rings a doorbell on Redis, and a worker
 claims it, runs its handler and records the result here.
+
+Topics and queues carry messages to consumers in any language: publish to a
+topic, lease from a queue over HTTP, then ack or nack with the receipt handle.
 """
 
 
@@ -41,11 +48,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with resources_lifespan(app):
         intake = Intake(app.state.resources)
         app.state.intake = intake
+        app.state.consumers = open_consumers(app.state.resources)
         intake.start()
         try:
             yield
         finally:
             await intake.close()
+            await close_consumers(app.state.consumers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queues_router)
     app.include_router(schedules_router)
     app.include_router(workflows_router)
+    app.include_router(topics_router)
+    app.include_router(queue_resources_router)
+    app.include_router(messages_router)
     return app
 
 

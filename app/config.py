@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
 )
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
     workflow_max_group: int = Field(1000, ge=1, le=10_000)
 
     taskline_handlers: str = ""
+
+    # Topics and HTTP consumers (README "Topics and HTTP consumers").
+    # Unset: a key is made once and kept in PostgreSQL, shared by every API process.
+    receipt_handle_secret: SecretStr | None = None
+    long_poll_max_waiters: int = Field(100, ge=1, le=10_000)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     api_host: str = "127.0.0.1"
@@ -147,6 +154,18 @@ class Settings(BaseSettings):
         for name in filter(None, (part.strip() for part in value.split(","))):
             if not all(part.isidentifier() for part in name.split(".")):
                 raise ValueError(f"{name!r} is not a module path")
+        return value
+
+    @field_validator("receipt_handle_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("receipt_handle_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("rate_limit")

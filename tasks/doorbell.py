@@ -85,9 +85,14 @@ class Doorbell:
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;
-        blocks (no polling) until one arrives or `timeout_s` passes."""
+        blocks (no polling) until one arrives or `timeout_s` passes. With
+        `timeout_s` 0 it answers at once."""
         names = [self.keys.ready(queue) for queue in queues]
-        reply: Any = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        reply: Any
+        if timeout_s > 0:
+            reply = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        else:
+            reply = await self.redis.zmpop(len(names), names, min=True, count=count)
         if not reply:
             return []
         queue = queues[names.index(str(reply[0]))]
@@ -144,6 +149,12 @@ class Doorbell:
                 await promote(keys=keys, args=[now_s, limit, self.step_s], client=pipe)
             moved = await pipe.execute()
         return sum(int(count) for count in moved)
+
+    async def add_queues(self, names: Iterable[str]) -> None:
+        """Name queues before they have had tasks (declared ones), so that they show."""
+        names = list(names)
+        if names:
+            await self.redis.sadd(self.keys.queues, *names)
 
     async def known_queues(self) -> set[str]:
         return {str(name) for name in await self.redis.smembers(self.keys.queues)}

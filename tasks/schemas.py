@@ -207,7 +207,10 @@ class TaskOut(BaseModel):
     )
     attempts: int = Field(description="Attempts started since creation or the last re-drive.")
     max_attempts: int
-    redrives: int = Field(description="How many times POST /tasks/{id}/retry sent it round again.")
+    redrives: int = Field(
+        description="How many times POST /tasks/{id}/retry sent it round again (for a message,"
+        " also each move to a dead queue and each redrive)."
+    )
     timeout_seconds: float | None
     run_at: datetime = Field(description="Not claimed before this time (delay, retry backoff).")
     expires_at: datetime | None = Field(description="Not started by then: expired.")

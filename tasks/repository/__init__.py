@@ -16,7 +16,14 @@ from tasks.repository.api import (
     requeue_finished,
     tasks_by_idempotency_key,
 )
-from tasks.repository.claims import claim, claim_limited, extend_leases, finish, release
+from tasks.repository.claims import (
+    claim,
+    claim_kinds,
+    claim_limited,
+    extend_leases,
+    finish,
+    release,
+)
 from tasks.repository.rows import (
     ClaimedTask,
     Outcome,
@@ -50,6 +57,7 @@ __all__ = [
     "bell_of_row",
     "cancel_pending",
     "claim",
+    "claim_kinds",
     "claim_limited",
     "driver_connection",
     "expire_overdue",
