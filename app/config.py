@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     fairness_levels: str = "1,6,16,26,36"
     fairness_weights: dict[str, float] = Field(default_factory=dict)
     taskline_handlers: str = ""
+
+    # Results, waiting and the event stream (README "Wait for results").
+    result_max_bytes: int = Field(1024 * 1024, ge=1, le=256 * 1024 * 1024)
+    event_stream_max_entries: int = Field(10_000, ge=100, le=10_000_000)
+    events_subscriber_queue: int = Field(1000, ge=1, le=100_000)
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, le=3600, validation_alias=_env("EVENTS_HEARTBEAT_SECONDS")
+    )
+    kind_max_backlog: dict[str, int] = Field(default_factory=dict)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     api_host: str = "127.0.0.1"
@@ -159,6 +169,14 @@ class Settings(BaseSettings):
         for kind, limit in value.items():
             if not 1 <= limit <= 100_000:
                 raise ValueError(f"limit of {kind!r} must be 1..100000")
+        return value
+
+    @field_validator("kind_max_backlog")
+    @classmethod
+    def _backlog_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, limit in value.items():
+            if not 0 <= limit <= 10_000_000:
+                raise ValueError(f"backlog of {kind!r} must be 0..10000000")
         return value
 
     @field_validator("fairness_levels")
@@ -250,6 +268,7 @@ _ENV_NAMES = {
     "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
     "priority_aging_s": "PRIORITY_AGING_SECONDS",
     "fairness_window_s": "FAIRNESS_WINDOW_SECONDS",
+    "events_heartbeat_s": "EVENTS_HEARTBEAT_SECONDS",
 }
 
 

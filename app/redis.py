@@ -64,5 +64,10 @@ class Keys:
         return f"{self.namespace}:lock:reconcile"
 
     @property
+    def events(self) -> str:
+        """Stream of task events (state changes), one entry per batch, capped."""
+        return f"{self.namespace}:events"
+
+    @property
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import KindRule, Settings
 from app.ids import uuid7
 from app.lifespan import Resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
 from tasks.handlers import Registry
@@ -91,6 +91,7 @@ async def cancel_task(
     for _ in range(3):  # a task may move between pending and processing meanwhile
         canceled = await repository.cancel_pending(session=session, task_id=task.id)
         if canceled is not None:
+            await events.publish(resources, [events.of_row(canceled, events.CANCELED)])
             return canceled, False
         flagged = await repository.request_cancel(session=session, task_id=task.id)
         if flagged is not None:
@@ -119,8 +120,9 @@ async def retry_task(*, session: AsyncSession, resources: Resources, task: Task)
         current = await repository.get_task(session=session, task_id=task.id)
         status = current.status if current is not None else task.status
         raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
+    redriven = events.stage(resources, [events.of_row(requeued, events.REDRIVEN)])
     try:
-        await Doorbell(resources).ring([repository.bell_of(requeued)])
+        await Doorbell(resources).send(ready=[repository.bell_of(requeued)], also=[redriven])
     except Exception:
         log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
     return requeued

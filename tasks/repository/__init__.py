@@ -28,6 +28,7 @@ from tasks.repository.rows import (
 )
 from tasks.repository.sweeps import (
     QUEUE_COUNTS,
+    expire_ids,
     expire_overdue,
     fold_count_changes,
     purge_finished,
@@ -49,6 +50,7 @@ __all__ = [
     "claim",
     "claim_limited",
     "driver_connection",
+    "expire_ids",
     "expire_overdue",
     "extend_leases",
     "finish",

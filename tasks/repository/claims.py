@@ -9,11 +9,13 @@ from typing import Any
 from tasks.doorbell import Bell
 from tasks.repository.rows import (
     BELL_COLUMNS,
+    RECORDED_COLUMNS,
     ClaimedTask,
     Outcome,
     Recorded,
     Renewal,
     bell_from,
+    recorded_from,
 )
 
 # clock_timestamp(), not now(): a volatile bound keeps the planner from trading
@@ -27,15 +29,17 @@ _CLAIM = f"""
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
      WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND kind <> ALL($4::text[])
- RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS}
+ RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
+           owner
 """
 
 
 def _claimed(row: Any) -> ClaimedTask:
     task_id, kind, message, payload, attempt, max_attempts, timeout_s = tuple(row)[:7]
     return ClaimedTask(
-        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7)
-    )
+        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7),
+        row[12],
+    )  # fmt: skip
 
 
 async def claim(
@@ -119,7 +123,7 @@ _FINISH = f"""
      WHERE t.id = o.id AND t.attempts = o.attempt
        AND t.status = 'processing' AND t.worker_id = $7
  RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
-           extract(epoch FROM t.run_at)::float8, t.kind
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
@@ -136,7 +140,7 @@ async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> l
         [o.retry_in_s for o in outcomes],
         worker_id,
     )
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 _RELEASE = f"""
@@ -147,7 +151,7 @@ _RELEASE = f"""
            finished_at = CASE WHEN cancel_requested THEN now() END,
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = ANY($1::uuid[]) AND status = 'processing' AND worker_id = $2
- RETURNING status, {BELL_COLUMNS}
+ RETURNING {RECORDED_COLUMNS}
 """
 
 
@@ -155,7 +159,7 @@ async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> lis
     """Give claimed tasks back (shutdown): their interrupted attempt does not count.
     They are pending again, except a task whose cancel was asked for: canceled."""
     rows = await conn.fetch(_RELEASE, list(ids), worker_id)
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 _EXTEND_LEASES = """

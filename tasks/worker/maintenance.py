@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.worker.backoff import Backoff
@@ -72,12 +72,15 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     settings, doorbell = resources.settings, Doorbell(resources)
     async with repository.driver_connection(db) as conn:
         recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
-    await doorbell.ring(r.bell for r in recovered if r.status == TaskStatus.PENDING)
+    await doorbell.send(
+        ready=[r.bell for r in recovered if r.status == TaskStatus.PENDING],
+        also=[events.stage(resources, events.of_recorded(recovered, pending=events.RETRIED))],
+    )
     await doorbell.slots_freed(r.bell.kind for r in recovered)
     if recovered:
         log.warning("recovered %d task(s) from expired leases", len(recovered))
 
-    await sweep_finished(db, settings.retention_days)
+    await sweep_finished(db, resources)
     async with repository.driver_connection(db) as conn:
         await repository.fold_count_changes(conn=conn)
     # A parked task waits for a finished task of its kind; should that signal
@@ -101,8 +104,9 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     return len(recovered), len(lost)
 
 
-async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
+async def sweep_finished(db: AsyncEngine, resources: Resources) -> None:
     """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
+    retention_days = resources.settings.retention_days
     async with repository.driver_connection(db) as conn:
         expired = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
         purged = 0
@@ -111,8 +115,11 @@ async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
             purged = await repository.purge_finished(
                 conn=conn, older_than=older_than, limit=SWEEP_LIMIT
             )
+    await events.publish(resources, events.of_recorded(expired, pending=""))
     if expired or purged:
-        log.info("expired %d pending task(s); deleted %d old finished task(s)", expired, purged)
+        log.info(
+            "expired %d pending task(s); deleted %d old finished task(s)", len(expired), purged
+        )
 
 
 async def reconcile(db: AsyncEngine, resources: Resources) -> None:

@@ -13,7 +13,7 @@ import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
@@ -82,11 +82,14 @@ class Recorder:
         async with repository.driver_connection(self._resources.engine) as conn:
             recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
+        outcomes = events.of_recorded(recorded, pending=events.RETRIED)
         try:
-            await self._doorbell.schedule(retries)
+            # Retries scheduled and outcomes announced in one round trip.
+            stage = events.stage(self._resources, outcomes)
+            await self._doorbell.send(later=retries, also=[stage])
             await self._doorbell.slots_freed(r.bell.kind for r in recorded)
         except Exception as error:  # the reconcile rings them once they are due
-            log.warning("could not schedule retries or free slots: %s", error)
+            log.warning("could not schedule retries, announce outcomes or free slots: %s", error)
         if len(recorded) < len(batch):
             written = {r.task_id for r in recorded}
             for outcome in batch:
