@@ -14,10 +14,13 @@ from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from tasks.exceptions import TaskError
+from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
-from tasks.router import queues_router
+from tasks.router import events_router, queues_router
 from tasks.router import router as tasks_router
+from tasks.run_router import run_router
+from tasks.waiters import Waiters
 
 DESCRIPTION = """
 Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
@@ -28,21 +31,29 @@ claims it, runs its handler and records the result here.
 
 async def task_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TaskError)
-    headers = {}
+    headers = dict(error.headers)
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+    body = {"detail": error.detail, **error.extra}
+    return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with resources_lifespan(app):
-        intake = Intake(app.state.resources)
-        app.state.intake = intake
+        resources = app.state.resources
+        intake = Intake(resources)
+        waiters = Waiters(resources)
+        feed = EventFeed(resources, waiters)
+        app.state.intake, app.state.waiters, app.state.feed = intake, waiters, feed
         intake.start()
+        waiters.start()
+        feed.start()
         try:
             yield
         finally:
+            await feed.close()
+            await waiters.close()
             await intake.close()
 
 
@@ -57,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(events_router)
+    app.include_router(run_router(app.state.registry))
     return app
 
 

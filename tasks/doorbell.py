@@ -136,6 +136,10 @@ class Doorbell:
         prefix = f"{self.keys.namespace}:queue:"
         return int(await unpark(keys=[self.keys.parked(kind)], args=[count, prefix]))
 
+    async def parked_count(self, kind: str) -> int:
+        """Tasks of a limited kind set aside, waiting for a free slot."""
+        return int(await self.redis.zcard(self.keys.parked(kind)))
+
     async def slots_freed(self, kinds: Iterable[str]) -> None:
         """Tasks of these kinds stopped running: as many parked ones may try again."""
         if not self.kind_limits:

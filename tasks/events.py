@@ -157,6 +157,7 @@ def _decoded(row: list[Any], at_s: float, event_id: str) -> Event:
 
 
 Position = tuple[int, int, int]
+EVENT_ID_PATTERN = r"^[0-9]{1,20}(-[0-9]{1,20})?(:[0-9]{1,10})?$"
 
 
 def position(event_id: str) -> Position | None:

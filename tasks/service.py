@@ -15,11 +15,19 @@ from app.ids import uuid7
 from app.lifespan import Resources
 from tasks import events, repository
 from tasks.doorbell import Doorbell
-from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
+from tasks.events import FINAL_STATUSES
+from tasks.exceptions import (
+    InvalidCursor,
+    InvalidPayload,
+    TaskConflict,
+    TaskNotFound,
+    UnknownKind,
+)
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
 from tasks.models import Task, TaskStatus
 from tasks.schemas import PriorityCounts, QueueOut, TaskCreate
+from tasks.waiters import Waiters
 
 log = logging.getLogger("taskline.api")
 
@@ -78,6 +86,25 @@ def kind_rule(settings: Settings, kind: str) -> KindRule:
 
 def _first_set(*values: int | None) -> int:
     return next(value for value in values if value is not None)
+
+
+async def get_task(*, waiters: Waiters, task_id: uuid.UUID, wait_s: float | None) -> Any:
+    """The task's row; with `wait_s`, once it is final or when the wait runs out."""
+    row = await (waiters.wait_final(task_id, wait_s) if wait_s else waiters.read(task_id))
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def wait_final(*, waiters: Waiters, row: Any, timeout_s: float) -> Any:
+    """A row just written, once final or when `timeout_s` runs out (as it is then)."""
+    if is_final(row):
+        return row
+    return await waiters.wait_final(row["id"], max(0.0, timeout_s)) or row
+
+
+def is_final(row: Any) -> bool:
+    return row["status"] in FINAL_STATUSES
 
 
 async def cancel_task(

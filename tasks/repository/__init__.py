@@ -15,6 +15,7 @@ from tasks.repository.api import (
     request_cancel,
     requeue_finished,
     tasks_by_idempotency_key,
+    tasks_by_ids,
 )
 from tasks.repository.claims import claim, claim_limited, extend_leases, finish, release
 from tasks.repository.rows import (
@@ -67,5 +68,6 @@ __all__ = [
     "requeue_finished",
     "stale_pending",
     "tasks_by_idempotency_key",
+    "tasks_by_ids",
     "touch_pending",
 ]
