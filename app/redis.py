@@ -30,14 +30,16 @@ def create_redis(settings: Settings, *, max_connections: int = 50) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
-def create_reader_redis(settings: Settings) -> Redis:
+def create_reader_redis(settings: Settings, *, read_timeout_s: float) -> Redis:
     """A client for one long blocking reader: a single connection that is never
     retried behind the reader's back, so a lost connection (a Redis restart) is
-    seen by the reader, which then knows it may have missed something."""
+    seen by the reader, which then knows it may have missed something. Its read
+    timeout must be longer than the reader's blocking reads."""
     return Redis.from_url(
         settings.cache_url,
         decode_responses=True,
         socket_connect_timeout=5,
+        socket_timeout=read_timeout_s,
         retry=Retry(NoBackoff(), 0),
         max_connections=1,
     )

@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import asyncpg
+import psutil
 from common import Stack, stack, start_worker
 from redis.asyncio import Redis
 
@@ -72,12 +73,16 @@ def main() -> None:
         worker = start_worker(found, WORKER_QUEUE_MAXSIZE=str(args.concurrency))
         try:
             span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
+            times = psutil.Process(worker.pid).cpu_times()  # start-up included: ~0.5 s
+            cpu_s = times.user + times.system
         finally:
             worker.terminate()
             worker.wait(60)
     rate = completed / span_s if span_s else 0.0
+    cpu_us = cpu_s / max(completed, 1) * 1e6
     print(f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
-          f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency})")  # fmt: skip
+          f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
+          f"worker CPU {cpu_s:.2f}s = {cpu_us:.0f} us per task")  # fmt: skip
 
 
 if __name__ == "__main__":

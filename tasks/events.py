@@ -17,13 +17,13 @@ An entry holds `t` (Unix time, seconds) and `e`, a JSON list of events, each
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.lifespan import Resources
 
@@ -36,8 +36,7 @@ EVENTS = (CREATED, STARTED, COMPLETED, FAILED, RETRIED, CANCELED, EXPIRED, REDRI
 FINAL_STATUSES = frozenset({"completed", "failed", "canceled", "expired"})
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):  # a tuple: cheap to make by the thousand on the hot path
     task_id: uuid.UUID
     event: str
     status: str
@@ -135,6 +134,68 @@ async def publish(resources: Resources, events: Sequence[Event]) -> None:
         )
     except Exception as error:
         log.warning("could not publish %d event(s): %s", len(events), error)
+
+
+MAX_ENTRY_EVENTS = 1000
+LINGER_S = 0.01
+
+
+class Publisher:
+    """Publishing off the hot path, for the worker: `publish` only appends, and
+    one loop sends whatever has gathered as one entry, so the claim and the
+    recorder never wait on Redis for an event. At most one entry goes out per
+    `linger_s`: an event after a quiet spell goes at once, while under load the
+    events of several claims and outcome batches share one entry (a round trip
+    per entry costs the worker more than the rest of the event). Bounded: past
+    `max_pending` events (Redis down for long), new ones are dropped and logged."""
+
+    def __init__(
+        self, resources: Resources, *, max_pending: int = 100_000, linger_s: float = LINGER_S
+    ) -> None:
+        self._resources = resources
+        self._linger_s = linger_s
+        self._max_pending = max_pending
+        self._pending: list[Event] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.dropped = 0
+        self._sent_at_s = 0.0
+
+    def publish(self, batch: Sequence[Event]) -> None:
+        if not batch:
+            return
+        if len(self._pending) >= self._max_pending:
+            if not self.dropped:
+                log.warning("events are not getting out; dropping new ones until they do")
+            self.dropped += len(batch)
+            return
+        self._pending.extend(batch)
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            pause_s = self._sent_at_s + self._linger_s - time.monotonic()
+            if pause_s > 0:  # sent one just now: let the next batches join this one
+                await asyncio.sleep(pause_s)
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[:MAX_ENTRY_EVENTS]
+                del self._pending[:MAX_ENTRY_EVENTS]
+                self._sent_at_s = time.monotonic()
+                await publish(self._resources, batch)  # logs a failure; never raises
+            self.dropped = 0
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every event handed in has been sent (or failed)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 # Reading back ----------------------------------------------------------------

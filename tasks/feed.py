@@ -109,7 +109,10 @@ class EventFeed:
 
     def _client(self) -> Redis:
         if self._redis is None:
-            self._redis = create_reader_redis(self.resources.settings)
+            # Past the blocking read's own end: a read that long means a dead connection.
+            self._redis = create_reader_redis(
+                self.resources.settings, read_timeout_s=BLOCK_MS / 1000 + 5
+            )
         return self._redis
 
     def _dispatch(self, entry_id: str, fields: dict[str, str]) -> None:

@@ -25,8 +25,16 @@ MAX_BATCH = 500
 
 
 class Recorder:
-    def __init__(self, resources: Resources, worker_id: str, *, max_pending: int) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        worker_id: str,
+        *,
+        max_pending: int,
+        publisher: events.Publisher,
+    ) -> None:
         self._resources = resources
+        self._publisher = publisher
         self._doorbell = Doorbell(resources)
         self._worker_id = worker_id
         self._max_pending = max_pending
@@ -81,15 +89,13 @@ class Recorder:
     async def _write(self, batch: list[Outcome]) -> None:
         async with repository.driver_connection(self._resources.engine) as conn:
             recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
+        self._publisher.publish(events.of_recorded(recorded, pending=events.RETRIED))
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
-        outcomes = events.of_recorded(recorded, pending=events.RETRIED)
         try:
-            # Retries scheduled and outcomes announced in one round trip.
-            stage = events.stage(self._resources, outcomes)
-            await self._doorbell.send(later=retries, also=[stage])
+            await self._doorbell.schedule(retries)
             await self._doorbell.slots_freed(r.bell.kind for r in recorded)
         except Exception as error:  # the reconcile rings them once they are due
-            log.warning("could not schedule retries, announce outcomes or free slots: %s", error)
+            log.warning("could not schedule retries or free slots: %s", error)
         if len(recorded) < len(batch):
             written = {r.task_id for r in recorded}
             for outcome in batch:

@@ -78,8 +78,12 @@ class Worker:
         self.db: AsyncEngine = self.resources.engine
         self.doorbell = Doorbell(self.resources)
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
+        self.publisher = events.Publisher(self.resources)
         self.recorder = Recorder(
-            self.resources, self.worker_id, max_pending=self.slots.capacity * 50
+            self.resources,
+            self.worker_id,
+            max_pending=self.slots.capacity * 50,
+            publisher=self.publisher,
         )
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
@@ -94,6 +98,7 @@ class Worker:
         self._start("puller", self._pull())
         self._start("scheduler", self._schedule())
         self._start("recorder", self.recorder.run())
+        self._start("events", self.publisher.run())
         self._start(
             "heartbeat",
             maintenance.heartbeat(
@@ -173,7 +178,7 @@ class Worker:
             raise
         for task in claimed:
             self.local.put_nowait(task)
-        await events.publish(self.resources, events.of_claimed(claimed))  # after they start
+        self.publisher.publish(events.of_claimed(claimed))
         return claimed
 
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
@@ -216,7 +221,7 @@ class Worker:
         try:
             async with repository.driver_connection(self.db) as conn:
                 expired = await repository.expire_ids(conn=conn, ids=ids)
-            await events.publish(self.resources, events.of_recorded(expired, pending=""))
+            self.publisher.publish(events.of_recorded(expired, pending=""))
         except Exception as error:  # the sweep expires them later
             log.warning("could not expire refused task(s): %s", error)
         names = ", ".join(str(task_id) for task_id in ids[:10])
@@ -299,6 +304,10 @@ class Worker:
 
         if not await self.recorder.drain(timeout_s=max(grace_s, 5.0)):
             log.warning("some outcomes were not recorded; those tasks return when leases expire")
+        if not await self.publisher.drain(timeout_s=5.0):
+            log.warning(
+                "some events were not published; waiters read their rows at their deadlines"
+            )
         await _cancel(*self._loops.values())
         self.executor.shutdown(wait=False, cancel_futures=True)
         await close_resources(self.resources)
