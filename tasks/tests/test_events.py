@@ -17,7 +17,9 @@ import httpx
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
 from tasks import events
+from tasks.feed import BLOCK_MS, EventFeed
 from tasks.tests.conftest import WorkerFactory, wait_for, wait_status
+from tasks.waiters import Waiters
 
 SpawnApi = Callable[..., Awaitable[str]]
 
@@ -181,3 +183,15 @@ async def test_losing_redis_ends_the_stream_cleanly_and_refuses_new_ones(
         assert time.monotonic() - started < 30
         bad = await http.get("/events", headers={"Last-Event-ID": "yesterday"})
         assert bad.status_code == 422
+
+
+async def test_the_feed_reads_longer_than_it_blocks(resources: Resources) -> None:
+    """A read timeout shorter than the blocking XREAD would cut every quiet read
+    and take it for a lost Redis (ending every stream, waking every waiter)."""
+    feed = EventFeed(resources, Waiters(resources))
+    client = feed._client()
+    try:
+        timeout_s = client.connection_pool.connection_kwargs["socket_timeout"]
+        assert timeout_s is not None and timeout_s > BLOCK_MS / 1000
+    finally:
+        await client.aclose()
