@@ -13,6 +13,7 @@ from app.config import Settings, load_settings
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
+from app.shutdown import on_exit_signal
 from tasks.exceptions import TaskError
 from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
@@ -49,8 +50,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         intake.start()
         waiters.start()
         feed.start()
+
+        def shutting_down() -> None:  # long requests end now, not at their deadlines
+            feed.shutting_down()
+            waiters.shutting_down()
+
         try:
-            yield
+            with on_exit_signal(shutting_down):
+                yield
         finally:
             await feed.close()
             await waiters.close()

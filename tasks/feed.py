@@ -45,12 +45,17 @@ class EventFeed:
         self.waiters = waiters
         self.subscribers: set[Subscriber] = set()
         self.connected = False
+        self.closing = False  # the API is shutting down: no new subscribers
         self.last_id: str | None = None  # the newest entry read
         self._redis: Redis | None = None
         self._runner: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._supervise(), name="event-feed")
+
+    def shutting_down(self) -> None:
+        self.closing = True
+        self._end_subscribers("the API is shutting down")
 
     async def close(self) -> None:
         if self._runner is not None:

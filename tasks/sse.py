@@ -94,6 +94,8 @@ def open_stream(feed: EventFeed, where: Filter, last_event_id: str | None) -> As
     after = events.position(last_event_id) if last_event_id else None
     if last_event_id and after is None:
         raise InvalidLastEventId(last_event_id)
+    if feed.closing:
+        raise StoreUnavailable("api", "the API is shutting down")
     if not feed.connected:
         raise StoreUnavailable("redis", "the event feed is not connected")
     subscription = Subscription(feed, where, feed.resources.settings.events_subscriber_queue)

@@ -40,6 +40,7 @@ class Waiters:
         self._reads: dict[uuid.UUID, list[asyncio.Future[Any]]] = {}
         self._reads_asked = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read_batches(), name="waiter-reads")
@@ -53,6 +54,11 @@ class Waiters:
                 if not future.done():
                     future.set_exception(StoreUnavailable("api", "the API is shutting down"))
 
+    def shutting_down(self) -> None:
+        """Every waiter answers now, with its row as it is."""
+        self._closing = True
+        self.wake_all()
+
     @property
     def waiting(self) -> int:
         """How many tasks have a waiter."""
@@ -63,7 +69,7 @@ class Waiters:
         `timeout_s`; None if there is no such task. StoreUnavailable if
         PostgreSQL cannot be read."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = loop.time() + (0.0 if self._closing else timeout_s)
         woken = asyncio.Event()
         # Registered before the first read: an event after that read wakes us.
         self._by_task.setdefault(task_id, set()).add(woken)
@@ -80,6 +86,8 @@ class Waiters:
                     return await self.read(task_id)  # the deadline: as it is now
                 woken.clear()
                 row = await self.read(task_id)
+                if self._closing:
+                    break
             return row
         finally:
             self._forget(task_id, woken)

@@ -368,6 +368,7 @@ def spawn_api(
             await wait_for(ready, timeout_s=30, what="the API process to be ready")
         return url
 
+    spawn.processes = started  # type: ignore[attr-defined]
     yield spawn
     for process in started:
         for signum in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL only if SIGTERM was not enough

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
@@ -195,3 +197,32 @@ async def test_the_feed_reads_longer_than_it_blocks(resources: Resources) -> Non
         assert timeout_s is not None and timeout_s > BLOCK_MS / 1000
     finally:
         await client.aclose()
+
+
+async def test_a_stopping_api_ends_streams_and_waits_at_once(
+    spawn_api: SpawnApi, client: httpx.AsyncClient
+) -> None:
+    """uvicorn waits for open requests before it stops: a stream or a 60 s wait
+    must not hold the shutdown up."""
+    url = await spawn_api()
+    process = spawn_api.processes[-1]  # type: ignore[attr-defined]
+    task_id = await post(client, delay_seconds=300)
+    async with sse(url) as stream, httpx.AsyncClient(base_url=url, timeout=90) as http:
+        waiting = asyncio.create_task(http.get(f"/tasks/{task_id}", params={"wait": 60}))
+        api = psutil.Process(process.pid)
+
+        port = int(url.rsplit(":", 1)[1])
+
+        async def both_connected() -> bool:  # the stream's and the GET's connections
+            served = [c for c in api.net_connections() if c.laddr and c.laddr.port == port]
+            return len([c for c in served if c.status == "ESTABLISHED"]) >= 2
+
+        await wait_for(both_connected, what="the GET to reach the API")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        found = [event async for event in _until_end(stream)]
+        answer = await waiting
+        await asyncio.to_thread(process.wait, 30)
+    assert [e["event"] for e in found] == ["unavailable"]
+    assert answer.status_code == 200 and answer.json()["status"] == "pending"
+    assert time.monotonic() - started < 60, "the shutdown waited for the requests"
