@@ -45,6 +45,18 @@ async def enqueue(found: Stack, count: int) -> None:
         await redis.aclose()
 
 
+async def event_entries(found: Stack) -> int:
+    """How many entries the event stream was given (a round trip each)."""
+    redis = Redis.from_url(found.redis_url)
+    try:
+        info = await redis.xinfo_stream(Keys(found.namespace).events)
+        return int(info.get("entries-added", info.get(b"entries-added", 0)))
+    except Exception:  # no stream: a version that publishes no events
+        return 0
+    finally:
+        await redis.aclose()
+
+
 async def wait_drained(found: Stack, count: int, timeout_s: float) -> tuple[float, int]:
     conn = await asyncpg.connect(found.dsn)
     try:
@@ -75,14 +87,17 @@ def main() -> None:
             span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
             times = psutil.Process(worker.pid).cpu_times()  # start-up included: ~0.5 s
             cpu_s = times.user + times.system
+            entries = asyncio.run(event_entries(found))
         finally:
             worker.terminate()
             worker.wait(60)
     rate = completed / span_s if span_s else 0.0
     cpu_us = cpu_s / max(completed, 1) * 1e6
-    print(f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
-          f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
-          f"worker CPU {cpu_s:.2f}s = {cpu_us:.0f} us per task")  # fmt: skip
+    print(
+        f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
+        f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
+        f"worker CPU {cpu_s:.2f}s = {cpu_us:.0f} us per task; {entries} event entries"
+    )
 
 
 if __name__ == "__main__":

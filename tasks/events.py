@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from typing import Any, NamedTuple
 
 from app.lifespan import Resources
@@ -137,16 +138,17 @@ async def publish(resources: Resources, events: Sequence[Event]) -> None:
 
 
 MAX_ENTRY_EVENTS = 1000
-LINGER_S = 0.01
+LINGER_S = 0.005
 
 
 class Publisher:
     """Publishing off the hot path, for the worker: `publish` only appends, and
     one loop sends whatever has gathered as one entry, so the claim and the
-    recorder never wait on Redis for an event. At most one entry goes out per
-    `linger_s`: an event after a quiet spell goes at once, while under load the
-    events of several claims and outcome batches share one entry (a round trip
-    per entry costs the worker more than the rest of the event). Bounded: past
+    recorder never wait on Redis for an event. A final event (someone may be
+    waiting for it) goes at once, with whatever else has gathered; other events
+    go at most one entry per `linger_s`, so under load the `started` events of
+    several claims share an entry (a round trip per entry costs the worker more
+    than the rest of the event). Bounded: past
     `max_pending` events (Redis down for long), new ones are dropped and logged."""
 
     def __init__(
@@ -157,6 +159,7 @@ class Publisher:
         self._max_pending = max_pending
         self._pending: list[Event] = []
         self._wake = asyncio.Event()
+        self._now = asyncio.Event()  # a final event waits: no lingering
         self._idle = asyncio.Event()
         self._idle.set()
         self.dropped = 0
@@ -173,14 +176,19 @@ class Publisher:
         self._pending.extend(batch)
         self._idle.clear()
         self._wake.set()
+        if any(event.status in FINAL_STATUSES for event in batch):
+            self._now.set()
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             pause_s = self._sent_at_s + self._linger_s - time.monotonic()
-            if pause_s > 0:  # sent one just now: let the next batches join this one
-                await asyncio.sleep(pause_s)
+            if pause_s > 0 and not self._now.is_set():  # let the next batches join
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(pause_s):
+                        await self._now.wait()
             self._wake.clear()
+            self._now.clear()
             while self._pending:
                 batch = self._pending[:MAX_ENTRY_EVENTS]
                 del self._pending[:MAX_ENTRY_EVENTS]
