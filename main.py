@@ -13,12 +13,16 @@ from app.config import Settings, load_settings
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
+from app.shutdown import on_exit_signal
 from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
+from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
-from tasks.router import queues_router
+from tasks.router import events_router, queues_router
 from tasks.router import router as tasks_router
+from tasks.run_router import run_router
+from tasks.waiters import Waiters
 from topics.dependencies import close_consumers, open_consumers
 from topics.messages_router import router as messages_router
 from topics.router import queues_router as queue_resources_router
@@ -37,22 +41,36 @@ topic, lease from a queue over HTTP, then ack or nack with the receipt handle.
 
 async def task_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TaskError)
-    headers = {}
+    headers = dict(error.headers)
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+    body = {"detail": error.detail, **error.extra}
+    return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with resources_lifespan(app):
-        intake = Intake(app.state.resources)
-        app.state.intake = intake
-        app.state.consumers = open_consumers(app.state.resources)
+        resources = app.state.resources
+        intake = Intake(resources)
+        waiters = Waiters(resources)
+        feed = EventFeed(resources, waiters)
+        app.state.intake, app.state.waiters, app.state.feed = intake, waiters, feed
+        app.state.consumers = open_consumers(resources)
         intake.start()
+        waiters.start()
+        feed.start()
+
+        def shutting_down() -> None:  # long requests end now, not at their deadlines
+            feed.shutting_down()
+            waiters.shutting_down()
+
         try:
-            yield
+            with on_exit_signal(shutting_down):
+                yield
         finally:
+            await feed.close()
+            await waiters.close()
             await intake.close()
             await close_consumers(app.state.consumers)
 
@@ -73,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(topics_router)
     app.include_router(queue_resources_router)
     app.include_router(messages_router)
+    app.include_router(events_router)
+    app.include_router(run_router(app.state.registry))
     return app
 
 

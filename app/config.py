@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     # Unset: a key is made once and kept in PostgreSQL, shared by every API process.
     receipt_handle_secret: SecretStr | None = None
     long_poll_max_waiters: int = Field(100, ge=1, le=10_000)
+    # Results, waiting and the event stream (README "Wait for results").
+    result_max_bytes: int = Field(1024 * 1024, ge=1, le=256 * 1024 * 1024)
+    event_stream_max_entries: int = Field(10_000, ge=100, le=10_000_000)
+    events_subscriber_queue: int = Field(1000, ge=1, le=100_000)
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, le=3600, validation_alias=_env("EVENTS_HEARTBEAT_SECONDS")
+    )
+    kind_max_backlog: dict[str, int] = Field(default_factory=dict)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -189,6 +197,14 @@ class Settings(BaseSettings):
         for kind, limit in value.items():
             if not 1 <= limit <= 100_000:
                 raise ValueError(f"limit of {kind!r} must be 1..100000")
+        return value
+
+    @field_validator("kind_max_backlog")
+    @classmethod
+    def _backlog_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, limit in value.items():
+            if not 0 <= limit <= 10_000_000:
+                raise ValueError(f"backlog of {kind!r} must be 0..10000000")
         return value
 
     @field_validator("fairness_levels")
@@ -282,6 +298,7 @@ _ENV_NAMES = {
     "fairness_window_s": "FAIRNESS_WINDOW_SECONDS",
     "schedule_interval_s": "SCHEDULE_INTERVAL_SECONDS",
     "schedule_misfire_grace_s": "SCHEDULE_MISFIRE_GRACE_SECONDS",
+    "events_heartbeat_s": "EVENTS_HEARTBEAT_SECONDS",
 }
 
 

@@ -48,6 +48,18 @@ async def enqueue(found: Stack, count: int) -> None:
         await redis.aclose()
 
 
+async def event_entries(found: Stack) -> int:
+    """How many entries the event stream was given (a round trip each)."""
+    redis = Redis.from_url(found.redis_url)
+    try:
+        info = await redis.xinfo_stream(Keys(found.namespace).events)
+        return int(info.get("entries-added", info.get(b"entries-added", 0)))
+    except Exception:  # no stream: a version that publishes no events
+        return 0
+    finally:
+        await redis.aclose()
+
+
 async def wait_drained(found: Stack, count: int, timeout_s: float) -> tuple[float, int]:
     conn = await asyncpg.connect(found.dsn)
     try:
@@ -81,15 +93,18 @@ def main() -> None:
             asyncio.run(enqueue(found, args.tasks))
             span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
             after = psutil.Process(worker.pid).cpu_times()
+            cpu_s = after.user + after.system - before.user - before.system
+            entries = asyncio.run(event_entries(found))
         finally:
             worker.terminate()
             worker.wait(60)
     rate = completed / span_s if span_s else 0.0
-    cpu_s = after.user + after.system - before.user - before.system
     cpu_ms = cpu_s * 1000 / max(completed, 1)
-    print(f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
-          f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
-          f"worker CPU {cpu_ms:.3f} ms per task")  # fmt: skip
+    print(
+        f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
+        f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
+        f"worker CPU {cpu_ms:.3f} ms per task; {entries} event entries"
+    )
 
 
 if __name__ == "__main__":

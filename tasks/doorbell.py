@@ -61,26 +61,39 @@ class Doorbell:
 
     async def ring(self, bells: Iterable[Bell]) -> None:
         """Make tasks ready now, in their queue, at their place in the order."""
-        await self._add(self.keys.ready, ((b.queue, str(b.id), self.score(b)) for b in bells))
+        await self.send(ready=bells)
 
     async def schedule(self, bells: Iterable[Bell]) -> None:
         """Tasks to ring at their `ready_at_s` (a delay, a retry after its backoff)."""
-        entries = ((b.queue, f"{b.rank}:{b.id}", b.ready_at_s) for b in bells)
-        await self._add(self.keys.scheduled, entries)
+        await self.send(later=bells)
 
-    async def _add(
-        self, key_of: Callable[[str], str], entries: Iterable[tuple[str, str, float]]
+    async def send(
+        self,
+        *,
+        ready: Iterable[Bell] = (),
+        later: Iterable[Bell] = (),
+        also: Sequence[Callable[[Any], None]] = (),
     ) -> None:
-        """(queue, member, score) entries into each queue's set, in one round trip."""
-        by_queue: dict[str, dict[str, float]] = {}
-        for queue, member, score in entries:
-            by_queue.setdefault(queue, {})[member] = score
-        if not by_queue:
+        """Ring `ready`, schedule `later`, and add the `also` steps (each adds
+        commands to the pipeline, e.g. events.stage) in one round trip."""
+        by_key: dict[str, dict[str, float]] = {}
+        queues: set[str] = set()
+        for bell in ready:
+            by_key.setdefault(self.keys.ready(bell.queue), {})[str(bell.id)] = self.score(bell)
+            queues.add(bell.queue)
+        for bell in later:
+            member = f"{bell.rank}:{bell.id}"
+            by_key.setdefault(self.keys.scheduled(bell.queue), {})[member] = bell.ready_at_s
+            queues.add(bell.queue)
+        if not by_key and not also:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for queue, members in by_queue.items():
-                pipe.zadd(key_of(queue), members)
-            pipe.sadd(self.keys.queues, *by_queue)
+            for step in also:  # first: an event is never behind the ring it announces
+                step(pipe)
+            for key, members in by_key.items():
+                pipe.zadd(key, members)
+            if queues:
+                pipe.sadd(self.keys.queues, *queues)
             await pipe.execute()
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
@@ -127,6 +140,10 @@ class Doorbell:
         unpark = self.redis.register_script(_UNPARK)
         prefix = f"{self.keys.namespace}:queue:"
         return int(await unpark(keys=[self.keys.parked(kind)], args=[count, prefix]))
+
+    async def parked_count(self, kind: str) -> int:
+        """Tasks of a limited kind set aside, waiting for a free slot."""
+        return int(await self.redis.zcard(self.keys.parked(kind)))
 
     async def slots_freed(self, kinds: Iterable[str]) -> None:
         """Tasks of these kinds stopped running: as many parked ones may try again."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
-from tasks import limits, repository
+from tasks import events, limits, repository
 from tasks.doorbell import Bell, Doorbell
 from tasks.exceptions import IdempotencyMismatch
 
@@ -153,7 +153,8 @@ class Intake:
         return admitted
 
     async def _ring(self, rows: list[Any]) -> None:
-        """Ready tasks are rung now; delayed ones are scheduled for their time."""
+        """Ready tasks are rung now, delayed ones scheduled for their time, and their
+        creation announced, in one round trip."""
         if self._resources.settings.fault_skip_push:
             return
         ready: list[Bell] = []
@@ -161,10 +162,11 @@ class Intake:
         for row in rows:
             bell = repository.bell_of_row(row)
             (later if row["run_at"] > row["created_at"] else ready).append(bell)
-        doorbell = Doorbell(self._resources)
+        created = [events.of_row(row, events.CREATED) for row in rows]
         try:
-            await doorbell.ring(ready)
-            await doorbell.schedule(later)
+            await Doorbell(self._resources).send(
+                ready=ready, later=later, also=[events.stage(self._resources, created)]
+            )
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)

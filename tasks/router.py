@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
 
-from tasks import service
+from app.config import QUEUE_PATTERN
+from tasks import service, sse
 from tasks.dependencies import (
     ClientDep,
+    FeedDep,
     IntakeDep,
     RegistryDep,
     ResourcesDep,
     SessionDep,
     TaskDep,
+    WaitersDep,
 )
+from tasks.events import EVENT_ID_PATTERN
 from tasks.models import Task, TaskStatus
 from tasks.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     KIND_PATTERN,
+    OWNER_PATTERN,
     ErrorOut,
     QueuesOut,
     TaskCreate,
@@ -29,6 +37,18 @@ from tasks.schemas import (
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 queues_router = APIRouter(prefix="/queues", tags=["queues"])
+events_router = APIRouter(prefix="/events", tags=["events"])
+
+MAX_WAIT_S = 60
+WaitQuery = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_WAIT_S,
+        description="Seconds to wait for a final status (completed, failed, canceled,"
+        " expired) before answering; at most 60.",
+    ),
+]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
@@ -44,6 +64,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     response_model=TaskOut,
     responses={
         200: {"model": TaskOut, "description": "Same Idempotency-Key and body: the first task."},
+        202: {
+            "model": TaskOut,
+            "description": "With `wait`: not finished in time; it goes on (see Location).",
+        },
         422: {"description": "Invalid body, unknown kind, or a reused Idempotency-Key."},
         429: {"model": ErrorOut, "description": "RATE_LIMIT reached; see Retry-After."},
         503: {"model": ErrorOut, "description": "A store is down, or QUEUE_MAX_PENDING reached."},
@@ -57,17 +81,28 @@ async def create_task(
     resources: ResourcesDep,
     registry: RegistryDep,
     client: ClientDep,
+    waiters: WaitersDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
     ] = None,
+    wait: WaitQuery = None,
 ) -> TaskOut:
     """Store the task (committed in PostgreSQL), then ring the doorbell for a worker.
-    With an `Idempotency-Key`, the same key and body within 24 h return the first task."""
+    With an `Idempotency-Key`, the same key and body within 24 h return the first task.
+    With `wait=S`: 201 with the finished task if it ends within S seconds (200 for a
+    replayed key), else 202 with the task as it is then; it goes on either way."""
+    started_s = time.monotonic()
     row, created = await service.create_task(
         intake=intake, resources=resources, registry=registry, body=body,
         idempotency_key=idempotency_key, client=client,
     )  # fmt: skip
-    if not created:
+    if wait is not None:
+        row = await service.wait_final(
+            waiters=waiters, row=row, timeout_s=wait - (time.monotonic() - started_s)
+        )
+        if not service.is_final(row):
+            response.status_code = status.HTTP_202_ACCEPTED
+    if not created and response.status_code != status.HTTP_202_ACCEPTED:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/tasks/{row['id']}"
     return TaskOut.model_validate(dict(row))
@@ -92,10 +127,13 @@ async def list_tasks(
     "/{task_id}",
     response_model=TaskOut,
     responses={**_NOT_FOUND, **_UNAVAILABLE},
-    summary="Get a task",
+    summary="Get a task, or wait for it to finish",
 )
-async def get_task(task: TaskDep) -> Task:
-    return task
+async def get_task(task_id: uuid.UUID, waiters: WaitersDep, wait: WaitQuery = None) -> TaskOut:
+    """With `wait=S`: answers as soon as the task is in a final status, or after S
+    seconds with the task as it is then (no polling: the worker announces the end)."""
+    row = await service.get_task(waiters=waiters, task_id=task_id, wait_s=wait)
+    return TaskOut.model_validate(dict(row))
 
 
 @router.patch(
@@ -142,3 +180,43 @@ async def list_queues(resources: ResourcesDep) -> QueuesOut:
     """Each queue with its pending (ready + scheduled) and processing tasks per
     priority, and how long its oldest ready task has waited."""
     return QueuesOut(queues=await service.queue_overview(resources=resources))
+
+
+@events_router.get(
+    "",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-Sent Events: one `data:` JSON object per state change"
+            " (id, task_id, event, status, queue, kind, owner, attempt, at), each with an"
+            " `id:` to resume from; `: keep-alive` comments; a final `dropped` (too slow)"
+            " or `unavailable` (Redis lost) event before the stream ends.",
+        },
+        422: {"model": ErrorOut, "description": "A bad filter or Last-Event-ID."},
+        503: {"model": ErrorOut, "description": "Redis is unreachable; retry later."},
+    },
+    summary="Follow task events live",
+)
+async def follow_events(
+    feed: FeedDep,
+    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
+    kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
+    owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
+    status: TaskStatus | None = None,
+    task_id: uuid.UUID | None = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64, pattern=EVENT_ID_PATTERN)
+    ] = None,
+) -> StreamingResponse:
+    """Every state change (created, started, completed, failed, retried, canceled,
+    expired, redriven, released) of the tasks that match every filter given, as it
+    happens. Send `Last-Event-ID` to resume after an event: the events since are
+    replayed from the stream (as far back as EVENT_STREAM_MAX_ENTRIES reaches)."""
+    where = sse.Filter(queue, kind, owner, status.value if status else None, task_id)
+    body = sse.open_stream(feed, where, last_event_id)
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -13,13 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import KindRule, Settings
 from app.ids import uuid7
 from app.lifespan import Resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
-from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
+from tasks.events import FINAL_STATUSES
+from tasks.exceptions import (
+    InvalidCursor,
+    InvalidPayload,
+    TaskConflict,
+    TaskNotFound,
+    UnknownKind,
+)
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
 from tasks.models import Task, TaskStatus
 from tasks.schemas import PriorityCounts, QueueOut, TaskCreate
+from tasks.waiters import Waiters
 
 log = logging.getLogger("taskline.api")
 
@@ -85,6 +93,25 @@ def _first_set(*values: int | None) -> int:
     return next(value for value in values if value is not None)
 
 
+async def get_task(*, waiters: Waiters, task_id: uuid.UUID, wait_s: float | None) -> Any:
+    """The task's row; with `wait_s`, once it is final or when the wait runs out."""
+    row = await (waiters.wait_final(task_id, wait_s) if wait_s else waiters.read(task_id))
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def wait_final(*, waiters: Waiters, row: Any, timeout_s: float) -> Any:
+    """A row just written, once final or when `timeout_s` runs out (as it is then)."""
+    if is_final(row):
+        return row
+    return await waiters.wait_final(row["id"], max(0.0, timeout_s)) or row
+
+
+def is_final(row: Any) -> bool:
+    return row["status"] in FINAL_STATUSES
+
+
 async def cancel_task(
     *, session: AsyncSession, resources: Resources, task: Task
 ) -> tuple[Task, bool]:
@@ -96,6 +123,7 @@ async def cancel_task(
     for _ in range(3):  # a task may move between pending and processing meanwhile
         canceled = await repository.cancel_pending(session=session, task_id=task.id)
         if canceled is not None:
+            await events.publish(resources, [events.of_row(canceled, events.CANCELED)])
             return canceled, False
         flagged = await repository.request_cancel(session=session, task_id=task.id)
         if flagged is not None:
@@ -124,8 +152,9 @@ async def retry_task(*, session: AsyncSession, resources: Resources, task: Task)
         current = await repository.get_task(session=session, task_id=task.id)
         status = current.status if current is not None else task.status
         raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
+    redriven = events.stage(resources, [events.of_row(requeued, events.REDRIVEN)])
     try:
-        await Doorbell(resources).ring([repository.bell_of(requeued)])
+        await Doorbell(resources).send(ready=[repository.bell_of(requeued)], also=[redriven])
     except Exception:
         log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
     return requeued

@@ -49,6 +49,10 @@ def test_defaults() -> None:
     assert found.api_host == "127.0.0.1" and found.api_port == 8000
     assert found.taskline_handlers == "" and found.handler_modules == ()
     assert found.fault_skip_push is False
+    assert found.result_max_bytes == 1024 * 1024
+    assert found.event_stream_max_entries == 10_000
+    assert found.events_subscriber_queue == 1000 and found.events_heartbeat_s == 15
+    assert found.kind_max_backlog == {}
 
 
 def test_unset_urls_fall_back_to_the_embedded_dev_stack() -> None:
@@ -236,6 +240,12 @@ SCHEDULING_BAD_VALUES = [
     ("FAIRNESS_WEIGHTS", '{"acme": 0}'),
     ("FAIRNESS_WEIGHTS", "not json"),
     ("PRIORITY_AGING_SECONDS", "-1"),
+    ("RESULT_MAX_BYTES", "0"),
+    ("EVENT_STREAM_MAX_ENTRIES", "10"),
+    ("EVENTS_SUBSCRIBER_QUEUE", "0"),
+    ("EVENTS_HEARTBEAT_SECONDS", "0"),
+    ("KIND_MAX_BACKLOG", '{"mail": -1}'),
+    ("KIND_MAX_BACKLOG", "not json"),
 ]
 
 

@@ -15,6 +15,7 @@ from tasks.repository.api import (
     request_cancel,
     requeue_finished,
     tasks_by_idempotency_key,
+    tasks_by_ids,
 )
 from tasks.repository.claims import (
     claim,
@@ -37,6 +38,7 @@ from tasks.repository.sweeps import (
     QUEUE_COUNTS,
     PendingChunk,
     PendingCursor,
+    expire_ids,
     expire_overdue,
     fold_count_changes,
     pending_chunk,
@@ -60,6 +62,7 @@ __all__ = [
     "claim_kinds",
     "claim_limited",
     "driver_connection",
+    "expire_ids",
     "expire_overdue",
     "extend_leases",
     "finish",
@@ -76,4 +79,5 @@ __all__ = [
     "request_cancel",
     "requeue_finished",
     "tasks_by_idempotency_key",
+    "tasks_by_ids",
 ]

@@ -178,3 +178,11 @@ _RELEASE_KEY = """
 async def release_expired_key(*, conn: Any, key: str, key_ttl_s: float) -> None:
     """An idempotency key older than its time to live may be used again."""
     await conn.execute(_RELEASE_KEY, key, key_ttl_s)
+
+
+_BY_IDS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
+
+
+async def tasks_by_ids(*, conn: Any, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """Whole rows of these tasks, by id (those that exist)."""
+    return {row["id"]: row for row in await conn.fetch(_BY_IDS, list(ids))}

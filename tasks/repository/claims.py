@@ -9,11 +9,13 @@ from typing import Any
 from tasks.doorbell import Bell
 from tasks.repository.rows import (
     BELL_COLUMNS,
+    RECORDED_COLUMNS,
     ClaimedTask,
     Outcome,
     Recorded,
     Renewal,
     bell_from,
+    recorded_from,
 )
 
 # clock_timestamp(), not now(): a volatile bound keeps the planner from trading
@@ -28,7 +30,7 @@ _CLAIM_TEMPLATE = f"""
            lease_expires_at = now() + make_interval(secs => $3)
      WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND {{kinds}}
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
-           workflow_id, inputs, lease_expires_at
+           workflow_id, inputs, lease_expires_at, owner
 """
 # The worker's claim skips the kinds given ($4); an HTTP consumer's takes only them.
 _CLAIM = _CLAIM_TEMPLATE.format(kinds="kind <> ALL($4::text[])")
@@ -40,7 +42,7 @@ def _claimed(row: Any) -> ClaimedTask:
     workflow_id, inputs = row[12], row[13]
     return ClaimedTask(
         task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7),
-        workflow_id, inputs, row[14],
+        workflow_id, inputs, row[14], row[15],
     )  # fmt: skip
 
 
@@ -134,7 +136,7 @@ _FINISH = f"""
      WHERE t.id = o.id AND t.attempts = o.attempt
        AND t.status = 'processing' AND t.worker_id = $7
  RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
-           extract(epoch FROM t.run_at)::float8, t.kind
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
@@ -151,7 +153,7 @@ async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> l
         [o.retry_in_s for o in outcomes],
         worker_id,
     )
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 _RELEASE = f"""
@@ -162,7 +164,7 @@ _RELEASE = f"""
            finished_at = CASE WHEN cancel_requested THEN now() END,
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = ANY($1::uuid[]) AND status = 'processing' AND worker_id = $2
- RETURNING status, {BELL_COLUMNS}
+ RETURNING {RECORDED_COLUMNS}
 """
 
 
@@ -170,7 +172,7 @@ async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> lis
     """Give claimed tasks back (shutdown): their interrupted attempt does not count.
     They are pending again, except a task whose cancel was asked for: canceled."""
     rows = await conn.fetch(_RELEASE, list(ids), worker_id)
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 _EXTEND_LEASES = """

@@ -29,6 +29,7 @@ class ClaimedTask:
     workflow_id: uuid.UUID | None = None
     inputs: dict[str, Any] | None = None
     lease_expires_at: datetime | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,8 @@ class Recorded:
     task_id: uuid.UUID
     status: str
     bell: Bell
+    owner: str | None = None
+    attempt: int = 0
 
 
 # Where a row waits in Redis (see tasks/doorbell.py), as five columns.
@@ -62,6 +65,14 @@ BELL_COLUMNS = "id, queue, priority + fair_level, extract(epoch FROM run_at)::fl
 def bell_from(row: Any, start: int = 0) -> Bell:
     task_id, queue, rank, ready_at_s, kind = tuple(row)[start : start + 5]
     return Bell(task_id, queue, rank, ready_at_s, kind)
+
+
+# A changed row as its status, where it waits, its owner and attempts: see recorded_from.
+RECORDED_COLUMNS = f"status, {BELL_COLUMNS}, owner, attempts"
+
+
+def recorded_from(row: Any) -> Recorded:
+    return Recorded(row[1], row[0], bell_from(row, 1), row[6], row[7])
 
 
 def bell_of(task: Task) -> Bell:

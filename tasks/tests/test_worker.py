@@ -135,6 +135,21 @@ async def test_result_that_is_not_json_fails_the_task(
     assert task["attempts"] == 1
 
 
+async def test_a_result_over_result_max_bytes_fails_the_attempt(
+    client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
+) -> None:
+    small = await post(client, "x" * 80, "echo", max_attempts=1)
+    large = await post(client, "x" * 200, "echo", max_attempts=1)
+    await start_worker(result_max_bytes=150)
+    await wait_status(db, [small], "completed")
+    await wait_status(db, [large], "failed")
+
+    task = await get(client, large)
+    assert "over RESULT_MAX_BYTES (150)" in task["error"]
+    assert task["result"] is None
+    assert (await get(client, small))["result"] == {"message": "x" * 80}
+
+
 async def test_sync_handlers_run_in_threads_without_blocking_the_loop(
     client: httpx.AsyncClient, db: asyncpg.Connection, start_worker: WorkerFactory
 ) -> None:

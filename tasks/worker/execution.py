@@ -16,7 +16,6 @@ from tasks.repository import ClaimedTask, Outcome
 
 log = logging.getLogger("taskline.worker")
 
-MAX_RESULT_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 4000
 
 
@@ -27,6 +26,7 @@ class Policy:
     default_timeout_s: float
     backoff_base_s: float
     backoff_cap_s: float
+    result_max_bytes: int = 1024 * 1024
 
     def retry_in_s(self, attempt: int) -> float:
         """Exponential in the attempt number, capped, with jitter so retries spread out."""
@@ -60,8 +60,13 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
         result_json = json.dumps(result, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         return policy.failed(task, f"result is not JSON: {error}")
-    if len(result_json) > MAX_RESULT_BYTES:
-        return policy.failed(task, f"result is over {MAX_RESULT_BYTES} bytes of JSON")
+    # ASCII-only JSON (json.dumps escapes the rest): as many bytes as characters.
+    if len(result_json) > policy.result_max_bytes:
+        return policy.failed(
+            task,
+            f"result is {len(result_json)} bytes of JSON, over RESULT_MAX_BYTES"
+            f" ({policy.result_max_bytes})",
+        )
     return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
 
 

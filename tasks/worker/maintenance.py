@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.worker.backoff import Backoff
@@ -73,8 +73,8 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     SKIP LOCKED, and a doorbell rung twice only costs a skipped claim.
     """
     settings, doorbell = resources.settings, Doorbell(resources)
-    recovered = await recover_dead_workers(db, doorbell)
-    await sweep_finished(db, settings.retention_days)
+    recovered = await recover_dead_workers(db, resources, doorbell)
+    await sweep_finished(db, resources)
     async with repository.driver_connection(db) as conn:
         await repository.fold_count_changes(conn=conn)
     # A parked task waits for a finished task of its kind; should that signal
@@ -84,13 +84,16 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     return recovered, await ring_lost(db, doorbell, grace_s=settings.reconcile_grace_s)
 
 
-async def recover_dead_workers(db: AsyncEngine, doorbell: Doorbell) -> int:
+async def recover_dead_workers(db: AsyncEngine, resources: Resources, doorbell: Doorbell) -> int:
     """Expired leases back to pending (and rung), in batches until none is left."""
     total = 0
     for _ in range(SWEEP_MAX_BATCHES):
         async with repository.driver_connection(db) as conn:
             recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
-        await doorbell.ring(r.bell for r in recovered if r.status == TaskStatus.PENDING)
+        await doorbell.send(
+            ready=[r.bell for r in recovered if r.status == TaskStatus.PENDING],
+            also=[events.stage(resources, events.of_recorded(recovered, pending=events.RETRIED))],
+        )
         await doorbell.slots_freed(r.bell.kind for r in recovered)
         total += len(recovered)
         if len(recovered) < SWEEP_LIMIT:
@@ -131,24 +134,28 @@ async def ring_lost(db: AsyncEngine, doorbell: Doorbell, *, grace_s: float) -> i
     return rung
 
 
-async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
+async def sweep_finished(db: AsyncEngine, resources: Resources) -> None:
     """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
-    expired = purged = 0
+    retention_days = resources.settings.retention_days
     older_than = datetime.now(UTC) - timedelta(days=retention_days)
+    expired: list[repository.Recorded] = []
+    purged = 0
     for _ in range(SWEEP_MAX_BATCHES):
         async with repository.driver_connection(db) as conn:
             batch = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
+            deleted = 0
             if retention_days > 0:
                 deleted = await repository.purge_finished(
                     conn=conn, older_than=older_than, limit=SWEEP_LIMIT
                 )
-            else:
-                deleted = 0
+        await events.publish(resources, events.of_recorded(batch, pending=""))
         expired, purged = expired + batch, purged + deleted
-        if batch < SWEEP_LIMIT and deleted < SWEEP_LIMIT:
+        if len(batch) < SWEEP_LIMIT and deleted < SWEEP_LIMIT:
             break
     if expired or purged:
-        log.info("expired %d pending task(s); deleted %d old finished task(s)", expired, purged)
+        log.info(
+            "expired %d pending task(s); deleted %d old finished task(s)", len(expired), purged
+        )
 
 
 async def reconcile(db: AsyncEngine, resources: Resources) -> None:

@@ -13,7 +13,7 @@ import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
@@ -34,8 +34,10 @@ class Recorder:
         *,
         max_pending: int,
         flow_hook: FlowHook | None = None,
+        publisher: events.Publisher,
     ) -> None:
         self._resources = resources
+        self._publisher = publisher
         self._doorbell = Doorbell(resources)
         self._worker_id = worker_id
         self._flows = FlowRecorder(self._doorbell, worker_id, flow_hook)
@@ -91,6 +93,7 @@ class Recorder:
     async def _write(self, batch: list[Outcome]) -> None:
         async with repository.driver_connection(self._resources.engine) as conn:
             recorded = await self._flows.finish(conn, batch)
+        self._publisher.publish(events.of_recorded(recorded, pending=events.RETRIED))
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
         try:
             await self._doorbell.schedule(retries)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
@@ -69,6 +69,7 @@ class Worker:
             default_timeout_s=settings.default_timeout_s,
             backoff_base_s=settings.retry_backoff_base_s,
             backoff_cap_s=settings.retry_backoff_cap_s,
+            result_max_bytes=settings.result_max_bytes,
         )
         self.stop_requested = asyncio.Event()
         self.exit_now = asyncio.Event()
@@ -87,11 +88,13 @@ class Worker:
         self.db: AsyncEngine = self.resources.engine
         self.doorbell = Doorbell(self.resources)
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
+        self.publisher = events.Publisher(self.resources)
         self.recorder = Recorder(
             self.resources,
             self.worker_id,
             max_pending=self.slots.capacity * 50,
             flow_hook=self.extensions.flow_hook,
+            publisher=self.publisher,
         )
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
@@ -106,6 +109,7 @@ class Worker:
         self._start("puller", self._pull())
         self._start("scheduler", self._schedule())
         self._start("recorder", self.recorder.run())
+        self._start("events", self.publisher.run())
         self._start(
             "heartbeat",
             maintenance.heartbeat(
@@ -187,6 +191,7 @@ class Worker:
             raise
         for task in claimed:
             self.local.put_nowait(task)
+        self.publisher.publish(events.of_claimed(claimed))
         return claimed
 
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
@@ -220,10 +225,21 @@ class Worker:
             raise
         if len(claimed) + len(no_slot) < len(ids):
             taken = {task.id for task in claimed} | {bell.id for bell in no_slot}
-            skipped = [str(task_id) for task_id in ids if task_id not in taken]
-            log.info("skipped %d id(s) not pending (canceled, done, unknown or twice): %s",
-                     len(skipped), ", ".join(skipped[:10]))  # fmt: skip
+            await self._skipped([task_id for task_id in ids if task_id not in taken])
         return claimed
+
+    async def _skipped(self, ids: list[uuid.UUID]) -> None:
+        """Ids the claim refused: end those past their expires_at now (else the
+        sweep does), and say which."""
+        try:
+            async with repository.driver_connection(self.db) as conn:
+                expired = await repository.expire_ids(conn=conn, ids=ids)
+            self.publisher.publish(events.of_recorded(expired, pending=""))
+        except Exception as error:  # the sweep expires them later
+            log.warning("could not expire refused task(s): %s", error)
+        names = ", ".join(str(task_id) for task_id in ids[:10])
+        log.info("skipped %d id(s) not pending (canceled, done, expired, unknown or twice): %s",
+                 len(ids), names)  # fmt: skip
 
     async def _schedule(self) -> None:
         while True:
@@ -303,6 +319,10 @@ class Worker:
 
         if not await self.recorder.drain(timeout_s=max(grace_s, 5.0)):
             log.warning("some outcomes were not recorded; those tasks return when leases expire")
+        if not await self.publisher.drain(timeout_s=5.0):
+            log.warning(
+                "some events were not published; waiters read their rows at their deadlines"
+            )
         await _cancel(*self._loops.values())
         self.executor.shutdown(wait=False, cancel_futures=True)
         await close_resources(self.resources)
@@ -315,7 +335,14 @@ class Worker:
         try:
             async with repository.driver_connection(self.db) as conn:
                 released = await repository.release(conn=conn, ids=ids, worker_id=self.worker_id)
-            await self.doorbell.ring(r.bell for r in released if r.status == TaskStatus.PENDING)
+            await self.doorbell.send(
+                ready=[r.bell for r in released if r.status == TaskStatus.PENDING],
+                also=[
+                    events.stage(
+                        self.resources, events.of_recorded(released, pending=events.RELEASED)
+                    )
+                ],
+            )
             await self.doorbell.slots_freed(r.bell.kind for r in released)
             log.info("gave back %d task(s)", len(released))
         except Exception as error:
