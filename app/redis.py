@@ -92,3 +92,21 @@ class Keys:
     @property
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"
+
+    @property
+    def tally(self) -> str:
+        """Hash of counters every process adds to (tasks/tally.py)."""
+        return f"{self.namespace}:tally"
+
+    def tally_minute(self, minute: int) -> str:
+        """Hash of one minute's event counts per queue, kept two hours."""
+        return f"{self.namespace}:tally:minute:{minute}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids scored by their last heartbeat (Unix seconds)."""
+        return f"{self.namespace}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """A worker's last report (JSON), expiring unless renewed."""
+        return f"{self.namespace}:worker:{worker_id}"

@@ -4,7 +4,8 @@ Writers (the intake, the worker's claim and recorder, the sweeps, the API's
 cancel and re-drive) hand `publish` a batch of events; the batch becomes ONE
 entry of a capped Redis stream (`XADD ... MAXLEN ~ EVENT_STREAM_MAX_ENTRIES`),
 so a batch of 500 state changes costs one round trip, or none of its own when
-staged into a pipeline the writer sends anyway (`stage`).
+staged into a pipeline the writer sends anyway (`stage`). The same pipeline adds
+the batch to the event counters (tasks/tally.py) that /metrics reads.
 
 An event is a hint, never the truth: publishing may fail (it is logged, and
 the state change stands), an entry may be trimmed or lost with a Redis
@@ -22,11 +23,13 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from typing import Any, NamedTuple
 
 from app.lifespan import Resources
+from tasks import tally
 
 log = logging.getLogger("taskline.events")
 
@@ -106,8 +109,11 @@ def encode(events: Sequence[Event]) -> dict[Any, Any]:
     return {"t": f"{time.time():.6f}", "e": json.dumps(rows, separators=(",", ":"))}
 
 
-def stage(resources: Resources, events: Sequence[Event]) -> Callable[[Any], None]:
-    """A step that adds the batch's XADD to a pipeline the caller sends anyway."""
+def stage(
+    resources: Resources, events: Sequence[Event], counts: Counter[str] | None = None
+) -> Callable[[Any], None]:
+    """A step that adds the batch's XADD, and the counters it moves (tasks/tally.py,
+    with `counts` added), to a pipeline the caller sends anyway."""
 
     def add(pipe: Any) -> None:
         if events:
@@ -117,22 +123,24 @@ def stage(resources: Resources, events: Sequence[Event]) -> Callable[[Any], None
                 maxlen=resources.settings.event_stream_max_entries,
                 approximate=True,
             )
+        moved = Counter(counts or ())
+        tally.count_events(moved, events)
+        tally.stage(pipe, resources.keys, moved)
 
     return add
 
 
-async def publish(resources: Resources, events: Sequence[Event]) -> None:
-    """Announce a batch in one round trip. Never raises: the state change is
-    committed already, and whoever waits on it re-reads the row."""
-    if not events:
+async def publish(
+    resources: Resources, events: Sequence[Event], counts: Counter[str] | None = None
+) -> None:
+    """Announce a batch, and count it, in one round trip. Never raises: the state
+    change is committed already, and whoever waits on it re-reads the row."""
+    if not events and not counts:
         return
     try:
-        await resources.redis.xadd(
-            resources.keys.events,
-            encode(events),
-            maxlen=resources.settings.event_stream_max_entries,
-            approximate=True,
-        )
+        async with resources.redis.pipeline(transaction=False) as pipe:
+            stage(resources, events, counts)(pipe)
+            await pipe.execute()
     except Exception as error:
         log.warning("could not publish %d event(s): %s", len(events), error)
 
@@ -164,6 +172,11 @@ class Publisher:
         self._idle.set()
         self.dropped = 0
         self._sent_at_s = 0.0
+        self.counts: Counter[str] = Counter()  # histogram observations, sent with the next entry
+
+    def observe(self, histogram: str, label: str, seconds: float) -> None:
+        """Gather an observation (tasks/tally.py); it goes out with the next entry."""
+        tally.observe(self.counts, histogram, label, seconds)
 
     def publish(self, batch: Sequence[Event]) -> None:
         if not batch:
@@ -193,7 +206,8 @@ class Publisher:
                 batch = self._pending[:MAX_ENTRY_EVENTS]
                 del self._pending[:MAX_ENTRY_EVENTS]
                 self._sent_at_s = time.monotonic()
-                await publish(self._resources, batch)  # logs a failure; never raises
+                counts, self.counts = self.counts, Counter()
+                await publish(self._resources, batch, counts)  # logs a failure; never raises
             self.dropped = 0
             self._idle.set()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -18,13 +19,14 @@ from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
-from tasks import events, limits, repository
+from tasks import events, limits, repository, tally
 from tasks.doorbell import Bell, Doorbell
-from tasks.exceptions import IdempotencyMismatch
+from tasks.exceptions import IdempotencyMismatch, RateLimited
 
 log = logging.getLogger("taskline.api")
 
 MAX_BATCH = 500
+REFUSALS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +67,34 @@ class Intake:
         self._idle = asyncio.Event()
         self._idle.set()
         self._known_refusals = limits.KnownRefusals()
+        # Refusals by reason (tasks/tally.py), sent with the next batch's pipeline,
+        # else within REFUSALS_EVERY_S (refusals known here make no batch)
+        self.refusals: Counter[str] = Counter()
+        self._refusals_runner: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="intake")
+        self._refusals_runner = asyncio.create_task(self._send_refusals_loop(), name="refusals")
 
     async def close(self, *, grace_s: float = 5.0) -> None:
         """Write what is waiting (bounded), then stop; whoever is left gets a 503."""
         with suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace_s)
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+        for runner in (self._runner, self._refusals_runner):
+            if runner is not None:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
         for _, future in [*self._writing, *self._waiting]:
             if not future.done():
                 future.set_exception(StoreUnavailable("api", "the API is shutting down"))
+        await self._send_refusals()
 
     async def submit(self, task: NewTask) -> Accepted:
         """The stored row once committed, and whether this request created it;
         StoreUnavailable if a store is down; RateLimited or Overloaded if refused."""
         refusal = self._known_refusals.refusal(task.client, task.queue)
         if refusal is not None:
+            self._count_refusal(refusal)
             raise refusal
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((task, future))
@@ -109,6 +119,9 @@ class Intake:
             # Admission also tells whether Redis is reachable: if not, refuse
             # before writing; the tasks would wait for Redis anyway.
             batch = await self._admit(batch)
+            if not batch:
+                await self._send_refusals()
+                return
             tasks = [task for task, _ in batch]
             async with repository.driver_connection(resources.engine) as conn:
                 rows = await repository.insert_tasks(conn=conn, tasks=tasks)
@@ -148,9 +161,28 @@ class Intake:
                 admitted.append((replace(task, fair_level=decision), future))
                 continue
             self._known_refusals.note(applicant, decision)
+            self._count_refusal(decision)
             if not future.done():
                 future.set_exception(decision)
         return admitted
+
+    def _count_refusal(self, refusal: Exception) -> None:
+        reason = tally.RATE_LIMIT if isinstance(refusal, RateLimited) else tally.QUEUE_FULL
+        self.refusals[f"r|{reason}"] += 1
+
+    async def _send_refusals_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFUSALS_EVERY_S)
+            await self._send_refusals()
+
+    async def _send_refusals(self) -> None:
+        refusals, self.refusals = self.refusals, Counter()
+        if not refusals:
+            return
+        try:
+            await tally.send(self._resources, refusals)
+        except Exception as error:
+            log.warning("could not count %d refusal(s): %s", sum(refusals.values()), error)
 
     async def _ring(self, rows: list[Any]) -> None:
         """Ready tasks are rung now, delayed ones scheduled for their time, and their
@@ -163,9 +195,10 @@ class Intake:
             bell = repository.bell_of_row(row)
             (later if row["run_at"] > row["created_at"] else ready).append(bell)
         created = [events.of_row(row, events.CREATED) for row in rows]
+        refusals, self.refusals = self.refusals, Counter()
         try:
             await Doorbell(self._resources).send(
-                ready=ready, later=later, also=[events.stage(self._resources, created)]
+                ready=ready, later=later, also=[events.stage(self._resources, created, refusals)]
             )
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.

@@ -7,14 +7,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import events, repository
+from tasks import events, repository, tally
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.worker.backoff import Backoff
@@ -28,6 +28,7 @@ CHECK_MAX = 100_000  # pending tasks the walk looks at per sweep
 
 
 CancelTasks = Callable[[list[uuid.UUID]], None]
+Report = Callable[[], Awaitable[None]]
 
 
 async def heartbeat(
@@ -38,15 +39,19 @@ async def heartbeat(
     held: Callable[[], list[uuid.UUID]],
     cancel_requested: CancelTasks,
     leases_lost: CancelTasks,
+    report: Report | None = None,
 ) -> None:
     """Extend the leases of the tasks this worker holds, in one statement, every lease/3.
 
     The answer also names the tasks whose cancel was asked for (in case the
     announcement was missed). A task whose lease could not be renewed in time
-    may already be another worker's: stop running it here.
+    may already be another worker's: stop running it here. Then `report` says
+    this worker is alive (tasks/presence.py).
     """
     renewed_at = time.monotonic()
     while True:
+        if report is not None:
+            await _report(report)
         sent_at = time.monotonic()
         ids = held()
         try:
@@ -66,6 +71,15 @@ async def heartbeat(
         await asyncio.sleep(lease_s / 3)
 
 
+async def _report(report: Report) -> None:
+    try:
+        await report()
+    except Exception as error:
+        if not is_store_error(error):
+            raise
+        log.warning("could not report this worker's heartbeat (%s)", error)
+
+
 async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, int]:
     """Recover tasks of dead workers and re-ring lost doorbells. Returns both counts.
 
@@ -81,7 +95,10 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     # be missed, try the parked ones again now and then. The claim re-checks.
     for kind, limit in settings.kind_concurrency.items():
         await doorbell.unpark(kind, limit)
-    return recovered, await ring_lost(db, doorbell, grace_s=settings.reconcile_grace_s)
+    rung = await ring_lost(db, doorbell, grace_s=settings.reconcile_grace_s)
+    counts = {f"x|{tally.LEASES_RECOVERED}": recovered, f"x|{tally.RERUNG}": rung}
+    await tally.send(resources, {name: n for name, n in counts.items() if n})
+    return recovered, rung
 
 
 async def recover_dead_workers(db: AsyncEngine, resources: Resources, doorbell: Doorbell) -> int:

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
-from tasks import events, repository
+from tasks import events, presence, repository, tally
 from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
@@ -71,6 +72,7 @@ class Worker:
             backoff_cap_s=settings.retry_backoff_cap_s,
             result_max_bytes=settings.result_max_bytes,
         )
+        self._started_at_s = time.time()
         self.stop_requested = asyncio.Event()
         self.exit_now = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -119,6 +121,7 @@ class Worker:
                 held=self._held_ids,
                 cancel_requested=self.cancel_running,
                 leases_lost=self._drop_running,
+                report=self._report,
             ),
         )
         self._start("reconcile", maintenance.reconcile(self.db, self.resources))
@@ -143,6 +146,17 @@ class Worker:
             exit_watch.cancel()
         if died:
             raise WorkerCrashed(", ".join(task.get_name() for task in died))
+
+    async def _report(self) -> None:
+        """Say this worker is alive, and how busy (tasks/presence.py)."""
+        await presence.report(self.resources, self._presence(), ttl_s=self.settings.worker_lease_s)
+
+    def _presence(self) -> presence.WorkerReport:
+        return presence.WorkerReport(
+            id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+            queues=list(self.settings.queues), slots_busy=len(self.running),
+            slots_total=self.slots.capacity, started_at_s=self._started_at_s,
+        )  # fmt: skip
 
     def _start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         self._loops[name] = asyncio.create_task(coro, name=name)
@@ -189,8 +203,10 @@ class Worker:
             for task in await claiming:
                 self.local.put_nowait(task)
             raise
+        now_s = time.time()
         for task in claimed:
             self.local.put_nowait(task)
+            self.publisher.observe(tally.START_DELAY, task.bell.queue, now_s - task.bell.ready_at_s)
         self.publisher.publish(events.of_claimed(claimed))
         return claimed
 
@@ -249,8 +265,10 @@ class Worker:
             runner.add_done_callback(partial(self._task_done, task.id))
 
     async def _run_task(self, task: ClaimedTask) -> None:
+        started_s = time.monotonic()
         try:
             outcome = await execute(task, self.registry, self.executor, self.policy)
+            self.publisher.observe(tally.DURATION, task.kind, time.monotonic() - started_s)
         except asyncio.CancelledError:
             if task.id in self._lease_lost:
                 return  # another worker may own it now; nothing to record here
@@ -324,6 +342,8 @@ class Worker:
                 "some events were not published; waiters read their rows at their deadlines"
             )
         await _cancel(*self._loops.values())
+        with suppress(Exception):  # else its report expires by itself
+            await presence.withdraw(self.resources, self.worker_id)
         self.executor.shutdown(wait=False, cancel_futures=True)
         await close_resources(self.resources)
         log.info("worker %s stopped", self.worker_id)
