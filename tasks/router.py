@@ -115,11 +115,14 @@ async def list_tasks(
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
+    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
+    owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
 ) -> TaskPage:
     """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next."""
     items, next_cursor = await service.list_tasks(
-        session=session, status=status, kind=kind, cursor=cursor, limit=limit
-    )
+        session=session, status=status, kind=kind, cursor=cursor, limit=limit,
+        queue=queue, owner=owner,
+    )  # fmt: skip
     return TaskPage(items=[TaskOut.model_validate(item) for item in items], next_cursor=next_cursor)
 
 

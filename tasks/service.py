@@ -167,14 +167,17 @@ async def list_tasks(
     kind: str | None,
     cursor: str | None,
     limit: int,
+    queue: str | None = None,
+    owner: str | None = None,
 ) -> tuple[Sequence[Task], str | None]:
     try:
         before_id = uuid.UUID(cursor) if cursor else None
     except ValueError:
         raise InvalidCursor() from None
     items = await repository.list_tasks(
-        session=session, status=status, kind=kind, before_id=before_id, limit=limit + 1
-    )
+        session=session, status=status, kind=kind, before_id=before_id, limit=limit + 1,
+        queue=queue, owner=owner,
+    )  # fmt: skip
     if len(items) > limit:
         return items[:limit], str(items[limit - 1].id)
     return items, None

@@ -28,6 +28,8 @@ async def list_tasks(
     kind: str | None,
     before_id: uuid.UUID | None,
     limit: int,
+    queue: str | None = None,
+    owner: str | None = None,
 ) -> Sequence[Task]:
     """Newest first by the time-ordered id; `before_id` is the keyset cursor.
 
@@ -44,6 +46,10 @@ async def list_tasks(
         page = page.where(found.kind == kind)
     if before_id is not None:
         page = page.where(found.id < before_id)
+    if queue is not None:
+        page = page.where(found.queue == queue)
+    if owner is not None:
+        page = page.where(found.owner == owner)
     statement = (
         select(Task)
         .where(Task.id == any_(func.array(page.scalar_subquery())))
