@@ -14,6 +14,8 @@ from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from app.shutdown import on_exit_signal
+from dashboard.router import router as dashboard_router
+from metrics.router import router as metrics_router
 from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
 from tasks.feed import EventFeed
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(messages_router)
     app.include_router(events_router)
     app.include_router(run_router(app.state.registry))
+    app.include_router(metrics_router)
+    app.include_router(dashboard_router)
     return app
 
 

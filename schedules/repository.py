@@ -158,3 +158,18 @@ async def declare(*, conn: Any, schedule: Declared, message: str, next_run_at: d
         next_run_at,
     )
     return found is not None
+
+
+_SUMMARY = """
+    SELECT count(*) FILTER (WHERE enabled) AS enabled,
+           count(*) FILTER (WHERE NOT enabled) AS disabled,
+           count(*) FILTER (WHERE enabled AND next_run_at < now() - make_interval(secs => $1))
+               AS overdue
+      FROM schedules
+"""
+
+
+async def summary(*, conn: Any, late_s: float) -> Any:
+    """How many schedules are enabled, disabled, and owe a tick older than `late_s`
+    (no worker has ticked them: none runs, or all are stuck)."""
+    return await conn.fetchrow(_SUMMARY, late_s)

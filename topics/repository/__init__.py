@@ -3,6 +3,7 @@ connection (`tasks.repository.driver_connection`). Messages are tasks: their
 claim, outcome and recovery statements are the tasks' own."""
 
 from topics.repository.messages import (
+    dead_counts,
     extend_delivery,
     lock_queue,
     lock_topic_queues,
@@ -26,6 +27,7 @@ from topics.repository.resources import (
 )
 
 __all__ = [
+    "dead_counts",
     "delete_queue_messages",
     "delete_queue_row",
     "delete_topic",

@@ -146,3 +146,22 @@ async def receipt_key(*, conn: Any, proposal: bytes) -> bytes:
     )
     key: bytes = await conn.fetchval("SELECT secret FROM receipt_keys WHERE name = $1", _KEY_NAME)
     return key
+
+
+_DEAD_COUNTS = """
+    SELECT q.id AS queue,
+           (SELECT count(*) FROM tasks
+             WHERE dead_from = q.id AND kind = 'message' AND status = 'pending')
+         + (SELECT count(*) FROM tasks
+             WHERE queue = q.id AND kind = 'message' AND status = 'failed') AS dead
+      FROM queues q
+     WHERE q.deleting_at IS NULL
+     ORDER BY q.id
+     LIMIT $1
+"""
+
+
+async def dead_counts(*, conn: Any, limit: int) -> list[Any]:
+    """Each declared queue (the first `limit` by id) and its dead letters, as
+    message_stats counts them."""
+    return list(await conn.fetch(_DEAD_COUNTS, limit))

@@ -1,0 +1,1 @@
+"""Prometheus metrics: GET /metrics, read from the stores every process shares."""
