@@ -1,0 +1,164 @@
+"""GET /dashboard and its pages: HTML rendered here, data through the services.
+
+The pages carry no inline script or style, so they run under a
+Content-Security-Policy without 'unsafe-inline'; their JavaScript (static/)
+calls the public API for every action and follows GET /events for live views.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.templating import Jinja2Templates
+
+from app.config import QUEUE_PATTERN
+from dashboard import filters as template_filters
+from dashboard import views
+from tasks.dependencies import ResourcesDep, SessionDep, TaskDep
+from tasks.models import TaskStatus
+from tasks.schemas import KIND_PATTERN, OWNER_PATTERN, ErrorOut, TaskOut
+
+HERE = FilePath(__file__).resolve().parent
+STATIC = {path.name: path for path in (HERE / "static").iterdir() if path.is_file()}
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"
+    " frame-ancestors 'none'"
+)
+
+templates = Jinja2Templates(directory=HERE / "templates")
+template_filters.install(templates.env)
+
+# Every route of the router is guarded by what this list holds (access control's).
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], dependencies=[])
+
+_HTML: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {}}, "description": "An HTML page."},
+    503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable."},
+}
+Cursor = Annotated[str | None, Query(max_length=64)]
+
+
+def page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, template, context)
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: overview")
+async def overview(request: Request, resources: ResourcesDep) -> HTMLResponse:
+    """Per queue: ready, scheduled, processing, failed in the last hour, oldest
+    ready age; and a chart of the last 15 minutes' throughput."""
+    rows = await views.overview(resources)
+    return page(request, "overview.html", nav="overview", rows=rows)
+
+
+@router.get(
+    "/throughput",
+    responses={503: _HTML[503]},
+    summary="Dashboard: events per minute, last 15 minutes",
+)
+async def throughput(resources: ResourcesDep) -> JSONResponse:
+    """`{"minutes": [start, ...], "now", "series": {"created": [...], "completed":
+    [...], "failed": [...]}}`, oldest minute first, the current one last."""
+    return JSONResponse(await views.throughput(resources), headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/tasks",
+    response_class=HTMLResponse,
+    responses={**_HTML, 422: {"model": ErrorOut, "description": "A bad filter or cursor."}},
+    summary="Dashboard: tasks",
+)
+async def tasks(
+    request: Request,
+    session: SessionDep,
+    status: TaskStatus | None = None,
+    kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
+    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
+    owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
+    cursor: Cursor = None,
+) -> HTMLResponse:
+    """Newest first, filtered, a keyset page at a time; live from /events."""
+    filters = views.Filters(status, kind, queue, owner)
+    items, next_cursor = await views.task_page(session, filters, cursor)
+    return page(
+        request, "tasks.html", nav="tasks", items=items, filters=filters,
+        statuses=list(TaskStatus), cursor=cursor, next_cursor=next_cursor,
+    )  # fmt: skip
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_class=HTMLResponse,
+    responses={**_HTML, 404: {"model": ErrorOut, "description": "No such task."}},
+    summary="Dashboard: one task",
+)
+async def task(request: Request, task: TaskDep) -> HTMLResponse:
+    """Payload, result, every attempt's error, timing, worker and lease; Cancel
+    and Retry buttons that call the API."""
+    return page(request, "task.html", nav="tasks", task=TaskOut.model_validate(task))
+
+
+@router.get("/workers", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: workers")
+async def workers(request: Request, resources: ResourcesDep) -> HTMLResponse:
+    """Live workers: slots busy and total, queues served, last heartbeat."""
+    return page(request, "workers.html", nav="workers", workers=await views.workers(resources))
+
+
+@router.get(
+    "/dead",
+    response_class=HTMLResponse,
+    responses={**_HTML, 422: {"model": ErrorOut, "description": "A bad filter or cursor."}},
+    summary="Dashboard: dead letters",
+)
+async def dead(
+    request: Request,
+    session: SessionDep,
+    kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
+    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
+    cursor: Cursor = None,
+) -> HTMLResponse:
+    """Failed tasks, newest first, to retry one by one or in bulk."""
+    filters = views.Filters(TaskStatus.FAILED, kind, queue)
+    items, next_cursor = await views.task_page(session, filters, cursor)
+    return page(
+        request, "dead.html", nav="dead", items=items, filters=filters, cursor=cursor,
+        next_cursor=next_cursor,
+    )  # fmt: skip
+
+
+@router.get(
+    "/schedules", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: schedules"
+)
+async def schedules(
+    request: Request, resources: ResourcesDep, cursor: Cursor = None
+) -> HTMLResponse:
+    """Each schedule: its timing, next and last run, and its last task's status."""
+    items, next_cursor = await views.schedules(resources, cursor)
+    return page(request, "schedules.html", nav="schedules", items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/topics", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: topics and queues"
+)
+async def topics(request: Request, resources: ResourcesDep, cursor: Cursor = None) -> HTMLResponse:
+    """Topics with their queues; declared queues with undelivered, leased and dead counts."""
+    return page(request, "topics.html", nav="topics", **await views.topics(resources, cursor))
+
+
+@router.get(
+    "/static/{name}",
+    response_class=FileResponse,
+    responses={404: {"model": ErrorOut, "description": "No such file."}},
+    summary="Dashboard: its script and style files",
+)
+async def static(name: Annotated[str, Path(max_length=64)]) -> FileResponse:
+    path = STATIC.get(name)
+    if path is None:
+        raise HTTPException(404, f"no dashboard file named {name!r}")
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,108 @@
+"""What each page shows, read through the services and repositories the API
+uses; no SQL and no Redis command of its own."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.lifespan import Resources
+from schedules import service as schedules_service
+from tasks import presence, repository, service, tally
+from tasks.models import Task, TaskStatus
+from tasks.presence import WorkerReport
+from tasks.schemas import QueueOut
+from topics import repository as topics_repository
+from topics import service as topics_service
+
+CHART_MINUTES = 15
+FAILED_WINDOW_MINUTES = 60
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    queue: QueueOut
+    failed_last_hour: int
+
+
+async def overview(resources: Resources) -> list[QueueRow]:
+    """Per queue its counts, and its failures in the last hour (the minute counters)."""
+    queues = await service.queue_overview(resources=resources)
+    failed: Counter[str] = Counter()
+    for _, counts in await tally.per_minute(resources, minutes=FAILED_WINDOW_MINUTES):
+        for field, n in counts.items():
+            event, _, queue = field.partition("|")
+            if event == "failed":
+                failed[queue] += n
+    return [QueueRow(queue, failed[queue.name]) for queue in queues]
+
+
+async def throughput(resources: Resources) -> dict[str, Any]:
+    """Events per minute over the last CHART_MINUTES minutes, all queues together."""
+    minutes = await tally.per_minute(resources, minutes=CHART_MINUTES)
+    series: dict[str, list[int]] = {"created": [], "completed": [], "failed": []}
+    for _, counts in minutes:
+        per_event: Counter[str] = Counter()
+        for field, n in counts.items():
+            per_event[field.partition("|")[0]] += n
+        for event, values in series.items():
+            values.append(per_event[event])
+    return {"minutes": [start for start, _ in minutes], "now": time.time(), "series": series}
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: TaskStatus | None = None
+    kind: str | None = None
+    queue: str | None = None
+    owner: str | None = None
+
+    def query(self) -> dict[str, str]:
+        """As query parameters (for links and the event stream)."""
+        values = {"status": self.status.value if self.status else None, "kind": self.kind,
+                  "queue": self.queue, "owner": self.owner}  # fmt: skip
+        return {name: value for name, value in values.items() if value}
+
+
+async def task_page(
+    session: AsyncSession, filters: Filters, cursor: str | None, limit: int = PAGE_SIZE
+) -> tuple[list[Task], str | None]:
+    items, next_cursor = await service.list_tasks(
+        session=session, status=filters.status, kind=filters.kind, cursor=cursor,
+        limit=limit, queue=filters.queue, owner=filters.owner,
+    )  # fmt: skip
+    return list(items), next_cursor
+
+
+async def workers(resources: Resources) -> list[WorkerReport]:
+    return await presence.live_workers(resources)
+
+
+async def schedules(resources: Resources, cursor: str | None) -> tuple[list[Any], str | None]:
+    return await schedules_service.list_schedules(
+        resources=resources, cursor=cursor, limit=PAGE_SIZE
+    )
+
+
+@dataclass(frozen=True)
+class DeclaredQueue:
+    id: str
+    dead: int
+    counts: QueueOut | None
+
+
+async def topics(resources: Resources, cursor: str | None) -> dict[str, Any]:
+    """Topics with their queues, and every declared queue with its counts."""
+    topic_items, next_cursor = await topics_service.list_topics(
+        resources=resources, cursor=cursor, limit=PAGE_SIZE
+    )
+    async with repository.driver_connection(resources.engine) as conn:
+        dead = await topics_repository.dead_counts(conn=conn, limit=500)
+    counts = {queue.name: queue for queue in await service.queue_overview(resources=resources)}
+    queues = [DeclaredQueue(r["queue"], int(r["dead"]), counts.get(r["queue"])) for r in dead]
+    return {"topics": topic_items, "next_cursor": next_cursor, "queues": queues}
