@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install bench clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint install bench clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Taskline needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -23,7 +25,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The dashboard's browser tests drive Debian's Chromium (no browser download).
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "installing Debian's chromium for the dashboard's browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -59,3 +59,12 @@ const Taskline = {
     return source;
   },
 };
+
+/* Filter forms leave out their empty fields, so the URL holds only real filters. */
+for (const form of document.querySelectorAll("form.filters")) {
+  form.addEventListener("submit", () => {
+    for (const field of form.querySelectorAll("input, select")) {
+      if (!field.value) field.disabled = true;
+    }
+  });
+}

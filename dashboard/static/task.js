@@ -8,6 +8,7 @@
   const status = document.getElementById("status");
   const answerOutput = document.getElementById("answer");
   const FINAL = ["completed", "failed", "canceled", "expired"];
+  let eventsSeen = 0;  // an event newer than an action's answer wins over it
 
   function buttons(current) {
     document.getElementById("cancel").disabled = FINAL.includes(current);
@@ -16,11 +17,12 @@
 
   async function act(button) {
     button.disabled = true;
+    const seenBefore = eventsSeen;
     const answer = button.dataset.action === "cancel"
       ? await Taskline.call("PATCH", "/tasks/" + id, { status: "canceled" })
       : await Taskline.call("POST", "/tasks/" + id + "/retry");
     Taskline.show(answerOutput, answer);
-    if (answer.body && answer.body.status) {
+    if (answer.body && answer.body.status && eventsSeen === seenBefore) {
       Taskline.badge(status, answer.body.status);
       buttons(answer.body.status);
     } else {
@@ -33,6 +35,7 @@
   }
   buttons(status.textContent);
   Taskline.follow("task_id=" + encodeURIComponent(id), (event) => {
+    eventsSeen += 1;
     Taskline.badge(status, event.status);
     buttons(event.status);
   });

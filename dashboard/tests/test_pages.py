@@ -93,7 +93,7 @@ async def test_task_detail_shows_every_attempt(
         missing = await http.get(f"/dashboard/tasks/{uuid.uuid4()}")
         bad = await http.get("/dashboard/tasks/not-a-uuid")
     assert html.count("ValueError: boom: kaboom") == 2
-    assert '&#34;n&#34;: 7' in html or '"n": 7' in html
+    assert "&#34;n&#34;: 7" in html or '"n": 7' in html
     assert f'data-id="{task_id}"' in html and 'id="cancel"' in html
     assert missing.status_code == 404 and missing.json()["detail"]
     assert bad.status_code == 422
