@@ -10,6 +10,8 @@ COPY schedules ./schedules
 COPY workflows ./workflows
 COPY taskline ./taskline
 COPY topics ./topics
+COPY metrics ./metrics
+COPY dashboard ./dashboard
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./
 RUN pip install . && useradd --system --no-create-home taskline

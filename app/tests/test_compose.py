@@ -86,6 +86,21 @@ def test_api_port_is_published_on_loopback_only(services: dict[str, Any]) -> Non
     assert api_host == "0.0.0.0"  # inside the container; compose maps it to loopback
     for name in ("postgres", "redis", "migrate", "worker"):
         assert "ports" not in services[name], name
+    for port in services["prometheus"]["ports"]:
+        assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_prometheus_scrapes_the_api_metrics(services: dict[str, Any]) -> None:
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    mounts = [str(volume).split(":") for volume in prometheus["volumes"]]
+    config = next(host for host, target, *_ in mounts if target.endswith("prometheus.yml"))
+    assert f"--config.file={next(t for h, t, *_ in mounts if h == config)}" in prometheus["command"]
+    scrape = yaml.safe_load((ROOT / config).read_text())["scrape_configs"]
+    targets = [t for job in scrape for group in job["static_configs"] for t in group["targets"]]
+    assert [job.get("metrics_path", "/metrics") for job in scrape] == ["/metrics"]
+    assert targets == ["api:8000"]  # the API's service name and port inside compose
+    assert "api" in _depends(prometheus)
 
 
 def test_worker_gets_time_to_finish_its_tasks(services: dict[str, Any]) -> None:
@@ -136,9 +151,10 @@ def _dockerfile_copies() -> list[str]:
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
     sources = _dockerfile_copies()
-    assert {"pyproject.toml", "app", "tasks", "taskline", "alembic", "worker.py", "main.py"} <= set(
-        sources
-    )
+    assert {
+        "pyproject.toml", "app", "tasks", "taskline", "alembic", "worker.py", "main.py",
+        "metrics", "dashboard",
+    } <= set(sources)  # fmt: skip
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == []
 
