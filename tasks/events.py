@@ -112,20 +112,17 @@ def encode(events: Sequence[Event]) -> dict[Any, Any]:
 def stage(
     resources: Resources, events: Sequence[Event], counts: Counter[str] | None = None
 ) -> Callable[[Any], None]:
-    """A step that adds the batch's XADD, and the counters it moves (tasks/tally.py,
-    with `counts` added), to a pipeline the caller sends anyway."""
+    """A step that adds the batch's entry (counted by Redis as it is appended,
+    tasks/tally.py) and other `counts` to a pipeline the caller sends anyway."""
 
     def add(pipe: Any) -> None:
         if events:
-            pipe.xadd(
-                resources.keys.events,
-                encode(events),
-                maxlen=resources.settings.event_stream_max_entries,
-                approximate=True,
-            )
-        moved = Counter(counts or ())
-        tally.count_events(moved, events)
-        tally.stage(pipe, resources.keys, moved)
+            tally.stage_entry(
+                pipe, resources.keys, encode(events),
+                max_entries=resources.settings.event_stream_max_entries,
+            )  # fmt: skip
+        if counts:
+            tally.stage(pipe, resources.keys, counts)
 
     return add
 
@@ -133,11 +130,17 @@ def stage(
 async def publish(
     resources: Resources, events: Sequence[Event], counts: Counter[str] | None = None
 ) -> None:
-    """Announce a batch, and count it, in one round trip. Never raises: the state
+    """Announce a batch, counted, in one round trip. Never raises: the state
     change is committed already, and whoever waits on it re-reads the row."""
     if not events and not counts:
         return
     try:
+        if not counts:  # the entry alone: no pipeline to build
+            await tally.stage_entry(
+                resources.redis, resources.keys, encode(events),
+                max_entries=resources.settings.event_stream_max_entries,
+            )  # fmt: skip
+            return
         async with resources.redis.pipeline(transaction=False) as pipe:
             stage(resources, events, counts)(pipe)
             await pipe.execute()
@@ -172,11 +175,11 @@ class Publisher:
         self._idle.set()
         self.dropped = 0
         self._sent_at_s = 0.0
-        self.counts: Counter[str] = Counter()  # histogram observations, sent with the next entry
+        self.histograms = tally.Histograms()  # sent every tally.COUNTS_EVERY_S
 
     def observe(self, histogram: str, label: str, seconds: float) -> None:
-        """Gather an observation (tasks/tally.py); it goes out with the next entry."""
-        tally.observe(self.counts, histogram, label, seconds)
+        """Gather a histogram observation (tasks/tally.py)."""
+        self.histograms.observe(histogram, label, seconds)
 
     def publish(self, batch: Sequence[Event]) -> None:
         if not batch:
@@ -194,7 +197,9 @@ class Publisher:
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
+            with suppress(TimeoutError):  # counts gathered without events go out in time
+                async with asyncio.timeout(tally.COUNTS_EVERY_S if self.histograms else None):
+                    await self._wake.wait()
             pause_s = self._sent_at_s + self._linger_s - time.monotonic()
             if pause_s > 0 and not self._now.is_set():  # let the next batches join
                 with suppress(TimeoutError):
@@ -206,17 +211,24 @@ class Publisher:
                 batch = self._pending[:MAX_ENTRY_EVENTS]
                 del self._pending[:MAX_ENTRY_EVENTS]
                 self._sent_at_s = time.monotonic()
-                counts, self.counts = self.counts, Counter()
-                await publish(self._resources, batch, counts)  # logs a failure; never raises
+                counts = self._counts_due()  # logs a failure; never raises:
+                await publish(self._resources, batch, counts)
+            if self.histograms.due(tally.COUNTS_EVERY_S):
+                await publish(self._resources, [], self.histograms.take())
             self.dropped = 0
             self._idle.set()
 
+    def _counts_due(self) -> Counter[str] | None:
+        return self.histograms.take() if self.histograms.due(tally.COUNTS_EVERY_S) else None
+
     async def drain(self, timeout_s: float) -> bool:
-        """Wait until every event handed in has been sent (or failed)."""
+        """Wait until every event handed in has been sent (or failed), then send
+        the counts gathered."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             return False
+        await publish(self._resources, [], self.histograms.take())
         return True
 
 

@@ -2,9 +2,11 @@
 
 They live in Redis hashes, so many API processes and workers report one set of
 numbers, and a restarted process loses nothing it had sent. Writers add to
-them in a pipeline they send anyway (the event publication: one round trip per
-batch, never per task); a worker gathers its histogram observations per batch
-and sends them with its next event entry.
+them in a pipeline they send anyway. Task events are counted by Redis itself
+as their entry is appended to the event stream (APPEND_AND_COUNT replaces the
+XADD: no command and no work of their own for the writer). A worker gathers
+its histogram observations (`Histograms`) and sends them with an event entry
+at most every COUNTS_EVERY_S: a few HINCRBYs per half second, not per entry.
 
 `keys.tally` holds monotonic counters, one field each:
 
@@ -25,8 +27,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from operator import itemgetter
+from collections.abc import Mapping
 from typing import Any
 
 from app.lifespan import Resources
@@ -34,6 +35,7 @@ from app.redis import Keys
 
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 MINUTE_TTL_S = 2 * 3600
+COUNTS_EVERY_S = 0.5
 
 # Histograms
 DURATION = "duration"  # a handler's run, by kind
@@ -43,36 +45,82 @@ START_DELAY = "start"  # from when a task was due (its POST, or its run_at) to i
 RATE_LIMIT, QUEUE_FULL = "rate_limit", "queue_full"
 RERUNG, LEASES_RECOVERED = "rerung", "leases_recovered"
 
-_EVENT_QUEUE_KIND = itemgetter(1, 3, 4)  # of tasks.events.Event
+# Appends an entry of task events to the stream and counts them, in Redis: the
+# writer pays for one command, as for a plain XADD.
+# KEYS: the stream, the counters hash, this minute's hash.
+# ARGV: the stream's cap, the entry's `t` and `e` fields, the minute hash's TTL.
+APPEND_AND_COUNT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[2], 'e', ARGV[3])
+local counts, minute = {}, {}
+for _, row in ipairs(cjson.decode(ARGV[3])) do
+  local event, queue = tostring(row[2]), tostring(row[4])
+  local field = 'e|' .. event .. '|' .. queue .. '|' .. tostring(row[5])
+  counts[field] = (counts[field] or 0) + 1
+  minute[event .. '|' .. queue] = (minute[event .. '|' .. queue] or 0) + 1
+end
+for field, n in pairs(counts) do redis.call('HINCRBY', KEYS[2], field, n) end
+for field, n in pairs(minute) do redis.call('HINCRBY', KEYS[3], field, n) end
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+return id
+"""
 
 
-def count_events(counts: Counter[str], events: Iterable[Any]) -> None:
-    """Add a batch of tasks.events.Event to `counts` (tallied in C, then named)."""
-    for (event, queue, kind), n in Counter(map(_EVENT_QUEUE_KIND, events)).items():
-        counts[f"e|{event}|{queue}|{kind}"] += n
+def stage_entry(pipe: Any, keys: Keys, fields: Mapping[str, str], *, max_entries: int) -> Any:
+    """Add an event entry (tasks.events.encode) to the stream, counted, to a
+    pipeline; given the client itself, what it answers is to be awaited."""
+    return pipe.eval(
+        APPEND_AND_COUNT, 3, keys.events, keys.tally, keys.tally_minute(_minute()),
+        max_entries, fields["t"], fields["e"], MINUTE_TTL_S,
+    )  # fmt: skip
 
 
-def observe(counts: Counter[str], histogram: str, label: str, seconds: float) -> None:
-    counts[f"h|{histogram}|{label}|{bisect_left(BUCKETS_S, seconds)}"] += 1
-    counts[f"s|{histogram}|{label}"] += round(max(seconds, 0.0) * 1e6)
+def _minute(now_s: float | None = None) -> int:
+    return int((time.time() if now_s is None else now_s) // 60)
 
 
-def stage(pipe: Any, keys: Keys, counts: Mapping[str, int], *, now_s: float | None = None) -> None:
-    """Add the increments to a pipeline: HINCRBY per field, and the per-minute
-    counts of the events among them."""
-    if not counts:
-        return
-    minute: Counter[str] = Counter()
+class Histograms:
+    """Observations a worker gathers between two sends: per histogram and label,
+    a count per bucket and the sum. No object is made per observation."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, list[float]]] = {}
+        self.taken_at_s = time.monotonic()
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def observe(self, histogram: str, label: str, seconds: float) -> None:
+        labels = self.data.get(histogram)
+        if labels is None:
+            labels = self.data[histogram] = {}
+        counts = labels.get(label)
+        if counts is None:
+            counts = labels[label] = [0.0] * (len(BUCKETS_S) + 2)  # buckets, +Inf, sum
+        counts[bisect_left(BUCKETS_S, seconds)] += 1
+        counts[-1] += seconds
+
+    def due(self, every_s: float) -> bool:
+        return bool(self.data) and time.monotonic() - self.taken_at_s >= every_s
+
+    def take(self) -> Counter[str]:
+        """The observations as tally fields; starts over."""
+        fields: Counter[str] = Counter()
+        for histogram, labels in self.data.items():
+            for label, counts in labels.items():
+                for bucket, n in enumerate(counts[:-1]):
+                    if n:
+                        fields[f"h|{histogram}|{label}|{bucket}"] += int(n)
+                fields[f"s|{histogram}|{label}"] += int(max(counts[-1], 0.0) * 1e6)
+        self.data = {}
+        self.taken_at_s = time.monotonic()
+        return fields
+
+
+def stage(pipe: Any, keys: Keys, counts: Mapping[str, int]) -> None:
+    """Add the increments (tally fields) to a pipeline: one HINCRBY each."""
     for field, n in counts.items():
-        pipe.hincrby(keys.tally, field, n)
-        if field.startswith("e|"):
-            event, queue, _ = field[2:].split("|", 2)
-            minute[f"{event}|{queue}"] += n
-    if minute:
-        key = keys.tally_minute(int((time.time() if now_s is None else now_s) // 60))
-        for field, n in minute.items():
-            pipe.hincrby(key, field, n)
-        pipe.expire(key, MINUTE_TTL_S)
+        if n:
+            pipe.hincrby(keys.tally, field, n)
 
 
 async def send(resources: Resources, counts: Mapping[str, int]) -> None:

@@ -61,12 +61,13 @@ async def test_task_events_histograms_and_workers(
         await wait_status(db, ids, "completed")
         await wait_status(db, [boom], "failed")
 
-        async def counted() -> bool:
+        async def counted() -> bool:  # a worker sends its histograms twice a second
             found = await scrape(http)
-            return value(found, "taskline_task_events_total", event="failed", queue="default",
-                         kind="boom") == 1 and value(found, "taskline_workers") == 1  # fmt: skip
+            return value(found, "taskline_task_duration_seconds_count", kind="boom") == 1 and (
+                value(found, "taskline_workers") == 1
+            )
 
-        await wait_for(counted, what="the failure and the worker in /metrics")
+        await wait_for(counted, what="the failure's duration and the worker in /metrics")
         found = await scrape(http)
     events = {"event": "created", "queue": "default", "kind": "echo"}
     assert value(found, "taskline_task_events_total", **events) == 3

@@ -203,10 +203,10 @@ class Worker:
             for task in await claiming:
                 self.local.put_nowait(task)
             raise
-        now_s = time.time()
+        now_s, observe = time.time(), self.publisher.observe
         for task in claimed:
             self.local.put_nowait(task)
-            self.publisher.observe(tally.START_DELAY, task.bell.queue, now_s - task.bell.ready_at_s)
+            observe(tally.START_DELAY, task.bell.queue, now_s - task.bell.ready_at_s)
         self.publisher.publish(events.of_claimed(claimed))
         return claimed
 
