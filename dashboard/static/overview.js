@@ -5,7 +5,8 @@
   const svg = document.getElementById("throughput");
   if (!svg) return;
   const NS = "http://www.w3.org/2000/svg";
-  const W = 900, H = 220, LEFT = 44, RIGHT = 12, TOP = 12, BOTTOM = 26;
+  const H = 220, LEFT = 44, RIGHT = 12, TOP = 12, BOTTOM = 26;
+  let W = 900;
 
   function node(name, attributes, text) {
     const element = document.createElementNS(NS, name);
@@ -24,6 +25,8 @@
 
   function draw(data) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
+    W = Math.max(300, Math.round(svg.getBoundingClientRect().width) || 900);
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     const minutes = data.minutes;
     const all = Object.values(data.series).flat();
     const top = niceMax(Math.max(0, ...all));
@@ -37,7 +40,8 @@
     minutes.forEach((start, i) => {
       if (i % 5 !== 0 && i !== minutes.length - 1) return;
       const label = new Date(start * 1000).toISOString().slice(11, 16);
-      node("text", { x: x(i), y: H - 8, "text-anchor": "middle" }, label);
+      const anchor = i === 0 ? "start" : i === minutes.length - 1 ? "end" : "middle";
+      node("text", { x: x(i), y: H - 8, "text-anchor": anchor }, label);
     });
     for (const [name, values] of Object.entries(data.series)) {
       const points = values.map((v, i) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" ");
