@@ -112,7 +112,7 @@ async def test_filters_narrow_the_list_and_its_live_rows(
         await expect(row(page, other)).to_have_count(0)
 
 
-async def test_overview_draws_the_chart_and_every_page_loads(
+async def test_overview_draws_the_chart_and_every_page_and_the_docs_load(
     stack: Stack, browser: Browser, tmp_path: Path
 ) -> None:
     url, http = stack
@@ -126,3 +126,7 @@ async def test_overview_draws_the_chart_and_every_page_loads(
             await expect(page.locator("header nav a.current")).to_have_text(link)
         await page.goto("/dashboard/workers")
         await expect(page.locator("#workers tbody tr[data-worker]")).to_have_count(1)
+        await page.goto("/docs")  # the browser reaches no other host: Swagger UI is local
+        await expect(page.locator(".swagger-ui .title")).to_contain_text("Taskline")
+        await page.goto("/redoc")
+        await expect(page.locator("h1")).to_contain_text("Taskline")
