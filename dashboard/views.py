@@ -103,6 +103,10 @@ async def topics(resources: Resources, cursor: str | None) -> dict[str, Any]:
     )
     async with repository.driver_connection(resources.engine) as conn:
         dead = await topics_repository.dead_counts(conn=conn, limit=500)
+        consumers = await topics_repository.leasing_consumers(conn=conn, limit=500)
     counts = {queue.name: queue for queue in await service.queue_overview(resources=resources)}
     queues = [DeclaredQueue(r["queue"], int(r["dead"]), counts.get(r["queue"])) for r in dead]
-    return {"topics": topic_items, "next_cursor": next_cursor, "queues": queues}
+    return {
+        "topics": topic_items, "next_cursor": next_cursor, "queues": queues,
+        "consumers": consumers,
+    }  # fmt: skip

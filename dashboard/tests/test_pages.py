@@ -119,6 +119,11 @@ async def test_workers_schedules_and_topics_pages(
         assert (await http.post("/topics", json={"id": "orders"})).status_code == 201
         body = {"id": "eu-orders", "topic_id": "orders"}
         assert (await http.post("/queues", json=body)).status_code == 201
+        published = await http.post("/topics/orders/messages", json={"data": 1})
+        assert published.status_code == 201
+        lease = {"max_messages": 5, "consumer": "billing-1"}
+        leased = await http.post("/queues/eu-orders/lease", json=lease)
+        assert len(leased.json()["messages"]) == 1
 
         async def workers_html() -> str:
             return (await http.get("/dashboard/workers")).text
@@ -133,3 +138,5 @@ async def test_workers_schedules_and_topics_pages(
     assert f'data-worker="{worker.worker_id}"' in html and "0 / 10" in html
     assert 'data-schedule="nightly"' in schedules and "0 2 * * *" in schedules
     assert 'data-topic="orders"' in topics and 'data-queue="eu-orders"' in topics
+    consumer = topics[topics.index('data-consumer="eu-orders/billing-1"') :].split("</tr>")[0]
+    assert '<td class="num">1</td>' in consumer

@@ -5,6 +5,7 @@ claim, outcome and recovery statements are the tasks' own."""
 from topics.repository.messages import (
     dead_counts,
     extend_delivery,
+    leasing_consumers,
     lock_queue,
     lock_topic_queues,
     message_exists,
@@ -36,6 +37,7 @@ __all__ = [
     "get_topic",
     "insert_queue",
     "insert_topic",
+    "leasing_consumers",
     "list_topics",
     "lock_queue",
     "lock_topic_queues",

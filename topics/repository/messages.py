@@ -165,3 +165,20 @@ async def dead_counts(*, conn: Any, limit: int) -> list[Any]:
     """Each declared queue (the first `limit` by id) and its dead letters, as
     message_stats counts them."""
     return list(await conn.fetch(_DEAD_COUNTS, limit))
+
+
+_LEASING_CONSUMERS = """
+    SELECT queue, substring(worker_id FROM '^http:(.*):[0-9a-f]{12}$') AS consumer,
+           count(*) AS leased, max(started_at) AS last_lease_at
+      FROM tasks
+     WHERE status = 'processing' AND kind = 'message' AND worker_id LIKE 'http:%'
+     GROUP BY 1, 2
+     ORDER BY 1, 2
+     LIMIT $1
+"""
+
+
+async def leasing_consumers(*, conn: Any, limit: int) -> list[Any]:
+    """HTTP consumers holding leases now: per queue and consumer name, how many
+    messages and when the latest was leased (the processing rows only)."""
+    return list(await conn.fetch(_LEASING_CONSUMERS, limit))
