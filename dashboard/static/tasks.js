@@ -7,6 +7,7 @@
   const body = table.tBodies[0];
   const MAX_ROWS = 200;
   let fetching = 0;
+  const byStatus = new URLSearchParams(table.dataset.filters).has("status");
 
   function cell(row, className, text) {
     const td = row.insertCell();
@@ -53,8 +54,8 @@
       const attempts = row.querySelector(".attempts");
       const budget = attempts.textContent.split("/")[1];
       attempts.textContent = event.attempt + (budget ? "/" + budget : "");
-    } else if (event.event === "created") {
-      addRow(event);
+    } else if (event.event === "created" || byStatus) {
+      addRow(event);  // filtered by status, the stream sends only tasks that now match
     }
   }
 

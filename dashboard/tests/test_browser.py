@@ -110,6 +110,10 @@ async def test_filters_narrow_the_list_and_its_live_rows(
         matching = await create(http, kind="echo", queue="other")
         await expect(row(page, matching)).to_be_visible()
         await expect(row(page, other)).to_have_count(0)
+        await page.goto("/dashboard/tasks?status=failed")  # a task that fails joins it live
+        await expect(page.locator("#live")).to_have_attribute("data-state", "on")
+        failing = await create(http, kind="boom", max_attempts=1)
+        await expect(row(page, failing).locator(".badge")).to_have_text("failed")
 
 
 async def test_overview_draws_the_chart_and_every_page_and_the_docs_load(
