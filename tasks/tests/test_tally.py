@@ -3,6 +3,7 @@ histograms gathered without an object per observation, per-minute counts."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 from app.lifespan import Resources
@@ -65,4 +66,4 @@ async def test_per_minute_lists_the_last_minutes_oldest_first(resources: Resourc
     minutes = await tally.per_minute(resources, minutes=15)
     starts = [start for start, _ in minutes]
     assert len(starts) == 16 and starts == sorted(starts)
-    assert {b - a for a, b in zip(starts, starts[1:], strict=False)} == {60}
+    assert {b - a for a, b in itertools.pairwise(starts)} == {60}
