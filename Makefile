@@ -28,12 +28,13 @@ lint: $(STAMP)
 # The dashboard's browser tests drive Debian's Chromium (no browser download).
 browser:
 	@test -x $(CHROMIUM) || { \
+		command -v apt-get >/dev/null || { echo "no $(CHROMIUM): install Chromium and run make test CHROMIUM=/path/to/it"; exit 1; }; \
 		echo "installing Debian's chromium for the dashboard's browser tests"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 test: lint browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/drain.py
