@@ -2,10 +2,10 @@
 
 Writers (the intake, the worker's claim and recorder, the sweeps, the API's
 cancel and re-drive) hand `publish` a batch of events; the batch becomes ONE
-entry of a capped Redis stream (`XADD ... MAXLEN ~ EVENT_STREAM_MAX_ENTRIES`),
-so a batch of 500 state changes costs one round trip, or none of its own when
-staged into a pipeline the writer sends anyway (`stage`). The same pipeline adds
-the batch to the event counters (tasks/tally.py) that /metrics reads.
+entry of a capped Redis stream (`XADD ... MAXLEN ~ EVENT_STREAM_MAX_ENTRIES`,
+in a script that also adds the batch to the counters /metrics reads: see
+tasks/tally.py), so a batch of 500 state changes costs one round trip, or none
+of its own when staged into a pipeline the writer sends anyway (`stage`).
 
 An event is a hint, never the truth: publishing may fail (it is logged, and
 the state change stands), an entry may be trimmed or lost with a Redis

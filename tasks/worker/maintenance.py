@@ -45,8 +45,8 @@ async def heartbeat(
 
     The answer also names the tasks whose cancel was asked for (in case the
     announcement was missed). A task whose lease could not be renewed in time
-    may already be another worker's: stop running it here. Then `report` says
-    this worker is alive (tasks/presence.py).
+    may already be another worker's: stop running it here. Each round first
+    calls `report`, which says this worker is alive (tasks/presence.py).
     """
     renewed_at = time.monotonic()
     while True:
