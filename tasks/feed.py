@@ -30,6 +30,7 @@ from tasks.worker.backoff import Backoff
 log = logging.getLogger("taskline.api")
 
 BLOCK_MS = 5_000
+CLOSE_WAIT_S = 0.5
 READ_COUNT = 500
 
 
@@ -60,6 +61,10 @@ class EventFeed:
     async def close(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
+            _, running = await asyncio.wait({self._runner}, timeout=CLOSE_WAIT_S)
+            if running and self._redis is not None:
+                # The cancel was swallowed by a blocked read: cut its connection.
+                await self._redis.connection_pool.disconnect()
             await asyncio.gather(self._runner, return_exceptions=True)
         self._end_subscribers("the API is shutting down")
         if self._redis is not None:
@@ -95,6 +100,9 @@ class EventFeed:
                 self._lost(f"redis is unavailable ({type(error).__name__})")
                 await asyncio.sleep(backoff.next_delay_s())
                 continue
+            # A cancel that redis-py swallowed mid-read (the task still says it
+            # is being canceled) ends the feed here rather than in another read.
+            _raise_if_canceled()
             backoff.reset()
             for _, entries in reply or ():
                 for entry_id, fields in entries:
