@@ -91,6 +91,7 @@ async def cancel_task(
     for _ in range(3):  # a task may move between pending and processing meanwhile
         canceled = await repository.cancel_pending(session=session, task_id=task.id)
         if canceled is not None:
+            await _forget(resources, canceled)
             return canceled, False
         flagged = await repository.request_cancel(session=session, task_id=task.id)
         if flagged is not None:
@@ -103,6 +104,15 @@ async def cancel_task(
         return current, False
     status = current.status if current is not None else task.status
     raise TaskConflict(f"task {task.id} is {status}; a finished task cannot be canceled")
+
+
+async def _forget(resources: Resources, task: Task) -> None:
+    """A canceled task no longer waits: its id leaves Redis, so load shedding does
+    not count it. Should Redis fail here, a worker pops and skips the id later."""
+    try:
+        await Doorbell(resources).forget([repository.bell_of(task)])
+    except Exception as error:
+        log.warning("could not take canceled task %s out of its queue: %s", task.id, error)
 
 
 async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:

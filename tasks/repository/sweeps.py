@@ -81,13 +81,14 @@ _EXPIRE_OVERDUE = """
            finished_at = now(), updated_at = now()
       FROM overdue
      WHERE t.id = overdue.id
- RETURNING t.id
+ RETURNING t.id, t.queue, t.priority + t.fair_level, extract(epoch FROM t.run_at)::float8, t.kind
 """
 
 
-async def expire_overdue(*, conn: Any, limit: int) -> int:
-    """Pending tasks past their expires_at end `expired`; they never run."""
-    return len(await conn.fetch(_EXPIRE_OVERDUE, limit))
+async def expire_overdue(*, conn: Any, limit: int) -> list[Bell]:
+    """Pending tasks past their expires_at end `expired`; they never run. Returns
+    where they waited, so their ids can leave Redis too."""
+    return [bell_from(row) for row in await conn.fetch(_EXPIRE_OVERDUE, limit)]
 
 
 _PURGE_FINISHED = """

@@ -77,7 +77,7 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     if recovered:
         log.warning("recovered %d task(s) from expired leases", len(recovered))
 
-    await sweep_finished(db, settings.retention_days)
+    await sweep_finished(db, doorbell, settings.retention_days)
     async with repository.driver_connection(db) as conn:
         await repository.fold_count_changes(conn=conn)
     # A parked task waits for a finished task of its kind; should that signal
@@ -101,8 +101,9 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     return len(recovered), len(lost)
 
 
-async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
-    """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
+async def sweep_finished(db: AsyncEngine, doorbell: Doorbell, retention_days: float) -> None:
+    """Expire overdue pending tasks (and take their ids out of Redis, where load
+    shedding would count them); delete finished ones past the retention, in batches."""
     async with repository.driver_connection(db) as conn:
         expired = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
         purged = 0
@@ -111,8 +112,10 @@ async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
             purged = await repository.purge_finished(
                 conn=conn, older_than=older_than, limit=SWEEP_LIMIT
             )
+    await doorbell.forget(expired)
     if expired or purged:
-        log.info("expired %d pending task(s); deleted %d old finished task(s)", expired, purged)
+        log.info("expired %d pending task(s); deleted %d old finished task(s)",
+                 len(expired), purged)  # fmt: skip
 
 
 async def reconcile(db: AsyncEngine, resources: Resources) -> None:
