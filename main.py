@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, load_settings
+from app.error_bodies import error_json
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
@@ -31,7 +32,7 @@ async def task_error(request: Request, error: Exception) -> JSONResponse:
     headers = {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+    return error_json(error.status_code, error.detail, headers=headers)
 
 
 @asynccontextmanager
