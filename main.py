@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, load_settings
+from app.docs import install_docs
 from app.error_bodies import error_json
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
@@ -49,12 +50,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    app = FastAPI(title="Taskline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Taskline",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served with local assets by install_docs
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
     app.add_middleware(BodySizeLimit)
     app.add_exception_handler(TaskError, task_error)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
