@@ -58,7 +58,7 @@ RETRY_AFTER: dict[str, Any] = {
 }
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "The request is malformed.",
+    400: "The request body could not be read (it is not UTF-8).",
     404: "Not found.",
     409: "The resource's state does not allow this.",
     413: f"The request body is over {MAX_BODY_BYTES} bytes.",
@@ -122,8 +122,8 @@ def with_error_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 def document_error_bodies(schema: dict[str, Any]) -> dict[str, Any]:
     """Every 4xx/5xx answer gets the error body (422: with `errors`); FastAPI's
-    list-shaped 422 is dropped; an operation with a body also documents 413,
-    since the size limit applies to every route."""
+    list-shaped 422 is dropped; an operation with a body also documents 400 (a
+    body FastAPI cannot decode) and 413 (the size limit applies to every route)."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in (ErrorBody, ValidationErrorBody):
         model_schema = model.model_json_schema(ref_template=_REF + "{model}")
@@ -140,8 +140,9 @@ def document_error_bodies(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _document_operation(operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
-    if "requestBody" in operation and "413" not in responses:
-        responses["413"] = {"description": _describe(413)}
+    if "requestBody" in operation:
+        for status in (400, 413):  # a body that is not UTF-8; one over the size limit
+            responses.setdefault(str(status), {"description": _describe(status)})
     for code, response in responses.items():
         if not code.isdigit() or int(code) < 400:
             continue

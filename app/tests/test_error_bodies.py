@@ -103,9 +103,14 @@ async def test_starlette_answers_take_the_same_shape(client: httpx.AsyncClient) 
     assert {method.strip() for method in refused.headers["allow"].split(",")} == {"GET", "POST"}
 
 
-async def test_an_oversized_body_is_refused_in_the_same_shape(client: httpx.AsyncClient) -> None:
+async def test_an_oversized_or_unreadable_body_is_refused_in_the_same_shape(
+    client: httpx.AsyncClient,
+) -> None:
     big = json.dumps({"name": "x" * MAX_BODY_BYTES, "size": 1})
     error_of(await client.post("/things", content=big), 413)
+    not_utf8 = b'{"name": "\xff\xfe", "size": 1}'
+    headers = {"content-type": "application/json"}
+    error_of(await client.post("/things", content=not_utf8, headers=headers), 400)
 
 
 def test_openapi_documents_the_error_body_on_every_error_answer() -> None:
@@ -117,7 +122,7 @@ def test_openapi_documents_the_error_body_on_every_error_answer() -> None:
     assert components["ErrorBody"]["properties"]["detail"]["type"] == "string"
     assert components["ValidationErrorBody"]["properties"]["errors"]["type"] == "array"
     post = schema["paths"]["/things"]["post"]["responses"]
-    assert set(post) == {"201", "409", "413", "422"}
+    assert set(post) == {"201", "400", "409", "413", "422"}
     assert post["409"]["description"] == "Taken."
     listing = schema["paths"]["/things"]["get"]["responses"]
     assert set(listing) == {"200", "422", "503"}
