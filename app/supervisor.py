@@ -19,6 +19,7 @@ from types import FrameType
 
 from app.config import Settings
 from app.embedded import EmbeddedPostgres, EmbeddedValkey, die_with_parent
+from app.instance import AlreadyRunning, single_instance
 from app.migrate import upgrade
 
 log = logging.getLogger("taskline.dev")
@@ -57,6 +58,18 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def run_dev(settings: Settings) -> int:
+    """Refuse at once, in one line, when another instance holds the data folder
+    or the ports; otherwise run until Ctrl-C."""
+    with ExitStack() as instance:
+        try:
+            instance.enter_context(single_instance(settings))
+        except AlreadyRunning as error:
+            print(f"taskline: {error}", file=sys.stderr)
+            return 1
+        return _run(settings)
+
+
+def _run(settings: Settings) -> int:
     stop = threading.Event()
     children: dict[str, subprocess.Popen[bytes]] = {}
 
