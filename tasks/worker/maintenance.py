@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
@@ -44,6 +45,7 @@ async def heartbeat(
     """
     renewed_at = time.monotonic()
     while True:
+        stop_if_canceled()
         sent_at = time.monotonic()
         ids = held()
         try:
@@ -122,6 +124,7 @@ async def reconcile(db: AsyncEngine, resources: Resources) -> None:
     interval_s = resources.settings.reconcile_interval_s
     lock_ms = max(1, int(interval_s * 900))
     while True:
+        stop_if_canceled()
         try:
             # One sweep per interval across the fleet is enough; the lock expires by itself.
             if await resources.redis.set(resources.keys.reconcile_lock, "1", nx=True, px=lock_ms):
@@ -137,6 +140,7 @@ async def promote_scheduled(resources: Resources, *, interval_s: float = 0.25) -
     """Ring scheduled tasks (retries after their backoff) once they are due."""
     backoff = Backoff(base_s=interval_s, cap_s=5.0)
     while True:
+        stop_if_canceled()
         try:
             await Doorbell(resources).promote_due(now_s=time.time())
             backoff.reset()
@@ -158,6 +162,7 @@ async def listen_for_cancels(resources: Resources, cancel_requested: CancelTasks
                 await pubsub.subscribe(resources.keys.cancel_channel)
                 backoff.reset()
                 while True:
+                    stop_if_canceled()
                     # A bounded wait rather than listen(): cancel reaches us between reads.
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:

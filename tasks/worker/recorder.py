@@ -13,6 +13,7 @@ import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
@@ -60,9 +61,11 @@ class Recorder:
     async def run(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                stop_if_canceled()
                 batch = self._pending[:MAX_BATCH]
                 try:
                     await self._write(batch)

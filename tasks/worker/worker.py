@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
+from app.loops import stop_if_canceled
 from tasks import repository
 from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.handlers import Registry
@@ -144,6 +145,7 @@ class Worker:
     async def _pull(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             count = await self.slots.take_free()
             try:
                 claimed = await self._pull_batch(count)
@@ -306,15 +308,19 @@ class Worker:
 
 
 async def _cancel(*tasks: asyncio.Task[None], timeout_s: float = 5.0) -> None:
-    """Cancel and wait, but not forever: a client library that swallows a cancel
-    (seen with a blocked pub/sub read) must not hold the shutdown up."""
+    """Cancel and wait, but not forever. A cancel a client library loses is
+    caught by the loops themselves (app/loops.py); should one still get stuck,
+    the shutdown goes on without it and the log says where it waited."""
     for task in tasks:
         task.cancel()
     if not tasks:
         return
     _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
     for task in stuck:
-        log.warning("%s did not stop within %.0fs of being canceled", task.get_name(), timeout_s)
+        frames = task.get_stack(limit=1)
+        where = f" (at {frames[0].f_code.co_filename}:{frames[0].f_lineno})" if frames else ""
+        log.warning("%s did not stop within %.0fs of being canceled%s",
+                    task.get_name(), timeout_s, where)  # fmt: skip
 
 
 def _error_of(task: asyncio.Task[Any]) -> BaseException | None:
