@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "dev":
         from app.supervisor import run_dev
 
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
             port=settings.api_port,
             workers=args.workers,
             log_level=settings.log_level.lower(),
-            access_log=False,
+            access_log=settings.access_log,
+            log_config=None,  # uvicorn's lines go through configure_logging's handler
         )
     elif args.command == "worker":
         from tasks.worker.main import main as worker_main

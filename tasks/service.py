@@ -95,7 +95,7 @@ async def cancel_task(
             return canceled, False
         flagged = await repository.request_cancel(session=session, task_id=task.id)
         if flagged is not None:
-            await _announce_cancel(resources, task.id)
+            await _announce_cancel(resources, flagged)
             return flagged, True
         current = await repository.get_task(session=session, task_id=task.id)
         if current is None or current.status != TaskStatus.PENDING:
@@ -112,14 +112,15 @@ async def _forget(resources: Resources, task: Task) -> None:
     try:
         await Doorbell(resources).forget([repository.bell_of(task)])
     except Exception as error:
-        log.warning("could not take canceled task %s out of its queue: %s", task.id, error)
+        log.warning("could not take the canceled task out of its queue: %s", error,
+                    extra=task.log_fields())  # fmt: skip
 
 
-async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
+async def _announce_cancel(resources: Resources, task: Task) -> None:
     try:
-        await Doorbell(resources).announce_cancel(task_id)
+        await Doorbell(resources).announce_cancel(task.id)
     except Exception as error:  # the worker's heartbeat sees the flag within lease/3
-        log.warning("could not announce the cancel of %s: %s", task_id, error)
+        log.warning("could not announce the cancel: %s", error, extra=task.log_fields())
 
 
 async def retry_task(*, session: AsyncSession, resources: Resources, task: Task) -> Task:
@@ -132,7 +133,8 @@ async def retry_task(*, session: AsyncSession, resources: Resources, task: Task)
     try:
         await Doorbell(resources).ring([repository.bell_of(requeued)])
     except Exception:
-        log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
+        log.warning("re-queued but its doorbell failed; reconcile will ring it",
+                    extra=requeued.log_fields())  # fmt: skip
     return requeued
 
 

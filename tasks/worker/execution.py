@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
@@ -40,6 +41,8 @@ class Policy:
             TaskStatus.FAILED,
             error=error[:MAX_ERROR_CHARS],
             retry_in_s=self.retry_in_s(task.attempt),
+            kind=task.kind,
+            queue=task.bell.queue,
         )
 
 
@@ -47,7 +50,9 @@ async def call_handler(handler: Handler, context: TaskContext, executor: Executo
     if handler.is_async:
         return await handler.func(context)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, handler.func, context)
+    # In the runner's context, so the handler's own log lines carry the task too.
+    run = contextvars.copy_context().run
+    return await loop.run_in_executor(executor, run, handler.func, context)
 
 
 def _error_text(error: BaseException) -> str:
@@ -62,7 +67,10 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
         return policy.failed(task, f"result is not JSON: {error}")
     if len(result_json) > MAX_RESULT_BYTES:
         return policy.failed(task, f"result is over {MAX_RESULT_BYTES} bytes of JSON")
-    return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
+    return Outcome(
+        task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json,
+        kind=task.kind, queue=task.bell.queue,
+    )  # fmt: skip
 
 
 async def execute(
@@ -86,9 +94,9 @@ async def execute(
     except TimeoutError as error:
         if not deadline.expired():  # the handler's own TimeoutError
             return policy.failed(task, _error_text(error))
-        log.info("task %s (%s) timed out after %ss", task.id, task.kind, timeout_s)
+        log.info("timed out after %ss", timeout_s)
         return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
     except Exception as error:
-        log.info("task %s (%s) failed: %s", task.id, task.kind, _error_text(error))
+        log.info("failed: %s", _error_text(error))
         return policy.failed(task, _error_text(error))
     return encode_result(task, result, policy)

@@ -13,7 +13,7 @@ from tasks.worker.worker import Worker, WorkerCrashed
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     worker = Worker(settings, load_handlers(settings.handler_modules))
     try:
         _run(worker.run(handle_signals=True))

@@ -95,8 +95,7 @@ class Recorder:
             for outcome in batch:
                 if outcome.task_id not in written:
                     log.warning(
-                        "outcome of task %s attempt %d dropped: the task is no longer this "
-                        "worker's (lease lost or canceled)",
-                        outcome.task_id,
-                        outcome.attempt,
+                        "outcome dropped: the task is no longer this worker's"
+                        " (lease lost or canceled)",
+                        extra=outcome.log_fields(),
                     )

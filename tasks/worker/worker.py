@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
+from app.logs import bind_task, bind_worker
 from app.loops import stop_if_canceled
 from tasks import repository
 from tasks.doorbell import Bell, Doorbell, Popped
@@ -81,6 +82,7 @@ class Worker:
         self.recorder = Recorder(
             self.resources, self.worker_id, max_pending=self.slots.capacity * 50
         )
+        bind_worker(self.worker_id)  # every line of this worker's loops and tasks
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
         try:
@@ -217,22 +219,26 @@ class Worker:
             task = await self.local.get()
             runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
             self.running[task.id] = runner
-            runner.add_done_callback(partial(self._task_done, task.id))
+            runner.add_done_callback(partial(self._task_done, task))
 
     async def _run_task(self, task: ClaimedTask) -> None:
+        bind_task(task)  # this runner's log lines, and its handler's, carry the task
         try:
             outcome = await execute(task, self.registry, self.executor, self.policy)
         except asyncio.CancelledError:
             if task.id in self._lease_lost:
-                return  # another worker may own it now; nothing to record here
+                log.warning("lease lost: handler stopped, another worker may own the task now")
+                return  # nothing to record here
             if task.id not in self._cancel_asked:
                 raise  # shutdown: the task is given back
+            log.info("handler canceled: a cancel was requested")
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
             outcome = Outcome(
-                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
-            )
+                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running",
+                kind=task.kind, queue=task.bell.queue,
+            )  # fmt: skip
         # The handler is over: a cancel arriving now must not lose its outcome.
         await asyncio.shield(self.recorder.put(outcome))
 
@@ -241,7 +247,6 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._cancel_asked:
-                log.info("canceling task %s: cancel requested", task_id)
                 self._cancel_asked.add(task_id)
                 runner.cancel()
 
@@ -254,17 +259,16 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._lease_lost:
-                log.warning("lease of task %s lost; stopping its handler", task_id)
                 self._lease_lost.add(task_id)
                 runner.cancel()
 
-    def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
-        self.running.pop(task_id, None)
-        self._cancel_asked.discard(task_id)
-        self._lease_lost.discard(task_id)
+    def _task_done(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
+        self.running.pop(task.id, None)
+        self._cancel_asked.discard(task.id)
+        self._lease_lost.discard(task.id)
         self.slots.give_back()
         if not runner.cancelled() and runner.exception() is not None:
-            log.error("task %s runner failed", task_id, exc_info=runner.exception())
+            log.error("runner failed", exc_info=runner.exception(), extra=task.log_fields())
 
     # Shutdown ---------------------------------------------------------------
 
