@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from app.config import load_settings
@@ -18,6 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("worker", help="run one worker")
     commands.add_parser("migrate", help="apply database migrations (waits for the database)")
     args = parser.parse_args(argv)
+    # As with `python -m`, the working directory is importable, so
+    # TASKLINE_HANDLERS can name the project's own modules (handlers.media).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
