@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 
 from app.error_bodies import MAX_BODY_BYTES, error_responses
@@ -25,12 +25,13 @@ def make_app() -> FastAPI:
     app = FastAPI()
     app.add_middleware(BodySizeLimit)
     install_error_handlers(app)
+    things = APIRouter(prefix="/things")  # as features add theirs
 
-    @app.post("/things", status_code=201, responses=error_responses((409, "Taken.")))
+    @things.post("", status_code=201, responses=error_responses((409, "Taken.")))
     async def create(thing: Thing) -> Thing:
         return thing
 
-    @app.get("/things", responses=error_responses(503))
+    @things.get("", responses=error_responses(503))
     async def listing(limit: int = 10) -> list[Thing]:
         return []
 
@@ -38,6 +39,7 @@ def make_app() -> FastAPI:
     async def plain() -> dict[str, str]:
         return {"ok": "yes"}
 
+    app.include_router(things)
     return app
 
 
