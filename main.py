@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, load_settings
+from app.docs import install_docs
+from app.error_bodies import error_json
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
@@ -44,8 +46,7 @@ async def task_error(request: Request, error: Exception) -> JSONResponse:
     headers = dict(error.headers)
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    body = {"detail": error.detail, **error.extra}
-    return JSONResponse(body, status_code=error.status_code, headers=headers)
+    return error_json(error.status_code, error.detail, headers=headers, extra=error.extra)
 
 
 @asynccontextmanager
@@ -77,12 +78,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    app = FastAPI(title="Taskline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Taskline",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served with local assets by install_docs
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
     app.add_middleware(BodySizeLimit)
     app.add_exception_handler(TaskError, task_error)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
@@ -98,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _app_from_environment() -> FastAPI:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 

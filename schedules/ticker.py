@@ -19,6 +19,7 @@ from typing import Any
 from app.errors import is_store_error
 from app.ids import uuid7
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from schedules import repository
 from schedules.cron import Plan, Rule, cron_problem, next_after, plan, zone_problem
 from schedules.models import CATCH_UP_MODES
@@ -170,6 +171,7 @@ async def tick_loop(resources: Resources, registry: Registry) -> None:
     interval_s = resources.settings.schedule_interval_s
     declared = False
     while True:
+        stop_if_canceled()
         try:
             if not declared:
                 await declare_all(resources, registry, await _db_now(resources))

@@ -27,6 +27,7 @@ from contextlib import suppress
 from typing import Any, NamedTuple
 
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 
 log = logging.getLogger("taskline.events")
 
@@ -194,6 +195,7 @@ class Publisher:
                 del self._pending[:MAX_ENTRY_EVENTS]
                 self._sent_at_s = time.monotonic()
                 await publish(self._resources, batch)  # logs a failure; never raises
+                stop_if_canceled()
             self.dropped = 0
             self._idle.set()
 

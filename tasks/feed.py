@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from app.errors import is_store_error
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from app.redis import create_reader_redis
 from tasks import events
 from tasks.waiters import Waiters
@@ -72,7 +73,7 @@ class EventFeed:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                _raise_if_canceled()
+                stop_if_canceled()
                 log.exception("event feed died; starting it again")
                 self._lost("the event feed stopped")
                 await asyncio.sleep(1.0)
@@ -80,6 +81,7 @@ class EventFeed:
     async def _follow(self) -> None:
         backoff = Backoff(base_s=0.05, cap_s=2.0)
         while True:
+            stop_if_canceled()  # a cancel redis-py swallowed during the last call
             try:
                 if not self.connected:
                     await self._connect()
@@ -89,7 +91,7 @@ class EventFeed:
                     block=BLOCK_MS,
                 )
             except Exception as error:
-                _raise_if_canceled()
+                stop_if_canceled()
                 if not is_store_error(error):
                     raise
                 self._lost(f"redis is unavailable ({type(error).__name__})")
@@ -139,11 +141,3 @@ class EventFeed:
         for subscriber in list(self.subscribers):
             subscriber.end(reason)
         self.subscribers.clear()
-
-
-def _raise_if_canceled() -> None:
-    """redis-py may turn the cancel of a blocked read into a TimeoutError: a
-    cancel asked for is honoured all the same."""
-    current = asyncio.current_task()
-    if current is not None and current.cancelling():
-        raise asyncio.CancelledError

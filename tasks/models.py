@@ -140,6 +140,13 @@ class Task(Base):
         ),
     )
 
+    def log_fields(self) -> dict[str, Any]:
+        """What log lines about it carry (app/logs.py); never payload or result."""
+        return {
+            "task_id": str(self.id), "kind": self.kind, "queue": self.queue,
+            "attempt": self.attempts, "worker_id": self.worker_id,
+        }  # fmt: skip
+
 
 # Active tasks per queue, priority and status, for GET /queues. Kept by
 # statement triggers (migration 0006): each statement appends its net change

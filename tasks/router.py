@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.config import QUEUE_PATTERN
+from app.error_bodies import error_responses
 from tasks import service, sse
 from tasks.dependencies import (
     ClientDep,
@@ -27,7 +28,7 @@ from tasks.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     KIND_PATTERN,
     OWNER_PATTERN,
-    ErrorOut,
+    UUID_PATTERN,
     QueuesOut,
     TaskCreate,
     TaskOut,
@@ -50,12 +51,8 @@ WaitQuery = Annotated[
     ),
 ]
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such task."}
-}
+_UNAVAILABLE = (503, "PostgreSQL or Redis is unreachable; retry after `Retry-After` seconds.")
+_NOT_FOUND = (404, "No such task.")
 
 
 @router.post(
@@ -68,9 +65,15 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
             "model": TaskOut,
             "description": "With `wait`: not finished in time; it goes on (see Location).",
         },
-        422: {"description": "Invalid body, unknown kind, or a reused Idempotency-Key."},
-        429: {"model": ErrorOut, "description": "RATE_LIMIT reached; see Retry-After."},
-        503: {"model": ErrorOut, "description": "A store is down, or QUEUE_MAX_PENDING reached."},
+        **error_responses(
+            (
+                422,
+                "Invalid body, unknown kind, a payload its kind refuses, or an"
+                " Idempotency-Key reused with another body.",
+            ),
+            (429, "RATE_LIMIT reached; retry after `Retry-After` seconds."),
+            (503, "A store is down, or QUEUE_MAX_PENDING reached; retry after `Retry-After`."),
+        ),
     },
     summary="Create a task",
 )
@@ -108,13 +111,23 @@ async def create_task(
     return TaskOut.model_validate(dict(row))
 
 
-@router.get("", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks")
+@router.get(
+    "",
+    response_model=TaskPage,
+    responses=error_responses(
+        (422, "A bad filter, limit or cursor; `errors` says which."), _UNAVAILABLE
+    ),
+    summary="List tasks",
+)
 async def list_tasks(
     session: SessionDep,
     status: TaskStatus | None = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=UUID_PATTERN, description="The `next_cursor` of the page before."),
+    ] = None,
 ) -> TaskPage:
     """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next."""
     items, next_cursor = await service.list_tasks(
@@ -126,7 +139,7 @@ async def list_tasks(
 @router.get(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**_NOT_FOUND, **_UNAVAILABLE},
+    responses=error_responses(_NOT_FOUND, (422, "The id or `wait` is invalid."), _UNAVAILABLE),
     summary="Get a task, or wait for it to finish",
 )
 async def get_task(task_id: uuid.UUID, waiters: WaitersDep, wait: WaitQuery = None) -> TaskOut:
@@ -140,10 +153,13 @@ async def get_task(task_id: uuid.UUID, waiters: WaitersDep, wait: WaitQuery = No
     "/{task_id}",
     response_model=TaskOut,
     responses={
-        **_NOT_FOUND,
         202: {"model": TaskOut, "description": "Running: its worker was asked to cancel it."},
-        409: {"model": ErrorOut, "description": "The task has already finished."},
-        **_UNAVAILABLE,
+        **error_responses(
+            _NOT_FOUND,
+            (409, "The task has already finished."),
+            (422, "The id is not a UUID, or the body asks for another change."),
+            _UNAVAILABLE,
+        ),
     },
     summary="Cancel a task",
 )
@@ -162,11 +178,12 @@ async def patch_task(
 @router.post(
     "/{task_id}/retry",
     response_model=TaskOut,
-    responses={
-        **_NOT_FOUND,
-        409: {"model": ErrorOut, "description": "The task is not failed or canceled."},
-        **_UNAVAILABLE,
-    },
+    responses=error_responses(
+        _NOT_FOUND,
+        (409, "The task is not failed or canceled."),
+        (422, "The id is not a UUID."),
+        _UNAVAILABLE,
+    ),
     summary="Retry a failed or canceled task",
 )
 async def retry_task(task: TaskDep, session: SessionDep, resources: ResourcesDep) -> Task:
@@ -175,7 +192,9 @@ async def retry_task(task: TaskDep, session: SessionDep, resources: ResourcesDep
     return await service.retry_task(session=session, resources=resources, task=task)
 
 
-@queues_router.get("", response_model=QueuesOut, responses=_UNAVAILABLE, summary="List queues")
+@queues_router.get(
+    "", response_model=QueuesOut, responses=error_responses(_UNAVAILABLE), summary="List queues"
+)
 async def list_queues(resources: ResourcesDep) -> QueuesOut:
     """Each queue with its pending (ready + scheduled) and processing tasks per
     priority, and how long its oldest ready task has waited."""
@@ -193,8 +212,10 @@ async def list_queues(resources: ResourcesDep) -> QueuesOut:
             " `id:` to resume from; `: keep-alive` comments; a final `dropped` (too slow)"
             " or `unavailable` (Redis lost) event before the stream ends.",
         },
-        422: {"model": ErrorOut, "description": "A bad filter or Last-Event-ID."},
-        503: {"model": ErrorOut, "description": "Redis is unreachable; retry later."},
+        **error_responses(
+            (422, "A bad filter or Last-Event-ID."),
+            (503, "Redis is unreachable; retry after `Retry-After` seconds."),
+        ),
     },
     summary="Follow task events live",
 )

@@ -123,11 +123,12 @@ async def cancel_task(
     for _ in range(3):  # a task may move between pending and processing meanwhile
         canceled = await repository.cancel_pending(session=session, task_id=task.id)
         if canceled is not None:
+            await _forget(resources, canceled)
             await events.publish(resources, [events.of_row(canceled, events.CANCELED)])
             return canceled, False
         flagged = await repository.request_cancel(session=session, task_id=task.id)
         if flagged is not None:
-            await _announce_cancel(resources, task.id)
+            await _announce_cancel(resources, flagged)
             return flagged, True
         current = await repository.get_task(session=session, task_id=task.id)
         if current is None or current.status != TaskStatus.PENDING:
@@ -138,11 +139,21 @@ async def cancel_task(
     raise TaskConflict(f"task {task.id} is {status}; a finished task cannot be canceled")
 
 
-async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
+async def _forget(resources: Resources, task: Task) -> None:
+    """A canceled task no longer waits: its id leaves Redis, so load shedding does
+    not count it. Should Redis fail here, a worker pops and skips the id later."""
     try:
-        await Doorbell(resources).announce_cancel(task_id)
+        await Doorbell(resources).forget([repository.bell_of(task)])
+    except Exception as error:
+        log.warning("could not take the canceled task out of its queue: %s", error,
+                    extra=task.log_fields())  # fmt: skip
+
+
+async def _announce_cancel(resources: Resources, task: Task) -> None:
+    try:
+        await Doorbell(resources).announce_cancel(task.id)
     except Exception as error:  # the worker's heartbeat sees the flag within lease/3
-        log.warning("could not announce the cancel of %s: %s", task_id, error)
+        log.warning("could not announce the cancel: %s", error, extra=task.log_fields())
 
 
 async def retry_task(*, session: AsyncSession, resources: Resources, task: Task) -> Task:
@@ -156,7 +167,8 @@ async def retry_task(*, session: AsyncSession, resources: Resources, task: Task)
     try:
         await Doorbell(resources).send(ready=[repository.bell_of(requeued)], also=[redriven])
     except Exception:
-        log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
+        log.warning("re-queued but its doorbell failed; reconcile will ring it",
+                    extra=requeued.log_fields())  # fmt: skip
     return requeued
 
 

@@ -156,3 +156,15 @@ def test_readme_the_package_declares_exists() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     readme = project.get("readme")
     assert readme is None or (ROOT / str(readme)).is_file(), readme
+
+
+def test_the_image_loads_the_projects_handlers(services: dict[str, Any]) -> None:
+    """handlers/ is copied to /app/handlers and /app is importable by every
+    command, so TASKLINE_HANDLERS=handlers.media works in the containers."""
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert ["WORKDIR", "/app"] in lines
+    assert ["COPY", "handlers", "./handlers"] in lines
+    assert ["ENV", "PYTHONPATH=/app"] in lines
+    assert (ROOT / "handlers" / "__init__.py").is_file()
+    for name in ("api", "worker"):
+        assert "TASKLINE_HANDLERS" in services[name]["environment"], name

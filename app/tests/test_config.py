@@ -45,7 +45,7 @@ def test_defaults() -> None:
     assert found.worker_shutdown_timeout_s == 30
     assert found.worker_lease_s == 30
     assert found.redis_queue_name == "taskline"
-    assert found.log_level == "INFO"
+    assert (found.log_level, found.log_format, found.access_log) == ("INFO", "text", False)
     assert found.api_host == "127.0.0.1" and found.api_port == 8000
     assert found.taskline_handlers == "" and found.handler_modules == ()
     assert found.fault_skip_push is False
@@ -82,6 +82,8 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "RECONCILE_GRACE_SECONDS": "7",
         "TASKLINE_HANDLERS": "myapp.handlers, myapp.more_handlers",
         "LOG_LEVEL": "debug",
+        "LOG_FORMAT": "JSON",
+        "ACCESS_LOG": "true",
         "DB_POOL_SIZE": "3",
         "API_PORT": "9000",
         "TASKLINE_DATA_DIR": "/var/lib/taskline",
@@ -100,6 +102,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert found.reconcile_grace_s == 7
     assert found.handler_modules == ("myapp.handlers", "myapp.more_handlers")
     assert found.log_level == "DEBUG"
+    assert (found.log_format, found.access_log) == ("json", True)
     assert found.db_pool_size == 3 and found.api_port == 9000
     assert found.data_dir == Path("/var/lib/taskline")
     assert found.fault_skip_push is True
@@ -137,6 +140,7 @@ BAD_VALUES = [
     ("DATABASE_URL", "mysql://x"),
     ("REDIS_URL", "http://x"),
     ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
     ("TASKLINE_HANDLERS", "my handlers"),
 ]
 

@@ -7,6 +7,7 @@ the variable); the commands that talk to the API never do.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from app.config import Settings, load_settings
@@ -33,8 +34,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _settings() -> Settings:
+    # As with `python -m`, the working directory is importable, so
+    # TASKLINE_HANDLERS can name the project's own modules (handlers.media).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -55,7 +60,8 @@ def run_api(args: argparse.Namespace) -> int:
         port=settings.api_port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=settings.access_log,
+        log_config=None,  # uvicorn's lines go through configure_logging's handler
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
@@ -40,6 +41,8 @@ class Policy:
             TaskStatus.FAILED,
             error=error[:MAX_ERROR_CHARS],
             retry_in_s=self.retry_in_s(task.attempt),
+            kind=task.kind,
+            queue=task.bell.queue,
         )
 
 
@@ -47,7 +50,9 @@ async def call_handler(handler: Handler, context: TaskContext, executor: Executo
     if handler.is_async:
         return await handler.func(context)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, handler.func, context)
+    # In the runner's context, so the handler's own log lines carry the task too.
+    run = contextvars.copy_context().run
+    return await loop.run_in_executor(executor, run, handler.func, context)
 
 
 def _error_text(error: BaseException) -> str:
@@ -67,7 +72,10 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
             f"result is {len(result_json)} bytes of JSON, over RESULT_MAX_BYTES"
             f" ({policy.result_max_bytes})",
         )
-    return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
+    return Outcome(
+        task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json,
+        kind=task.kind, queue=task.bell.queue,
+    )  # fmt: skip
 
 
 def _context(task: ClaimedTask) -> TaskContext:
@@ -99,9 +107,9 @@ async def execute(
     except TimeoutError as error:
         if not deadline.expired():  # the handler's own TimeoutError
             return policy.failed(task, _error_text(error))
-        log.info("task %s (%s) timed out after %ss", task.id, task.kind, timeout_s)
+        log.info("timed out after %ss", timeout_s)
         return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
     except Exception as error:
-        log.info("task %s (%s) failed: %s", task.id, task.kind, _error_text(error))
+        log.info("failed: %s", _error_text(error))
         return policy.failed(task, _error_text(error))
     return encode_result(task, result, policy)

@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
+from app.logs import bind_task, bind_worker
+from app.loops import stop_if_canceled
 from tasks import events, repository
 from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.handlers import Registry
@@ -96,6 +98,7 @@ class Worker:
             flow_hook=self.extensions.flow_hook,
             publisher=self.publisher,
         )
+        bind_worker(self.worker_id)  # every line of this worker's loops and tasks
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
         try:
@@ -163,6 +166,7 @@ class Worker:
     async def _pull(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             count = await self.slots.take_free()
             try:
                 claimed = await self._pull_batch(count)
@@ -246,22 +250,26 @@ class Worker:
             task = await self.local.get()
             runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
             self.running[task.id] = runner
-            runner.add_done_callback(partial(self._task_done, task.id))
+            runner.add_done_callback(partial(self._task_done, task))
 
     async def _run_task(self, task: ClaimedTask) -> None:
+        bind_task(task)  # this runner's log lines, and its handler's, carry the task
         try:
             outcome = await execute(task, self.registry, self.executor, self.policy)
         except asyncio.CancelledError:
             if task.id in self._lease_lost:
-                return  # another worker may own it now; nothing to record here
+                log.warning("lease lost: handler stopped, another worker may own the task now")
+                return  # nothing to record here
             if task.id not in self._cancel_asked:
                 raise  # shutdown: the task is given back
+            log.info("handler canceled: a cancel was requested")
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
             outcome = Outcome(
-                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
-            )
+                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running",
+                kind=task.kind, queue=task.bell.queue,
+            )  # fmt: skip
         if task.workflow_id is not None:
             outcome = replace(outcome, in_flow=True)
         # The handler is over: a cancel arriving now must not lose its outcome.
@@ -272,7 +280,6 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._cancel_asked:
-                log.info("canceling task %s: cancel requested", task_id)
                 self._cancel_asked.add(task_id)
                 runner.cancel()
 
@@ -285,17 +292,16 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._lease_lost:
-                log.warning("lease of task %s lost; stopping its handler", task_id)
                 self._lease_lost.add(task_id)
                 runner.cancel()
 
-    def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
-        self.running.pop(task_id, None)
-        self._cancel_asked.discard(task_id)
-        self._lease_lost.discard(task_id)
+    def _task_done(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
+        self.running.pop(task.id, None)
+        self._cancel_asked.discard(task.id)
+        self._lease_lost.discard(task.id)
         self.slots.give_back()
         if not runner.cancelled() and runner.exception() is not None:
-            log.error("task %s runner failed", task_id, exc_info=runner.exception())
+            log.error("runner failed", exc_info=runner.exception(), extra=task.log_fields())
 
     # Shutdown ---------------------------------------------------------------
 
@@ -350,15 +356,19 @@ class Worker:
 
 
 async def _cancel(*tasks: asyncio.Task[None], timeout_s: float = 5.0) -> None:
-    """Cancel and wait, but not forever: a client library that swallows a cancel
-    (seen with a blocked pub/sub read) must not hold the shutdown up."""
+    """Cancel and wait, but not forever. A cancel a client library loses is
+    caught by the loops themselves (app/loops.py); should one still get stuck,
+    the shutdown goes on without it and the log says where it waited."""
     for task in tasks:
         task.cancel()
     if not tasks:
         return
     _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
     for task in stuck:
-        log.warning("%s did not stop within %.0fs of being canceled", task.get_name(), timeout_s)
+        frames = task.get_stack(limit=1)
+        where = f" (at {frames[0].f_code.co_filename}:{frames[0].f_lineno})" if frames else ""
+        log.warning("%s did not stop within %.0fs of being canceled%s",
+                    task.get_name(), timeout_s, where)  # fmt: skip
 
 
 def _error_of(task: asyncio.Task[Any]) -> BaseException | None:
