@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tasks.tests.conftest import ROOT, free_port
+from tasks.tests.fixtures import ROOT, free_port
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 30  # per operation and phase; the whole run stays well under a minute
