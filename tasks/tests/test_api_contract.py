@@ -34,7 +34,7 @@ def api_url(settings: Settings, database_url: str, tmp_path: Path) -> Iterator[s
     }
     with (tmp_path / "api.log").open("wb") as log:
         api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api"], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "taskline", "api"], cwd=ROOT, env=env, stdout=log, stderr=log
         )
     url = f"http://127.0.0.1:{port}"
     try:
