@@ -30,6 +30,7 @@ from tasks.worker.backoff import Backoff
 log = logging.getLogger("taskline.api")
 
 BLOCK_MS = 5_000
+CLOSE_TIMEOUT_S = 2.0
 READ_COUNT = 500
 
 
@@ -60,7 +61,10 @@ class EventFeed:
     async def close(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+            _, stuck = await asyncio.wait([self._runner], timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                log.warning("event feed did not stop within %.0fs of being canceled",
+                            CLOSE_TIMEOUT_S)  # fmt: skip
         self._end_subscribers("the API is shutting down")
         if self._redis is not None:
             await self._redis.aclose()
@@ -80,6 +84,7 @@ class EventFeed:
     async def _follow(self) -> None:
         backoff = Backoff(base_s=0.05, cap_s=2.0)
         while True:
+            _raise_if_canceled()  # a cancel swallowed inside the client is honoured here
             try:
                 if not self.connected:
                     await self._connect()
@@ -142,8 +147,8 @@ class EventFeed:
 
 
 def _raise_if_canceled() -> None:
-    """redis-py may turn the cancel of a blocked read into a TimeoutError: a
-    cancel asked for is honoured all the same."""
+    """redis-py may turn the cancel of a blocked read into a TimeoutError, or
+    swallow it and return: a cancel asked for is honoured all the same."""
     current = asyncio.current_task()
     if current is not None and current.cancelling():
         raise asyncio.CancelledError

@@ -149,10 +149,16 @@ async def _after(url: str, task_id: str, seen: list[dict[str, Any]]) -> list[dic
     return found
 
 
-async def test_a_slow_consumer_is_dropped_with_a_final_event(
+async def test_a_slow_consumer_is_dropped_with_a_final_event_and_a_quiet_one_hears_keep_alives(
     spawn_api: SpawnApi, resources: Resources
 ) -> None:
-    url = await spawn_api(EVENTS_SUBSCRIBER_QUEUE="5")
+    url = await spawn_api(EVENTS_SUBSCRIBER_QUEUE="5", EVENTS_HEARTBEAT_SECONDS="0.2")
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+        http.stream("GET", "/events") as quiet,
+    ):
+        async with asyncio.timeout(20):  # a quiet stream still hears a keep-alive
+            assert ": keep-alive" in [line async for line in _lines_until_comment(quiet)]
     burst = [
         events.Event(uuid.uuid4(), "created", "pending", "default", "echo", None, 0)
         for _ in range(50)
@@ -162,6 +168,13 @@ async def test_a_slow_consumer_is_dropped_with_a_final_event(
         found = [event async for event in _until_end(stream)]
     assert found[-1]["event"] == "dropped" and found[-1]["data"]["detail"]
     assert len(found) <= 6
+
+
+async def _lines_until_comment(response: httpx.Response) -> AsyncIterator[str]:
+    async for line in response.aiter_lines():
+        yield line
+        if line.startswith(":"):
+            return
 
 
 async def _until_end(stream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
