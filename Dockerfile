@@ -6,6 +6,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY tasks ./tasks
+COPY schedules ./schedules
+COPY workflows ./workflows
+COPY taskline ./taskline
+COPY topics ./topics
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./
 RUN pip install . && useradd --system --no-create-home taskline

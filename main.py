@@ -14,6 +14,7 @@ from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from app.shutdown import on_exit_signal
+from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
 from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
@@ -22,11 +23,19 @@ from tasks.router import events_router, queues_router
 from tasks.router import router as tasks_router
 from tasks.run_router import run_router
 from tasks.waiters import Waiters
+from topics.dependencies import close_consumers, open_consumers
+from topics.messages_router import router as messages_router
+from topics.router import queues_router as queue_resources_router
+from topics.router import topics_router
+from workflows.router import router as workflows_router
 
 DESCRIPTION = """
 Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
 it is committed in PostgreSQL, its id rings a doorbell on Redis, and a worker
 claims it, runs its handler and records the result here.
+
+Topics and queues carry messages to consumers in any language: publish to a
+topic, lease from a queue over HTTP, then ack or nack with the receipt handle.
 """
 
 
@@ -47,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         waiters = Waiters(resources)
         feed = EventFeed(resources, waiters)
         app.state.intake, app.state.waiters, app.state.feed = intake, waiters, feed
+        app.state.consumers = open_consumers(resources)
         intake.start()
         waiters.start()
         feed.start()
@@ -62,6 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await feed.close()
             await waiters.close()
             await intake.close()
+            await close_consumers(app.state.consumers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,6 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(schedules_router)
+    app.include_router(workflows_router)
+    app.include_router(topics_router)
+    app.include_router(queue_resources_router)
+    app.include_router(messages_router)
     app.include_router(events_router)
     app.include_router(run_router(app.state.registry))
     return app

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
 )
@@ -91,8 +92,23 @@ class Settings(BaseSettings):
     )
     fairness_levels: str = "1,6,16,26,36"
     fairness_weights: dict[str, float] = Field(default_factory=dict)
+    # Schedules and workflows (README "Schedules", "Workflows").
+    schedule_interval_s: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("SCHEDULE_INTERVAL_SECONDS")
+    )
+    schedule_misfire_grace_s: float = Field(
+        10.0, ge=0, le=86400, validation_alias=_env("SCHEDULE_MISFIRE_GRACE_SECONDS")
+    )
+    schedule_catch_up_max: int = Field(100, ge=1, le=10_000)
+    workflow_max_steps: int = Field(100, ge=1, le=10_000)
+    workflow_max_group: int = Field(1000, ge=1, le=10_000)
+
     taskline_handlers: str = ""
 
+    # Topics and HTTP consumers (README "Topics and HTTP consumers").
+    # Unset: a key is made once and kept in PostgreSQL, shared by every API process.
+    receipt_handle_secret: SecretStr | None = None
+    long_poll_max_waiters: int = Field(100, ge=1, le=10_000)
     # Results, waiting and the event stream (README "Wait for results").
     result_max_bytes: int = Field(1024 * 1024, ge=1, le=256 * 1024 * 1024)
     event_stream_max_entries: int = Field(10_000, ge=100, le=10_000_000)
@@ -146,6 +162,18 @@ class Settings(BaseSettings):
         for name in filter(None, (part.strip() for part in value.split(","))):
             if not all(part.isidentifier() for part in name.split(".")):
                 raise ValueError(f"{name!r} is not a module path")
+        return value
+
+    @field_validator("receipt_handle_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("receipt_handle_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("rate_limit")
@@ -268,6 +296,8 @@ _ENV_NAMES = {
     "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
     "priority_aging_s": "PRIORITY_AGING_SECONDS",
     "fairness_window_s": "FAIRNESS_WINDOW_SECONDS",
+    "schedule_interval_s": "SCHEDULE_INTERVAL_SECONDS",
+    "schedule_misfire_grace_s": "SCHEDULE_MISFIRE_GRACE_SECONDS",
     "events_heartbeat_s": "EVENTS_HEARTBEAT_SECONDS",
 }
 

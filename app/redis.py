@@ -79,6 +79,12 @@ class Keys:
         return f"{self.namespace}:lock:reconcile"
 
     @property
+    def sweep_cursor(self) -> str:
+        """Where the reconcile's walk over the pending tasks stopped; losing it
+        only starts the walk over."""
+        return f"{self.namespace}:reconcile:cursor"
+
+    @property
     def events(self) -> str:
         """Stream of task events (state changes), one entry per batch, capped."""
         return f"{self.namespace}:events"

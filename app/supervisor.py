@@ -11,9 +11,8 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from types import FrameType
 
@@ -56,7 +55,9 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def run_dev(settings: Settings) -> int:
+def run_dev(settings: Settings, commands: Mapping[str, list[str]]) -> int:
+    """Start the stores, migrate, then run `commands` (name -> argv: the API and the
+    worker, as the `taskline` command starts them) until Ctrl-C or one of them exits."""
     stop = threading.Event()
     children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -71,8 +72,8 @@ def run_dev(settings: Settings) -> int:
     try:
         with embedded_stores(settings) as env:
             upgrade(env.get("DATABASE_URL", settings.db_url))
-            children["api"] = _spawn([sys.executable, "-m", "app.cli", "api"], env)
-            children["worker"] = _spawn([sys.executable, "-m", "app.cli", "worker"], env)
+            for name, argv in commands.items():
+                children[name] = _spawn(argv, env)
             log.info("Taskline is up: http://%s:%d (docs at /docs). Ctrl-C stops everything.",
                      settings.api_host, settings.api_port)  # fmt: skip
             code = _watch(children, stop)

@@ -98,9 +98,14 @@ class Doorbell:
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;
-        blocks (no polling) until one arrives or `timeout_s` passes."""
+        blocks (no polling) until one arrives or `timeout_s` passes. With
+        `timeout_s` 0 it answers at once."""
         names = [self.keys.ready(queue) for queue in queues]
-        reply: Any = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        reply: Any
+        if timeout_s > 0:
+            reply = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        else:
+            reply = await self.redis.zmpop(len(names), names, min=True, count=count)
         if not reply:
             return []
         queue = queues[names.index(str(reply[0]))]
@@ -162,22 +167,47 @@ class Doorbell:
             moved = await pipe.execute()
         return sum(int(count) for count in moved)
 
+    async def add_queues(self, names: Iterable[str]) -> None:
+        """Name queues before they have had tasks (declared ones), so that they show."""
+        names = list(names)
+        if names:
+            await self.redis.sadd(self.keys.queues, *names)
+
     async def known_queues(self) -> set[str]:
         return {str(name) for name in await self.redis.smembers(self.keys.queues)}
 
     async def present(self, bells: Sequence[Bell]) -> set[uuid.UUID]:
-        """Which of these tasks Redis holds: ready, scheduled or parked."""
+        """Which of these tasks Redis holds: ready, scheduled or parked. One round
+        trip, one ZMSCORE per set touched, however many ids."""
+        sets: dict[str, list[tuple[uuid.UUID, str]]] = {}
+        for bell in bells:
+            sets.setdefault(self.keys.ready(bell.queue), []).append((bell.id, str(bell.id)))
+            member = f"{bell.rank}:{bell.id}"
+            sets.setdefault(self.keys.scheduled(bell.queue), []).append((bell.id, member))
+            sets.setdefault(self.keys.parked(bell.kind), []).append((bell.id, _parked(bell)))
+        if not sets:
+            return set()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for bell in bells:
-                pipe.zscore(self.keys.ready(bell.queue), str(bell.id))
-                pipe.zscore(self.keys.scheduled(bell.queue), f"{bell.rank}:{bell.id}")
-                pipe.zscore(self.keys.parked(bell.kind), _parked(bell))
-            scores = await pipe.execute()
+            for key, members in sets.items():
+                pipe.zmscore(key, [member for _, member in members])
+            replies = await pipe.execute()
         return {
-            bell.id
-            for index, bell in enumerate(bells)
-            if any(score is not None for score in scores[index * 3 : index * 3 + 3])
+            task_id
+            for members, scores in zip(sets.values(), replies, strict=True)
+            for (task_id, _), score in zip(members, scores, strict=True)
+            if score is not None
         }
+
+    async def sweep_cursor(self) -> str | None:
+        """Where the reconcile's walk over pending tasks goes on (any worker's)."""
+        value = await self.redis.get(self.keys.sweep_cursor)
+        return None if value is None else str(value)
+
+    async def save_sweep_cursor(self, cursor: str | None) -> None:
+        if cursor is None:
+            await self.redis.delete(self.keys.sweep_cursor)
+        else:
+            await self.redis.set(self.keys.sweep_cursor, cursor, ex=3600)
 
     async def waiting(self, queue: str) -> int:
         """Ids waiting in a queue: ready plus scheduled."""

@@ -44,6 +44,8 @@ class NewTask:
     owner: str | None = None
     client: str | None = None  # whose RATE_LIMIT bucket pays for it
     fair_level: int = 0  # set by the intake (FAIRNESS=levels)
+    workflow_id: uuid.UUID | None = None  # a step of a workflow (workflows/)
+    inputs: dict[str, Any] | None = None  # what the steps before it handed on
 
 
 # What a request gets: the row and whether it was created now (201) or replayed (200).

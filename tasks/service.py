@@ -43,12 +43,7 @@ async def create_task(
 ) -> Accepted:
     """Check the kind and its payload, then store the task through the intake
     (committed, then rung); answers the stored row."""
-    handler = registry.get(body.kind)
-    if handler is None:
-        raise UnknownKind(body.kind, registry.kinds())
-    problem = handler.check_payload(body.payload)
-    if problem is not None:
-        raise InvalidPayload(problem)
+    check_kind(registry, body.kind, body.payload)
     settings = resources.settings
     rule = kind_rule(settings, body.kind)
     return await intake.submit(
@@ -69,6 +64,16 @@ async def create_task(
             client=client,
         )
     )
+
+
+def check_kind(registry: Registry, kind: str, payload: dict[str, Any]) -> None:
+    """UnknownKind or InvalidPayload unless a handler of `kind` takes `payload`."""
+    handler = registry.get(kind)
+    if handler is None:
+        raise UnknownKind(kind, registry.kinds())
+    problem = handler.check_payload(payload)
+    if problem is not None:
+        raise InvalidPayload(problem)
 
 
 DEFAULT_QUEUE = "default"

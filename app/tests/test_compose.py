@@ -95,12 +95,12 @@ def test_worker_gets_time_to_finish_its_tasks(services: dict[str, Any]) -> None:
 
 def test_taskline_console_script_is_declared() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["taskline"] == "app.cli:main"
+    assert project["scripts"]["taskline"] == "taskline.cli:main"
 
 
 def test_cli_accepts_the_subcommands_compose_uses() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--help"],
+        [sys.executable, "-m", "taskline", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -110,7 +110,7 @@ def test_cli_accepts_the_subcommands_compose_uses() -> None:
     for subcommand in ("migrate", "api", "worker", "dev"):
         assert subcommand in done.stdout, done.stdout
     wrong = subprocess.run(
-        [sys.executable, "-m", "app.cli", "no-such-command"],
+        [sys.executable, "-m", "taskline", "no-such-command"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -136,7 +136,9 @@ def _dockerfile_copies() -> list[str]:
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
     sources = _dockerfile_copies()
-    assert {"pyproject.toml", "app", "tasks", "alembic", "worker.py", "main.py"} <= set(sources)
+    assert {"pyproject.toml", "app", "tasks", "taskline", "alembic", "worker.py", "main.py"} <= set(
+        sources
+    )
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == []
 

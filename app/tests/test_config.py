@@ -150,7 +150,7 @@ def test_a_bad_value_is_refused_in_process(
         settings()
 
 
-PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "app.cli", "migrate"]]
+PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "taskline", "migrate"]]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=["worker", "api", "migrate"])
@@ -291,3 +291,51 @@ def test_a_bad_scheduling_value_stops_the_worker_with_one_line(name: str, value:
     assert "Traceback" not in done.stderr, done.stderr
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"taskline: invalid setting {name}:"), lines[0]
+
+
+# --- schedules and workflows -------------------------------------------------
+
+
+def test_schedule_and_workflow_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = settings()
+    assert (found.schedule_interval_s, found.schedule_misfire_grace_s) == (1, 10)
+    assert (found.schedule_catch_up_max, found.workflow_max_steps) == (100, 100)
+    assert found.workflow_max_group == 1000
+    values = {
+        "SCHEDULE_INTERVAL_SECONDS": "0.5",
+        "SCHEDULE_MISFIRE_GRACE_SECONDS": "30",
+        "SCHEDULE_CATCH_UP_MAX": "5",
+        "WORKFLOW_MAX_STEPS": "7",
+        "WORKFLOW_MAX_GROUP": "9",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    found = settings()
+    assert (found.schedule_interval_s, found.schedule_misfire_grace_s) == (0.5, 30)
+    assert (found.schedule_catch_up_max, found.workflow_max_steps) == (5, 7)
+    assert found.workflow_max_group == 9
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SCHEDULE_INTERVAL_SECONDS", "0"),
+        ("SCHEDULE_MISFIRE_GRACE_SECONDS", "-1"),
+        ("SCHEDULE_CATCH_UP_MAX", "0"),
+        ("WORKFLOW_MAX_STEPS", "many"),
+        ("WORKFLOW_MAX_GROUP", "0"),
+    ],
+)
+def test_a_bad_flow_value_stops_load_settings_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    value: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        load_settings()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"taskline: invalid setting {name}:")

@@ -60,7 +60,7 @@ def start_dev(dev_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], 
     def start() -> psutil.Process:
         log = (tmp_path / f"dev-{len(started)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "dev"], cwd=ROOT, env=dev_env, stdout=log, stderr=log
+            [sys.executable, "-m", "taskline", "dev"], cwd=ROOT, env=dev_env, stdout=log, stderr=log
         )
         log.close()
         started.append(process)

@@ -17,7 +17,14 @@ from tasks.repository.api import (
     tasks_by_idempotency_key,
     tasks_by_ids,
 )
-from tasks.repository.claims import claim, claim_limited, extend_leases, finish, release
+from tasks.repository.claims import (
+    claim,
+    claim_kinds,
+    claim_limited,
+    extend_leases,
+    finish,
+    release,
+)
 from tasks.repository.rows import (
     ClaimedTask,
     Outcome,
@@ -29,26 +36,30 @@ from tasks.repository.rows import (
 )
 from tasks.repository.sweeps import (
     QUEUE_COUNTS,
+    PendingChunk,
+    PendingCursor,
     expire_ids,
     expire_overdue,
     fold_count_changes,
+    pending_chunk,
     purge_finished,
     queue_counts,
     recover_expired,
-    stale_pending,
-    touch_pending,
 )
 
 __all__ = [
     "QUEUE_COUNTS",
     "ClaimedTask",
     "Outcome",
+    "PendingChunk",
+    "PendingCursor",
     "Recorded",
     "Renewal",
     "bell_of",
     "bell_of_row",
     "cancel_pending",
     "claim",
+    "claim_kinds",
     "claim_limited",
     "driver_connection",
     "expire_ids",
@@ -59,6 +70,7 @@ __all__ = [
     "get_task",
     "insert_tasks",
     "list_tasks",
+    "pending_chunk",
     "purge_finished",
     "queue_counts",
     "recover_expired",
@@ -66,8 +78,6 @@ __all__ = [
     "release_expired_key",
     "request_cancel",
     "requeue_finished",
-    "stale_pending",
     "tasks_by_idempotency_key",
     "tasks_by_ids",
-    "touch_pending",
 ]

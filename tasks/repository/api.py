@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import any_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from tasks.models import Task, TaskStatus
 
@@ -28,14 +29,26 @@ async def list_tasks(
     before_id: uuid.UUID | None,
     limit: int,
 ) -> Sequence[Task]:
-    """Newest first by the time-ordered id; `before_id` is the keyset cursor."""
-    statement = select(Task).order_by(Task.id.desc()).limit(limit)
+    """Newest first by the time-ordered id; `before_id` is the keyset cursor.
+
+    The page's ids come first, from an index alone ((status, id), (kind, id) or
+    (kind, status, id)), then their rows by primary key. As one plain query,
+    PostgreSQL may walk the primary key backwards filtering on status instead,
+    which reads most of the table when the status is rare among recent rows.
+    """
+    found = aliased(Task)
+    page = select(found.id).order_by(found.id.desc()).limit(limit).correlate(None)
     if status is not None:
-        statement = statement.where(Task.status == status.value)
+        page = page.where(found.status == status.value)
     if kind is not None:
-        statement = statement.where(Task.kind == kind)
+        page = page.where(found.kind == kind)
     if before_id is not None:
-        statement = statement.where(Task.id < before_id)
+        page = page.where(found.id < before_id)
+    statement = (
+        select(Task)
+        .where(Task.id == any_(func.array(page.scalar_subquery())))
+        .order_by(Task.id.desc())
+    )
     return (await session.scalars(statement)).all()
 
 
@@ -98,15 +111,16 @@ async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task
 _INSERT_MANY = """
     INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
                        idempotency_key, request_hash, expires_at, queue, priority,
-                       fair_level, owner)
+                       fair_level, owner, workflow_id, inputs)
     SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
            greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
-           n.expires_at, n.queue, n.priority, n.fair_level, n.owner
+           n.expires_at, n.queue, n.priority, n.fair_level, n.owner, n.workflow_id, n.inputs
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
                   $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                  $11::text[], $12::int[], $13::int[], $14::text[])
+                  $11::text[], $12::int[], $13::int[], $14::text[], $15::uuid[], $16::jsonb[])
            AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner)
+                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner,
+                workflow_id, inputs)
         ON CONFLICT (idempotency_key) DO NOTHING
  RETURNING *
 """
@@ -121,7 +135,7 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.id for t in tasks],
             [t.kind for t in tasks],
             [t.message for t in tasks],
-            [json.dumps(t.payload, separators=(",", ":")) for t in tasks],
+            [_json(t.payload) for t in tasks],
             [t.max_attempts for t in tasks],
             [t.timeout_seconds for t in tasks],
             [t.run_at for t in tasks],
@@ -132,8 +146,14 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.priority for t in tasks],
             [t.fair_level for t in tasks],
             [t.owner for t in tasks],
+            [t.workflow_id for t in tasks],
+            [None if t.inputs is None else _json(t.inputs) for t in tasks],
         )
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 _BY_IDEMPOTENCY_KEY = """

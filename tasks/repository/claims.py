@@ -23,22 +23,26 @@ from tasks.repository.rows import (
 # new rows has left its statistics behind.
 _CLAIMABLE = """status = 'pending' AND run_at <= clock_timestamp()
        AND (expires_at IS NULL OR expires_at > clock_timestamp())"""
-_CLAIM = f"""
+_CLAIM_TEMPLATE = f"""
     UPDATE tasks
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND kind <> ALL($4::text[])
+     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND {{kinds}}
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
-           owner
+           workflow_id, inputs, lease_expires_at, owner
 """
+# The worker's claim skips the kinds given ($4); an HTTP consumer's takes only them.
+_CLAIM = _CLAIM_TEMPLATE.format(kinds="kind <> ALL($4::text[])")
+_CLAIM_KINDS = _CLAIM_TEMPLATE.format(kinds="kind = ANY($4::text[])")
 
 
 def _claimed(row: Any) -> ClaimedTask:
     task_id, kind, message, payload, attempt, max_attempts, timeout_s = tuple(row)[:7]
+    workflow_id, inputs = row[12], row[13]
     return ClaimedTask(
         task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7),
-        row[12],
+        workflow_id, inputs, row[14], row[15],
     )  # fmt: skip
 
 
@@ -53,6 +57,15 @@ async def claim(
     """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are
     skipped, and so are tasks of `limited_kinds` (see claim_limited)."""
     rows = await conn.fetch(_CLAIM, list(ids), worker_id, lease_s, list(limited_kinds))
+    return [_claimed(row) for row in rows]
+
+
+async def claim_kinds(
+    *, conn: Any, ids: Sequence[uuid.UUID], worker_id: str, lease_s: float, kinds: Sequence[str]
+) -> list[ClaimedTask]:
+    """The same claim for a consumer that handles only `kinds` (an HTTP consumer
+    leasing messages): tasks of other kinds among `ids` are left pending."""
+    rows = await conn.fetch(_CLAIM_KINDS, list(ids), worker_id, lease_s, list(kinds))
     return [_claimed(row) for row in rows]
 
 

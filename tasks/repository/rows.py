@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,9 @@ class ClaimedTask:
     max_attempts: int
     timeout_seconds: float | None
     bell: Bell
+    workflow_id: uuid.UUID | None = None
+    inputs: dict[str, Any] | None = None
+    lease_expires_at: datetime | None = None
     owner: str | None = None
 
 
@@ -42,6 +46,7 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     retry_in_s: float = 0.0
+    in_flow: bool = False  # a workflow step: recorded with its workflow's next move
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,29 +45,75 @@ async def recover_expired(*, conn: Any, limit: int) -> list[Recorded]:
     return [recorded_from(row) for row in rows]
 
 
-_STALE_PENDING = f"""
-    SELECT {BELL_COLUMNS} FROM tasks
-     WHERE status = 'pending' AND run_at <= now()
-       AND updated_at < now() - make_interval(secs => $1)
-     ORDER BY run_at
+# The pending tasks in the order workers take them (queue, then priority, then
+# time), a bounded chunk after a keyset cursor, along ix_tasks_active_queue
+# (queue, priority, status, run_at): the cost of a chunk is its size, whatever
+# else the table holds. Every row is returned, so the cursor always advances;
+# `stale` says whether its doorbell should be checked (due, and untouched for
+# the grace period, so a ring still on its way from the API is not doubted).
+_PENDING_COLUMNS = f"""
+    SELECT {BELL_COLUMNS}, priority, run_at,
+           run_at <= now() AND updated_at < now() - make_interval(secs => $1) AS stale
+      FROM tasks
+"""
+_PENDING_FIRST = f"""{_PENDING_COLUMNS}
+     WHERE status = 'pending'
+     ORDER BY queue, priority, status, run_at, id
+     LIMIT $2
+"""
+_PENDING_AFTER = f"""{_PENDING_COLUMNS}
+     WHERE status = 'pending'
+       AND (queue, priority, status, run_at, id) > ($3, $4, 'pending', $5, $6)
+     ORDER BY queue, priority, status, run_at, id
      LIMIT $2
 """
 
 
-async def stale_pending(*, conn: Any, grace_s: float, limit: int) -> list[Bell]:
-    """Ready tasks untouched for `grace_s`: candidates for a lost doorbell."""
-    return [bell_from(row) for row in await conn.fetch(_STALE_PENDING, grace_s, limit)]
+@dataclass(frozen=True, slots=True)
+class PendingCursor:
+    """Where a walk over the pending tasks stopped (the last row's sort key)."""
+
+    queue: str
+    priority: int
+    run_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        return json.dumps([self.queue, self.priority, self.run_at.isoformat(), str(self.id)])
+
+    @classmethod
+    def decode(cls, text: str | None) -> PendingCursor | None:
+        """None (start over) for anything that is not a cursor this code wrote."""
+        try:
+            queue, priority, run_at, task_id = json.loads(text or "")
+            return cls(
+                str(queue), int(priority), datetime.fromisoformat(run_at), uuid.UUID(task_id)
+            )
+        except (ValueError, TypeError):
+            return None
 
 
-_TOUCH = """
-    UPDATE tasks SET updated_at = now()
-     WHERE id = ANY($1::uuid[]) AND status = 'pending'
-"""
+@dataclass(frozen=True, slots=True)
+class PendingChunk:
+    stale: list[Bell]  # due and untouched for the grace period: is the doorbell there?
+    rows: int
+    next: PendingCursor | None  # None: the walk reached the end
 
 
-async def touch_pending(*, conn: Any, ids: Sequence[uuid.UUID]) -> None:
-    """Restart the grace period of re-rung tasks, so they are not rung again at once."""
-    await conn.execute(_TOUCH, list(ids))
+async def pending_chunk(
+    *, conn: Any, after: PendingCursor | None, grace_s: float, limit: int
+) -> PendingChunk:
+    """Up to `limit` pending tasks after `after`, in queue, priority and time order."""
+    if after is None:
+        rows = await conn.fetch(_PENDING_FIRST, grace_s, limit)
+    else:
+        args = (after.queue, after.priority, after.run_at, after.id)
+        rows = await conn.fetch(_PENDING_AFTER, grace_s, limit, *args)
+    cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        cursor = PendingCursor(last["queue"], last["priority"], last["run_at"], last["id"])
+    return PendingChunk([bell_from(row) for row in rows if row["stale"]], len(rows), cursor)
 
 
 _EXPIRE_OVERDUE = """

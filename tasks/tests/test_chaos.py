@@ -28,7 +28,7 @@ from app.embedded import EmbeddedPostgres, EmbeddedValkey
 from app.lifespan import Resources
 from app.migrate import upgrade
 from app.redis import Keys
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     EXECUTIONS_DDL,
     Stores,
     WorkerProcess,

@@ -21,7 +21,7 @@ from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
 from tasks import events
 from tasks.feed import BLOCK_MS, EventFeed
-from tasks.tests.conftest import WorkerFactory, wait_for, wait_status
+from tasks.tests.fixtures import WorkerFactory, wait_for, wait_status
 from tasks.waiters import Waiters
 
 SpawnApi = Callable[..., Awaitable[str]]

@@ -18,7 +18,7 @@ import pytest
 from app.config import Settings, parse_rate_limit
 from main import create_app
 from tasks import limits
-from tasks.tests.conftest import Stores, WorkerFactory, app_client, make_settings, wait_for
+from tasks.tests.fixtures import Stores, WorkerFactory, app_client, make_settings, wait_for
 
 
 def limited(database_url: str, stores: Stores, namespace: str, **overrides: Any) -> Settings:

@@ -293,21 +293,47 @@ async def test_concurrent_recovery_recovers_each_expired_task_once(
     assert await db.fetchval("SELECT count(*) FROM tasks WHERE attempts <> 1") == 0
 
 
-async def test_stale_pending_finds_old_ready_tasks_and_touch_restarts_the_grace(
+async def test_pending_chunks_walk_every_pending_task_in_take_order(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
-    old, fresh, later, done = await add_tasks(resources, 4)
-    aged = "UPDATE tasks SET updated_at = now() - interval '60 s' WHERE id = ANY($1)"
-    await db.execute(aged, [old, later, done])
+    ids = await add_tasks(resources, 12)
+    # Queues and priorities out of creation order; a few rows that are not stale.
+    await db.execute(
+        "UPDATE tasks SET queue = CASE WHEN n % 2 = 0 THEN 'b' ELSE 'a' END, priority = n % 3,"
+        " updated_at = now() - interval '60 s'"
+        " FROM unnest($1::uuid[]) WITH ORDINALITY AS o(id, n) WHERE tasks.id = o.id",
+        ids,
+    )
+    fresh, later, done, running = ids[0], ids[1], ids[2], ids[3]
+    await db.execute("UPDATE tasks SET updated_at = now() WHERE id = $1", fresh)
     await db.execute("UPDATE tasks SET run_at = now() + interval '1 hour' WHERE id = $1", later)
     await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = $1", done)
-    async with connection(resources) as conn:
-        stale = await repository.stale_pending(conn=conn, grace_s=30, limit=10)
-        assert [bell.id for bell in stale] == [old]
-        await repository.touch_pending(conn=conn, ids=[old, done])
-        assert await repository.stale_pending(conn=conn, grace_s=30, limit=10) == []
-    recent = dict(await db.fetch("SELECT id, updated_at > now() - interval '30 s' FROM tasks"))
-    assert recent == {old: True, fresh: True, later: False, done: False}
+    await db.execute("UPDATE tasks SET status = 'processing' WHERE id = $1", running)
+    expected = [
+        r["id"]
+        for r in await db.fetch(
+            "SELECT id FROM tasks WHERE status = 'pending' ORDER BY queue, priority, run_at, id"
+        )
+    ]
+
+    walked, stale, cursor = [], [], None
+    for _ in range(10):
+        async with connection(resources) as conn:
+            chunk = await repository.pending_chunk(conn=conn, after=cursor, grace_s=30, limit=3)
+        walked.append(chunk.rows)
+        stale += [bell.id for bell in chunk.stale]
+        cursor = repository.PendingCursor.decode(chunk.next.encode()) if chunk.next else None
+        if cursor is None:
+            break
+    assert sum(walked) == len(expected) == 10
+    # Every pending task once, in the order workers take them; only due, untouched ones stale.
+    assert stale == [task_id for task_id in expected if task_id not in (fresh, later)]
+    assert walked == [3, 3, 3, 1]
+
+
+async def test_a_cursor_that_is_not_ours_starts_the_walk_over() -> None:
+    for text in (None, "", "garbage", "[1, 2]", '["q", "x", "2026-01-01", "nope"]'):
+        assert repository.PendingCursor.decode(text) is None
 
 
 async def test_cancel_and_claim_race_has_exactly_one_winner_per_task(
@@ -373,6 +399,13 @@ def plan_nodes(plan: dict[str, Any]) -> list[str]:
     return [plan["Node Type"], *(n for child in plan.get("Plans", []) for n in plan_nodes(child))]
 
 
+def page_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The node that picks the page's ids: the first Limit in the plan."""
+    if plan["Node Type"] == "Limit":
+        return plan
+    return next(p for child in plan.get("Plans", []) if (p := page_plan(child)) is not None)
+
+
 async def test_list_queries_use_an_index_on_a_large_table(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
@@ -405,9 +438,12 @@ async def test_list_queries_use_an_index_on_a_large_table(
             assert len(found) == 51
             statement, params = next(c for c in captured if "FROM tasks" in c[0])
             explained = await db.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *params)
-            nodes = plan_nodes(json.loads(explained)[0]["Plan"])
-            assert "Seq Scan" not in nodes and "Sort" not in nodes, (status, kind, nodes)
-            assert {"Index Scan", "Index Only Scan"} & set(nodes), (status, kind, nodes)
+            plan = json.loads(explained)[0]["Plan"]
+            nodes, page = plan_nodes(plan), plan_nodes(page_plan(plan))
+            # The page's ids come from an index in order (nothing sorted but the
+            # page itself), and their rows by primary key: never a scan of the table.
+            assert "Seq Scan" not in nodes and "Sort" not in page, (status, kind, nodes)
+            assert {"Index Scan", "Index Only Scan"} & set(page), (status, kind, nodes)
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", capture)
 

@@ -15,7 +15,7 @@ import pytest
 
 from app.config import Settings
 from app.lifespan import Resources
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     Stores,
     WorkerFactory,
     app_client,
@@ -118,6 +118,7 @@ async def test_create_stores_the_task_and_rings_the_doorbell(
         "priority": 5,
         "fair_level": 0,
         "owner": None,
+        "workflow_id": None,
     }
     for field in ("created_at", "updated_at"):
         assert datetime.fromisoformat(body[field]).utcoffset() is not None, body[field]

@@ -9,7 +9,7 @@ import httpx
 
 from app.config import Settings
 from app.lifespan import Resources
-from tasks.tests.conftest import WorkerFactory, app_client, wait_for
+from tasks.tests.fixtures import WorkerFactory, app_client, wait_for
 
 
 def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import httpx
 
 from app.config import Settings
 from app.embedded import EmbeddedValkey
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     WorkerFactory,
     WorkerProcess,
     app_client,

@@ -16,7 +16,7 @@ import httpx
 from app.config import Settings
 from app.lifespan import Resources
 from tasks.handlers import load_handlers
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     Stores,
     WorkerFactory,
     app_client,

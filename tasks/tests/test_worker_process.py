@@ -16,7 +16,7 @@ import httpx
 from app.config import Settings
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     WorkerProcess,
     app_client,
     free_port,

@@ -70,6 +70,14 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
     return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
 
 
+def _context(task: ClaimedTask) -> TaskContext:
+    inputs = task.inputs or {}
+    return TaskContext(
+        task.id, task.kind, task.message, task.payload, task.attempt, task.workflow_id,
+        inputs.get("parent_result"), inputs.get("group_results"),
+    )  # fmt: skip
+
+
 async def execute(
     task: ClaimedTask, registry: Registry, executor: Executor, policy: Policy
 ) -> Outcome:
@@ -82,7 +90,7 @@ async def execute(
     handler = registry.get(task.kind)
     if handler is None:
         return policy.failed(task, f"no handler for kind {task.kind!r}")
-    context = TaskContext(task.id, task.kind, task.message, task.payload, task.attempt)
+    context = _context(task)
     timeout_s = task.timeout_seconds or policy.default_timeout_s
     deadline = asyncio.timeout(timeout_s)
     try:

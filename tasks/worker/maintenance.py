@@ -21,7 +21,10 @@ from tasks.worker.backoff import Backoff
 
 log = logging.getLogger("taskline.worker")
 
-SWEEP_LIMIT = 1_000
+SWEEP_LIMIT = 1_000  # rows per statement of the recovery, expiry and retention sweeps
+SWEEP_MAX_BATCHES = 50  # statements of each per sweep: 50,000 rows, then the next sweep
+CHECK_BATCH = 5_000  # pending tasks per statement (and per Redis round trip) of the walk
+CHECK_MAX = 100_000  # pending tasks the walk looks at per sweep
 
 
 CancelTasks = Callable[[list[uuid.UUID]], None]
@@ -70,16 +73,7 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     SKIP LOCKED, and a doorbell rung twice only costs a skipped claim.
     """
     settings, doorbell = resources.settings, Doorbell(resources)
-    async with repository.driver_connection(db) as conn:
-        recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
-    await doorbell.send(
-        ready=[r.bell for r in recovered if r.status == TaskStatus.PENDING],
-        also=[events.stage(resources, events.of_recorded(recovered, pending=events.RETRIED))],
-    )
-    await doorbell.slots_freed(r.bell.kind for r in recovered)
-    if recovered:
-        log.warning("recovered %d task(s) from expired leases", len(recovered))
-
+    recovered = await recover_dead_workers(db, resources, doorbell)
     await sweep_finished(db, resources)
     async with repository.driver_connection(db) as conn:
         await repository.fold_count_changes(conn=conn)
@@ -87,35 +81,77 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     # be missed, try the parked ones again now and then. The claim re-checks.
     for kind, limit in settings.kind_concurrency.items():
         await doorbell.unpark(kind, limit)
+    return recovered, await ring_lost(db, doorbell, grace_s=settings.reconcile_grace_s)
 
-    async with repository.driver_connection(db) as conn:
-        stale = await repository.stale_pending(
-            conn=conn, grace_s=settings.reconcile_grace_s, limit=SWEEP_LIMIT
-        )
-    if not stale:
-        return len(recovered), 0
-    found = await doorbell.present(stale)
-    lost = [bell for bell in stale if bell.id not in found]
-    if lost:
+
+async def recover_dead_workers(db: AsyncEngine, resources: Resources, doorbell: Doorbell) -> int:
+    """Expired leases back to pending (and rung), in batches until none is left."""
+    total = 0
+    for _ in range(SWEEP_MAX_BATCHES):
         async with repository.driver_connection(db) as conn:
-            await repository.touch_pending(conn=conn, ids=[bell.id for bell in lost])
-        await doorbell.ring(lost)
-        log.warning("re-rang the doorbell of %d pending task(s)", len(lost))
-    return len(recovered), len(lost)
+            recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
+        await doorbell.send(
+            ready=[r.bell for r in recovered if r.status == TaskStatus.PENDING],
+            also=[events.stage(resources, events.of_recorded(recovered, pending=events.RETRIED))],
+        )
+        await doorbell.slots_freed(r.bell.kind for r in recovered)
+        total += len(recovered)
+        if len(recovered) < SWEEP_LIMIT:
+            break
+    if total:
+        log.warning("recovered %d task(s) from expired leases", total)
+    return total
+
+
+async def ring_lost(db: AsyncEngine, doorbell: Doorbell, *, grace_s: float) -> int:
+    """Walk the pending tasks in the order workers take them, a chunk at a time,
+    and ring those whose doorbell is missing; each chunk is rung before the next
+    is read, so the workers are fed while the walk goes on.
+
+    A walk covers up to CHECK_MAX tasks per sweep and goes on from there in the
+    next sweep (any worker's: the cursor is in Redis), so every pending task is
+    looked at within ceil(pending / CHECK_MAX) sweeps, whatever sits before it.
+    """
+    cursor = repository.PendingCursor.decode(await doorbell.sweep_cursor())
+    checked = rung = 0
+    while checked < CHECK_MAX:
+        async with repository.driver_connection(db) as conn:
+            chunk = await repository.pending_chunk(
+                conn=conn, after=cursor, grace_s=grace_s, limit=CHECK_BATCH
+            )
+        checked += chunk.rows
+        if chunk.stale:
+            found = await doorbell.present(chunk.stale)
+            lost = [bell for bell in chunk.stale if bell.id not in found]
+            await doorbell.ring(lost)
+            rung += len(lost)
+        cursor = chunk.next
+        if cursor is None:
+            break
+    await doorbell.save_sweep_cursor(None if cursor is None else cursor.encode())
+    if rung:
+        log.warning("re-rang the doorbell of %d pending task(s)", rung)
+    return rung
 
 
 async def sweep_finished(db: AsyncEngine, resources: Resources) -> None:
     """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
     retention_days = resources.settings.retention_days
-    async with repository.driver_connection(db) as conn:
-        expired = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
-        purged = 0
-        if retention_days > 0:
-            older_than = datetime.now(UTC) - timedelta(days=retention_days)
-            purged = await repository.purge_finished(
-                conn=conn, older_than=older_than, limit=SWEEP_LIMIT
-            )
-    await events.publish(resources, events.of_recorded(expired, pending=""))
+    older_than = datetime.now(UTC) - timedelta(days=retention_days)
+    expired: list[repository.Recorded] = []
+    purged = 0
+    for _ in range(SWEEP_MAX_BATCHES):
+        async with repository.driver_connection(db) as conn:
+            batch = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
+            deleted = 0
+            if retention_days > 0:
+                deleted = await repository.purge_finished(
+                    conn=conn, older_than=older_than, limit=SWEEP_LIMIT
+                )
+        await events.publish(resources, events.of_recorded(batch, pending=""))
+        expired, purged = expired + batch, purged + deleted
+        if len(batch) < SWEEP_LIMIT and deleted < SWEEP_LIMIT:
+            break
     if expired or purged:
         log.info(
             "expired %d pending task(s); deleted %d old finished task(s)", len(expired), purged

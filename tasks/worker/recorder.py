@@ -18,6 +18,8 @@ from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
 from tasks.worker.backoff import Backoff
+from tasks.worker.flows import FlowRecorder
+from tasks.worker.hooks import FlowHook
 
 log = logging.getLogger("taskline.worker")
 
@@ -31,12 +33,14 @@ class Recorder:
         worker_id: str,
         *,
         max_pending: int,
+        flow_hook: FlowHook | None = None,
         publisher: events.Publisher,
     ) -> None:
         self._resources = resources
         self._publisher = publisher
         self._doorbell = Doorbell(resources)
         self._worker_id = worker_id
+        self._flows = FlowRecorder(self._doorbell, worker_id, flow_hook)
         self._max_pending = max_pending
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -88,7 +92,7 @@ class Recorder:
 
     async def _write(self, batch: list[Outcome]) -> None:
         async with repository.driver_connection(self._resources.engine) as conn:
-            recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
+            recorded = await self._flows.finish(conn, batch)
         self._publisher.publish(events.of_recorded(recorded, pending=events.RETRIED))
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
         try:

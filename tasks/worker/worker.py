@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -33,6 +34,7 @@ from tasks.worker import maintenance
 from tasks.worker.backoff import Backoff
 from tasks.worker.claiming import claim_popped
 from tasks.worker.execution import Policy, execute
+from tasks.worker.hooks import Extensions
 from tasks.worker.recorder import Recorder
 from tasks.worker.slots import Slots
 
@@ -46,9 +48,17 @@ class WorkerCrashed(RuntimeError):
 
 
 class Worker:
-    def __init__(self, settings: Settings, registry: Registry, *, worker_id: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        worker_id: str | None = None,
+        extensions: Extensions | None = None,
+    ):
         self.settings = settings
         self.registry = registry
+        self.extensions = extensions or Extensions()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.slots = Slots(settings.worker_queue_maxsize)
         self.local: asyncio.Queue[ClaimedTask] = asyncio.Queue()
@@ -83,6 +93,7 @@ class Worker:
             self.resources,
             self.worker_id,
             max_pending=self.slots.capacity * 50,
+            flow_hook=self.extensions.flow_hook,
             publisher=self.publisher,
         )
         signals = self._install_signal_handlers() if handle_signals else []
@@ -113,6 +124,8 @@ class Worker:
         self._start("reconcile", maintenance.reconcile(self.db, self.resources))
         self._start("promoter", maintenance.promote_scheduled(self.resources))
         self._start("cancels", maintenance.listen_for_cancels(self.resources, self.cancel_running))
+        for name, side_loop in self.extensions.side_loops.items():
+            self._start(name, side_loop(self.resources))
         stop_wait = asyncio.create_task(self.stop_requested.wait(), name="stop-wait")
         done, _ = await asyncio.wait(
             [stop_wait, *self._loops.values()], return_when=asyncio.FIRST_COMPLETED
@@ -212,6 +225,8 @@ class Worker:
             outcome = Outcome(
                 task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
             )
+        if task.workflow_id is not None:
+            outcome = replace(outcome, in_flow=True)
         # The handler is over: a cancel arriving now must not lose its outcome.
         await asyncio.shield(self.recorder.put(outcome))
 

@@ -347,7 +347,7 @@ def spawn_api(
         log_path = tmp_path / f"api-{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "api", *args],
+                [sys.executable, "-m", "taskline", "api", *args],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
