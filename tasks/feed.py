@@ -31,6 +31,7 @@ from tasks.worker.backoff import Backoff
 log = logging.getLogger("taskline.api")
 
 BLOCK_MS = 5_000
+CLOSE_TIMEOUT_S = 2.0
 READ_COUNT = 500
 
 
@@ -61,7 +62,10 @@ class EventFeed:
     async def close(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+            _, stuck = await asyncio.wait([self._runner], timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                log.warning("event feed did not stop within %.0fs of being canceled",
+                            CLOSE_TIMEOUT_S)  # fmt: skip
         self._end_subscribers("the API is shutting down")
         if self._redis is not None:
             await self._redis.aclose()

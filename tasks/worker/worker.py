@@ -16,7 +16,6 @@ import socket
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -29,12 +28,13 @@ from app.lifespan import close_resources, open_resources
 from app.logs import bind_task, bind_worker
 from app.loops import stop_if_canceled
 from tasks import events, repository
-from tasks.doorbell import Bell, Doorbell, Popped
+from tasks.doorbell import Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
 from tasks.worker import maintenance
 from tasks.worker.backoff import Backoff
+from tasks.worker.claiming import claim_popped
 from tasks.worker.execution import Policy, execute
 from tasks.worker.hooks import Extensions
 from tasks.worker.recorder import Recorder
@@ -199,51 +199,14 @@ class Worker:
         return claimed
 
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
-        ids = [item.id for item in popped]
-        limits = self.settings.kind_concurrency
-        no_slot: list[Bell] = []
-        try:
-            async with repository.driver_connection(self.db) as conn:
-                claimed = await repository.claim(
-                    conn=conn,
-                    ids=ids,
-                    worker_id=self.worker_id,
-                    lease_s=self.settings.worker_lease_s,
-                    limited_kinds=list(limits),
-                )
-                if limits and len(claimed) < len(ids):
-                    more, no_slot = await repository.claim_limited(
-                        conn=conn,
-                        ids=ids,
-                        worker_id=self.worker_id,
-                        lease_s=self.settings.worker_lease_s,
-                        limits=limits,
-                    )
-                    claimed += more
-            # Set aside until a slot of their kind frees; no worker spins on them.
-            await self.doorbell.park(no_slot)
-        except Exception:
-            # The ids have left Redis: put them back rather than wait for the reconcile.
-            with suppress(Exception):
-                await self.doorbell.put_back(popped)
-            raise
-        if len(claimed) + len(no_slot) < len(ids):
-            taken = {task.id for task in claimed} | {bell.id for bell in no_slot}
-            await self._skipped([task_id for task_id in ids if task_id not in taken])
-        return claimed
-
-    async def _skipped(self, ids: list[uuid.UUID]) -> None:
-        """Ids the claim refused: end those past their expires_at now (else the
-        sweep does), and say which."""
-        try:
-            async with repository.driver_connection(self.db) as conn:
-                expired = await repository.expire_ids(conn=conn, ids=ids)
-            self.publisher.publish(events.of_recorded(expired, pending=""))
-        except Exception as error:  # the sweep expires them later
-            log.warning("could not expire refused task(s): %s", error)
-        names = ", ".join(str(task_id) for task_id in ids[:10])
-        log.info("skipped %d id(s) not pending (canceled, done, expired, unknown or twice): %s",
-                 len(ids), names)  # fmt: skip
+        return await claim_popped(
+            popped,
+            db=self.db,
+            doorbell=self.doorbell,
+            publisher=self.publisher,
+            settings=self.settings,
+            worker_id=self.worker_id,
+        )
 
     async def _schedule(self) -> None:
         while True:
