@@ -11,7 +11,14 @@ from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
 from taskline.client import calls
-from taskline.client.consuming import EXTEND_EVERY, Backoff, Consumed, Held, Options
+from taskline.client.consuming import (
+    EXTEND_EVERY,
+    Backoff,
+    Consumed,
+    Held,
+    Options,
+    retry_delay_s,
+)
 from taskline.client.errors import Refused, TasklineError
 from taskline.client.signals import stop_on_signals
 from topics.message_schemas import LeasedMessage
@@ -90,7 +97,7 @@ async def _handle_all(
                     await handler(message)
                 except Exception:
                     log.exception("handler failed on message %s: nacked", message.id)
-                    await _settle(client, held, message, done, ok=False)
+                    await _settle(client, held, message, done, ok=False, failed=True)
                 else:
                     await _settle(client, held, message, done, ok=True)
     finally:  # stopping, or the handler raised past Exception: give back the rest
@@ -99,13 +106,23 @@ async def _handle_all(
 
 
 async def _settle(
-    client: AsyncClient, held: Held, message: LeasedMessage, done: Consumed, *, ok: bool
+    client: AsyncClient,
+    held: Held,
+    message: LeasedMessage,
+    done: Consumed,
+    *,
+    ok: bool,
+    failed: bool = False,
 ) -> None:
     if not held.release(message):  # the extender found the delivery over
         done.lost += 1
         return
     try:
-        await (client.ack(message) if ok else client.nack(message))
+        await (
+            client.ack(message)
+            if ok
+            else client.nack(message, delay_seconds=retry_delay_s(message, failed))
+        )
     except TasklineError as error:
         done.lost += 1
         log.warning("%s of message %s failed: %s", "ack" if ok else "nack", message.id, error)

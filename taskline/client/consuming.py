@@ -26,6 +26,7 @@ log = logging.getLogger("taskline.client")
 RETRY_FIRST_S = 0.5  # after a lease that failed (unreachable, 5xx), doubling up to:
 RETRY_MAX_S = 10.0
 EXTEND_EVERY = 1 / 3  # of the deadline
+FAILED_DELAY_MAX_S = 300.0  # a failed message comes back after 1 s, 2 s, 4 s ... up to this
 
 
 @dataclass
@@ -83,6 +84,14 @@ class Held:
             return list(self._messages.values())
 
 
+def retry_delay_s(message: LeasedMessage, failed: bool) -> float:
+    """0 for a message given back unhandled; else doubling with each delivery, so that
+    one that always fails does not spin through its deliveries."""
+    if not failed:
+        return 0.0
+    return min(2.0 ** (message.delivery_attempts - 1), FAILED_DELAY_MAX_S)
+
+
 def visibility_s(client: Client, queue: str, visibility_seconds: float | None) -> float:
     """The deadline to lease with, so that extensions know it: the queue's if not given."""
     if visibility_seconds is not None:
@@ -131,7 +140,7 @@ def _handle_all(
                     handler(message)
                 except Exception:
                     log.exception("handler failed on message %s: nacked", message.id)
-                    _settle(client, held, message, done, ok=False)
+                    _settle(client, held, message, done, ok=False, failed=True)
                 else:
                     _settle(client, held, message, done, ok=True)
     finally:  # stopping, or the handler raised past Exception: give back the rest
@@ -140,13 +149,21 @@ def _handle_all(
 
 
 def _settle(
-    client: Client, held: Held, message: LeasedMessage, done: Consumed, *, ok: bool
+    client: Client,
+    held: Held,
+    message: LeasedMessage,
+    done: Consumed,
+    *,
+    ok: bool,
+    failed: bool = False,
 ) -> None:
     if not held.release(message):  # the extender found the delivery over
         done.lost += 1
         return
     try:
-        client.ack(message) if ok else client.nack(message)
+        client.ack(message) if ok else client.nack(
+            message, delay_seconds=retry_delay_s(message, failed)
+        )
     except TasklineError as error:
         done.lost += 1
         log.warning("%s of message %s failed: %s", "ack" if ok else "nack", message.id, error)

@@ -77,7 +77,10 @@ async def test_async_client_publishes_leases_and_refuses_a_stale_handle(api: str
         assert await taskline.lease(queue) == []
 
 
-async def test_consume_acks_each_message_once(api: str, db: asyncpg.Connection) -> None:
+async def test_consume_acks_each_message_once(
+    api: str, worker: None, db: asyncpg.Connection
+) -> None:
+    """The worker brings back the message nacked with a delay."""
     queue = subscribed_queue(api)
     count = 25
     seen: list[uuid.UUID] = []
