@@ -60,6 +60,11 @@ class EventFeed:
     async def close(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
+            # A cancel that lands while the client connects can be swallowed there,
+            # leaving the blocking read to run on: closing its connection ends it.
+            _, running = await asyncio.wait([self._runner], timeout=0.5)
+            if running and self._redis is not None:
+                await self._redis.aclose()
             await asyncio.gather(self._runner, return_exceptions=True)
         self._end_subscribers("the API is shutting down")
         if self._redis is not None:
@@ -95,6 +100,7 @@ class EventFeed:
                 self._lost(f"redis is unavailable ({type(error).__name__})")
                 await asyncio.sleep(backoff.next_delay_s())
                 continue
+            _raise_if_canceled()  # a swallowed cancel, once the read is over
             backoff.reset()
             for _, entries in reply or ():
                 for entry_id, fields in entries:
