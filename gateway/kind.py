@@ -29,6 +29,7 @@ from app.config import Settings, split_list
 from app.lifespan import Resources
 from gateway import client
 from gateway.headers import REQUEST_RECOMPUTED, end_to_end, to_json
+from gateway.headers import size as headers_size
 from gateway.payload import HttpPayload, destination
 from tasks.handlers import NoRetry, Registry, TaskContext
 
@@ -73,12 +74,11 @@ class HttpCaller:
         return self._result(answer)
 
     def _result(self, answer: client.Exchanged) -> dict[str, Any]:
-        result = {
-            "status": answer.status,
-            "headers": to_json(answer.headers),
-            "body_base64": base64.b64encode(answer.body).decode("ascii"),
-        }
-        size = len(json.dumps(result))
+        body = base64.b64encode(answer.body).decode("ascii")
+        result = {"status": answer.status, "headers": to_json(answer.headers), "body_base64": body}
+        # JSON escapes a header character in 6 bytes at most: measure exactly only near the cap.
+        bound = len(body) + 6 * headers_size(answer.headers) + 100
+        size = bound if bound <= self.settings.result_max_bytes else len(json.dumps(result))
         if size > self.settings.result_max_bytes:  # else the attempt would fail, and retry
             raise NoRetry(
                 f"the answer ({len(answer.body)} bytes of body) is {size} bytes as a result,"

@@ -95,8 +95,8 @@ class Handler:
             self.payload_model.model_validate(payload, context=context)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "payload"
-            return f"payload.{where}: {first['msg']}"
+            where = "".join(f".{part}" for part in first["loc"])  # none: the whole payload
+            return f"payload{where}: {first['msg']}"
         return None
 
 

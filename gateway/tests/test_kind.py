@@ -100,3 +100,16 @@ async def test_a_worker_without_the_http_service_fails_the_task_at_once(
     failed = await client.post("/run/http", json={"payload": {"path": "/x"}, "max_attempts": 3})
     body = assert_error(failed, 502)
     assert "no HTTP client" in body["detail"] and len(body["errors"]) == 1
+
+
+async def test_an_answer_too_large_for_result_max_bytes_fails_without_a_retry(
+    settings: Settings, upstream: Upstream, start_full_worker: WorkerFactory
+) -> None:
+    await start_full_worker(result_max_bytes=1000)  # 1 KiB of body is 1,368 as base64
+    async with app_client(settings) as api:
+        failed = await api.post("/run/http", json={"path": "/binary"})
+        small = await api.post("/run/http", json={"path": "/missing"})
+    body = assert_error(failed, 502)
+    assert "RESULT_MAX_BYTES" in body["detail"] and len(body["errors"]) == 1
+    assert small.status_code == 200 and small.json()["result"]["status"] == 404
+    assert len(await upstream.requests()) == 2
