@@ -10,6 +10,7 @@ COPY schedules ./schedules
 COPY workflows ./workflows
 COPY taskline ./taskline
 COPY topics ./topics
+COPY gateway ./gateway
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./
 RUN pip install . && useradd --system --no-create-home taskline
@@ -19,7 +20,7 @@ COPY handlers ./handlers
 ENV PYTHONPATH=/app
 
 USER taskline
-EXPOSE 8000
+EXPOSE 8000 8001
 # In a container the API must listen beyond loopback; compose maps the port.
 ENV API_HOST=0.0.0.0
 CMD ["taskline", "api"]

@@ -16,6 +16,7 @@ from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from app.shutdown import on_exit_signal
+from gateway import kind as http_kind
 from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
 from tasks.feed import EventFeed
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
+    http_kind.register(app.state.registry)  # the `http` kind (gateway/kind.py)
     app.add_middleware(BodySizeLimit)
     app.add_exception_handler(TaskError, task_error)
     install_error_handlers(app)

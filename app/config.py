@@ -29,6 +29,9 @@ def _env(name: str) -> AliasChoices:
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PRIORITY = 9
+# A gateway request's body travels base64-encoded in a task payload (256 KiB of JSON).
+MAX_GATEWAY_REQUEST_BYTES = 160 * 1024
+GATEWAY_RETRY_REASONS = ("5xx", "connect", "timeout")
 
 
 class KindRule(BaseModel):
@@ -117,6 +120,32 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, validation_alias=_env("EVENTS_HEARTBEAT_SECONDS")
     )
     kind_max_backlog: dict[str, int] = Field(default_factory=dict)
+    # The gateway and the `http` kind (README "Gateway").
+    gateway_target_base_url: str = Field("", max_length=2000)
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8001, ge=1, le=65535)
+    gateway_paths: str = Field("", max_length=100_000)
+    gateway_path_prefixes: str = Field("", max_length=100_000)
+    gateway_listed_priority: int = Field(9, ge=0, le=MAX_PRIORITY)
+    gateway_default_priority: int = Field(0, ge=0, le=MAX_PRIORITY)
+    gateway_normalize_paths: bool = True
+    gateway_pass_through: str = Field("/health", max_length=100_000)
+    gateway_wait_s: float = Field(
+        60.0, gt=0, le=3600, validation_alias=_env("GATEWAY_WAIT_SECONDS")
+    )
+    gateway_ttl_s: float = Field(
+        300.0, gt=0, le=86400, validation_alias=_env("GATEWAY_TTL_SECONDS")
+    )
+    gateway_retry_on: str = "5xx,connect"
+    gateway_max_body_bytes: int = Field(512 * 1024, ge=1, le=64 * 1024 * 1024)
+    gateway_max_request_bytes: int = Field(128 * 1024, ge=0, le=MAX_GATEWAY_REQUEST_BYTES)
+    gateway_connect_timeout_s: float = Field(
+        5.0, gt=0, le=300, validation_alias=_env("GATEWAY_CONNECT_TIMEOUT_SECONDS")
+    )
+    gateway_read_timeout_s: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("GATEWAY_READ_TIMEOUT_SECONDS")
+    )
+    http_allowed_hosts: str = Field("", max_length=100_000)
 
     # Logs (README "Logs").
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -215,6 +244,35 @@ class Settings(BaseSettings):
                 raise ValueError(f"backlog of {kind!r} must be 0..10000000")
         return value
 
+    @field_validator("gateway_target_base_url")
+    @classmethod
+    def _target_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", value):
+            raise ValueError("must be an http:// or https:// URL without query or user")
+        return value.rstrip("/")
+
+    @field_validator("gateway_paths", "gateway_path_prefixes", "gateway_pass_through")
+    @classmethod
+    def _path_list(cls, value: str) -> str:
+        if not all(path.startswith("/") for path in split_list(value)):
+            raise ValueError("must be paths starting with / separated by commas")
+        return value
+
+    @field_validator("gateway_retry_on")
+    @classmethod
+    def _retry_reasons(cls, value: str) -> str:
+        if not set(split_list(value)) <= set(GATEWAY_RETRY_REASONS):
+            raise ValueError(f"must name some of {', '.join(GATEWAY_RETRY_REASONS)}")
+        return value
+
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _host_list(cls, value: str) -> str:
+        for entry in split_list(value):
+            if not re.fullmatch(r"([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", entry):
+                raise ValueError(f"{entry!r} is not a host or host:port")
+        return value
+
     @field_validator("fairness_levels")
     @classmethod
     def _level_thresholds(cls, value: str) -> str:
@@ -257,6 +315,11 @@ class Settings(BaseSettings):
     @property
     def cache_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+
+def split_list(text: str) -> list[str]:
+    """`a, b,,c` -> ["a", "b", "c"]: a comma-separated setting's entries."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
@@ -307,6 +370,10 @@ _ENV_NAMES = {
     "schedule_interval_s": "SCHEDULE_INTERVAL_SECONDS",
     "schedule_misfire_grace_s": "SCHEDULE_MISFIRE_GRACE_SECONDS",
     "events_heartbeat_s": "EVENTS_HEARTBEAT_SECONDS",
+    "gateway_wait_s": "GATEWAY_WAIT_SECONDS",
+    "gateway_ttl_s": "GATEWAY_TTL_SECONDS",
+    "gateway_connect_timeout_s": "GATEWAY_CONNECT_TIMEOUT_SECONDS",
+    "gateway_read_timeout_s": "GATEWAY_READ_TIMEOUT_SECONDS",
 }
 
 

@@ -37,7 +37,9 @@ async def create_schedule(*, resources: Resources, registry: Registry, body: Sch
     values["message"] = body.message or f"schedule {body.id}"
     values["catch_up"] = body.catch_up or "latest"
     values["enabled"] = True if body.enabled is None else body.enabled
-    task_service.check_kind(registry, values["kind"], values["payload"])
+    task_service.check_kind(
+        registry, values["kind"], values["payload"], settings=resources.settings
+    )
     values["next_run_at"] = _first_tick(values)
     async with task_repository.driver_connection(resources.engine) as conn:
         row = await repository.insert(conn=conn, values=values)
@@ -91,7 +93,9 @@ async def update_schedule(
             if current is None:
                 raise ScheduleNotFound(schedule_id)
             merged = merge(dict(current), body)
-            task_service.check_kind(registry, merged["kind"], merged["payload"])
+            task_service.check_kind(
+                registry, merged["kind"], merged["payload"], settings=resources.settings
+            )
             await repository.update(conn=conn, values=merged)
         return await repository.get(conn=conn, schedule_id=schedule_id)
 

@@ -59,7 +59,7 @@ async def run(
     started_s = time.monotonic()
     if context.registry.get(kind) is None:
         raise NoSuchKind(kind, context.registry.kinds())
-    await _check_backlog(context.resources, kind)
+    await check_backlog(context.resources, kind)
     options = dict(body) if envelope else {"payload": body}
     task = _task(kind, options)
     row, _ = await service.create_task(
@@ -83,7 +83,8 @@ def _task(kind: str, options: dict[str, Any]) -> TaskCreate:
         raise RequestValidationError(error.errors(include_url=False)) from None
 
 
-async def _check_backlog(resources: Resources, kind: str) -> None:
+async def check_backlog(resources: Resources, kind: str) -> None:
+    """Backlogged (503) while KIND_MAX_BACKLOG of this kind wait for a slot."""
     limit = resources.settings.kind_max_backlog.get(kind)
     if limit is None:
         return

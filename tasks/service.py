@@ -43,8 +43,8 @@ async def create_task(
 ) -> Accepted:
     """Check the kind and its payload, then store the task through the intake
     (committed, then rung); answers the stored row."""
-    check_kind(registry, body.kind, body.payload)
     settings = resources.settings
+    check_kind(registry, body.kind, body.payload, settings=settings)
     rule = kind_rule(settings, body.kind)
     return await intake.submit(
         NewTask(
@@ -66,12 +66,15 @@ async def create_task(
     )
 
 
-def check_kind(registry: Registry, kind: str, payload: dict[str, Any]) -> None:
-    """UnknownKind or InvalidPayload unless a handler of `kind` takes `payload`."""
+def check_kind(
+    registry: Registry, kind: str, payload: dict[str, Any], *, settings: Settings
+) -> None:
+    """UnknownKind or InvalidPayload unless a handler of `kind` takes `payload`;
+    its payload model's validators see the settings (the `http` kind's allowed hosts)."""
     handler = registry.get(kind)
     if handler is None:
         raise UnknownKind(kind, registry.kinds())
-    problem = handler.check_payload(payload)
+    problem = handler.check_payload(payload, {"settings": settings})
     if problem is not None:
         raise InvalidPayload(problem)
 

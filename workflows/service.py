@@ -60,7 +60,7 @@ def resolve(body: WorkflowCreate, resources: Resources, registry: Registry) -> l
     members = []
     for position, group in enumerate(_groups(body), start=1):
         for number, task in enumerate(group):
-            task_service.check_kind(registry, task.kind, task.payload)
+            task_service.check_kind(registry, task.kind, task.payload, settings=settings)
             rule = task_service.kind_rule(settings, task.kind)
             priority = next(
                 p for p in (task.priority, rule.priority, task_service.DEFAULT_PRIORITY)

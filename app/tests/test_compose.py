@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("migrate", "api", "worker")
+APP_SERVICES = ("migrate", "api", "worker", "gateway")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_services_run_the_expected_commands(services: dict[str, Any]) -> None:
     assert command_of(services["migrate"]) == ["taskline", "migrate"]
     assert command_of(services["api"])[:2] == ["taskline", "api"]
     assert command_of(services["worker"]) == ["python", "worker.py"]
+    assert command_of(services["gateway"]) == ["taskline", "gateway"]
 
 
 def test_app_services_share_the_image_built_from_the_dockerfile(
@@ -62,7 +63,7 @@ def _depends(service: dict[str, Any]) -> dict[str, str]:
 
 def test_start_order(services: dict[str, Any]) -> None:
     assert _depends(services["migrate"]).get("postgres") == "service_healthy"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "gateway"):
         depends = _depends(services[name])
         assert depends.get("migrate") == "service_completed_successfully", name
         assert depends.get("redis") == "service_healthy", name
@@ -88,6 +89,19 @@ def test_api_port_is_published_on_loopback_only(services: dict[str, Any]) -> Non
         assert "ports" not in services[name], name
 
 
+def test_gateway_port_is_published_on_loopback_only(services: dict[str, Any]) -> None:
+    gateway = services["gateway"]
+    assert [str(port) for port in gateway["ports"]] == ["127.0.0.1:8001:8001"]
+    assert gateway["environment"].get("GATEWAY_HOST") == "0.0.0.0"
+    assert gateway.get("profiles") == ["gateway"]  # not started until a target is set
+
+
+def test_the_workers_know_the_gateway_target(services: dict[str, Any]) -> None:
+    # The target's host is the one the http kind may always reach: workers need it.
+    for name in ("worker", "gateway"):
+        assert "GATEWAY_TARGET_BASE_URL" in services[name]["environment"], name
+
+
 def test_worker_gets_time_to_finish_its_tasks(services: dict[str, Any]) -> None:
     grace = str(services["worker"]["stop_grace_period"])
     assert grace.endswith("s") and float(grace[:-1]) > 30  # WORKER_SHUTDOWN_TIMEOUT default
@@ -107,7 +121,7 @@ def test_cli_accepts_the_subcommands_compose_uses() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    for subcommand in ("migrate", "api", "worker", "dev"):
+    for subcommand in ("migrate", "api", "worker", "dev", "gateway"):
         assert subcommand in done.stdout, done.stdout
     wrong = subprocess.run(
         [sys.executable, "-m", "taskline", "no-such-command"],
@@ -136,9 +150,9 @@ def _dockerfile_copies() -> list[str]:
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
     sources = _dockerfile_copies()
-    assert {"pyproject.toml", "app", "tasks", "taskline", "alembic", "worker.py", "main.py"} <= set(
-        sources
-    )
+    assert {
+        "pyproject.toml", "app", "tasks", "taskline", "gateway", "alembic", "worker.py", "main.py"
+    } <= set(sources)  # fmt: skip
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == []
 

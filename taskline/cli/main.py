@@ -10,7 +10,7 @@ from taskline.cli import commands, common, listing, serve, watch
 from taskline.client import ConfigError, Refused, TasklineError
 
 DESCRIPTION = """\
-Run Taskline (dev, api, worker, migrate) and work with its API from a shell.
+Run Taskline (dev, api, worker, gateway, migrate) and work with its API from a shell.
 
 The API commands talk to TASKLINE_URL (default http://127.0.0.1:8000, or
 --url), sending TASKLINE_API_KEY as a bearer token when it is set."""

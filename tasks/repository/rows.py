@@ -45,6 +45,7 @@ class Outcome:
 
     A failed attempt goes back to pending after `retry_in_s` while attempts
     remain (and no cancel was asked for); the database decides, in the UPDATE.
+    A negative `retry_in_s` fails the task now (the handler raised NoRetry).
     """
 
     task_id: uuid.UUID

@@ -7,17 +7,19 @@ import contextvars
 import json
 import logging
 import random
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.handlers import Handler, Registry, TaskContext
+from tasks.handlers import Handler, NoRetry, Registry, TaskContext
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
 
 log = logging.getLogger("taskline.worker")
 
 MAX_ERROR_CHARS = 4000
+NO_RETRY_S = -1.0  # an Outcome's retry_in_s that the database reads as "do not retry"
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,13 @@ class Policy:
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
         return random.uniform(ceiling / 2, ceiling)
 
-    def failed(self, task: ClaimedTask, error: str) -> Outcome:
+    def failed(self, task: ClaimedTask, error: str, *, retry: bool = True) -> Outcome:
         return Outcome(
             task.id,
             task.attempt,
             TaskStatus.FAILED,
             error=error[:MAX_ERROR_CHARS],
-            retry_in_s=self.retry_in_s(task.attempt),
+            retry_in_s=self.retry_in_s(task.attempt) if retry else NO_RETRY_S,
             kind=task.kind,
             queue=task.bell.queue,
         )
@@ -78,16 +80,20 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
     )  # fmt: skip
 
 
-def _context(task: ClaimedTask) -> TaskContext:
+def _context(task: ClaimedTask, services: Mapping[str, Any]) -> TaskContext:
     inputs = task.inputs or {}
     return TaskContext(
         task.id, task.kind, task.message, task.payload, task.attempt, task.workflow_id,
-        inputs.get("parent_result"), inputs.get("group_results"),
+        inputs.get("parent_result"), inputs.get("group_results"), task.max_attempts, services,
     )  # fmt: skip
 
 
 async def execute(
-    task: ClaimedTask, registry: Registry, executor: Executor, policy: Policy
+    task: ClaimedTask,
+    registry: Registry,
+    executor: Executor,
+    policy: Policy,
+    services: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Never raises but for cancellation: every other ending becomes an Outcome.
 
@@ -98,7 +104,7 @@ async def execute(
     handler = registry.get(task.kind)
     if handler is None:
         return policy.failed(task, f"no handler for kind {task.kind!r}")
-    context = _context(task)
+    context = _context(task, services or {})
     timeout_s = task.timeout_seconds or policy.default_timeout_s
     deadline = asyncio.timeout(timeout_s)
     try:
@@ -109,6 +115,9 @@ async def execute(
             return policy.failed(task, _error_text(error))
         log.info("timed out after %ss", timeout_s)
         return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
+    except NoRetry as error:
+        log.info("task %s (%s) failed for good: %s", task.id, task.kind, _error_text(error))
+        return policy.failed(task, _error_text(error), retry=False)
     except Exception as error:
         log.info("failed: %s", _error_text(error))
         return policy.failed(task, _error_text(error))

@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -76,6 +77,7 @@ class Worker:
         self.stop_requested = asyncio.Event()
         self.exit_now = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
+        self.services: dict[str, Any] = {}
 
     # Lifecycle -------------------------------------------------------------
 
@@ -102,7 +104,12 @@ class Worker:
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
         try:
-            await self._serve()
+            # Services outlive the handlers: closed once the shutdown is over.
+            async with AsyncExitStack() as services:
+                for name, open_service in self.extensions.services.items():
+                    opened = open_service(self.resources)
+                    self.services[name] = await services.enter_async_context(opened)
+                await self._serve()
         finally:
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
@@ -218,7 +225,7 @@ class Worker:
     async def _run_task(self, task: ClaimedTask) -> None:
         bind_task(task)  # this runner's log lines, and its handler's, carry the task
         try:
-            outcome = await execute(task, self.registry, self.executor, self.policy)
+            outcome = await execute(task, self.registry, self.executor, self.policy, self.services)
         except asyncio.CancelledError:
             if task.id in self._lease_lost:
                 log.warning("lease lost: handler stopped, another worker may own the task now")
