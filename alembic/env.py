@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import context
 from app.config import load_settings
 from app.db import Base
-from tasks import models  # noqa: F401  (registers the tables on Base.metadata)
+from auth import models as auth_models  # noqa: F401  (registers the tables on Base.metadata)
+from tasks import models  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
