@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, Security, status
 
+from auth.caller import Scope
+from auth.dependencies import CallerDep, require
+from auth.router import AUTH_RESPONSES
 from tasks import service
 from tasks.dependencies import (
     ClientDep,
@@ -27,8 +30,15 @@ from tasks.schemas import (
     TaskPatch,
 )
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
-queues_router = APIRouter(prefix="/queues", tags=["queues"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
+queues_router = APIRouter(
+    prefix="/queues",
+    tags=["queues"],
+    dependencies=[Security(require, scopes=[Scope.QUEUES_READ])],
+    responses=AUTH_RESPONSES,
+)
+WRITE = [Security(require, scopes=[Scope.TASKS_WRITE])]
+READ = [Security(require, scopes=[Scope.TASKS_READ])]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
@@ -49,10 +59,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         503: {"model": ErrorOut, "description": "A store is down, or QUEUE_MAX_PENDING reached."},
     },
     summary="Create a task",
+    dependencies=WRITE,
 )
 async def create_task(
     body: TaskCreate,
     response: Response,
+    caller: CallerDep,
     intake: IntakeDep,
     resources: ResourcesDep,
     registry: RegistryDep,
@@ -62,9 +74,10 @@ async def create_task(
     ] = None,
 ) -> TaskOut:
     """Store the task (committed in PostgreSQL), then ring the doorbell for a worker.
-    With an `Idempotency-Key`, the same key and body within 24 h return the first task."""
+    With an `Idempotency-Key`, the same key and body within 24 h return the first task.
+    The task belongs to the key's owner; only an admin key may name another `owner`."""
     row, created = await service.create_task(
-        intake=intake, resources=resources, registry=registry, body=body,
+        intake=intake, resources=resources, registry=registry, body=body, caller=caller,
         idempotency_key=idempotency_key, client=client,
     )  # fmt: skip
     if not created:
@@ -73,18 +86,23 @@ async def create_task(
     return TaskOut.model_validate(dict(row))
 
 
-@router.get("", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks")
+@router.get(
+    "", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks", dependencies=READ
+)
 async def list_tasks(
     session: SessionDep,
+    caller: CallerDep,
     status: TaskStatus | None = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> TaskPage:
-    """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next."""
+    """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next.
+    A key sees its owner's tasks only; an admin key sees every task."""
     items, next_cursor = await service.list_tasks(
-        session=session, status=status, kind=kind, cursor=cursor, limit=limit
-    )
+        session=session, status=status, kind=kind, cursor=cursor, limit=limit,
+        owner=caller.tenant,
+    )  # fmt: skip
     return TaskPage(items=[TaskOut.model_validate(item) for item in items], next_cursor=next_cursor)
 
 
@@ -93,6 +111,7 @@ async def list_tasks(
     response_model=TaskOut,
     responses={**_NOT_FOUND, **_UNAVAILABLE},
     summary="Get a task",
+    dependencies=READ,
 )
 async def get_task(task: TaskDep) -> Task:
     return task
@@ -108,14 +127,22 @@ async def get_task(task: TaskDep) -> Task:
         **_UNAVAILABLE,
     },
     summary="Cancel a task",
+    dependencies=WRITE,
 )
 async def patch_task(
-    body: TaskPatch, task: TaskDep, session: SessionDep, resources: ResourcesDep, response: Response
+    body: TaskPatch,
+    task: TaskDep,
+    caller: CallerDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    response: Response,
 ) -> Task:
     """Only `{"status": "canceled"}` is accepted. A pending task is canceled (200); a
     running one is asked to stop (202, `cancel_requested: true`) and ends `canceled`
     once its worker has canceled the handler. Canceling twice is not an error."""
-    updated, under_way = await service.cancel_task(session=session, resources=resources, task=task)
+    updated, under_way = await service.cancel_task(
+        session=session, resources=resources, task=task, owner=caller.tenant
+    )
     if under_way:
         response.status_code = status.HTTP_202_ACCEPTED
     return updated
@@ -130,15 +157,21 @@ async def patch_task(
         **_UNAVAILABLE,
     },
     summary="Retry a failed or canceled task",
+    dependencies=WRITE,
 )
-async def retry_task(task: TaskDep, session: SessionDep, resources: ResourcesDep) -> Task:
+async def retry_task(
+    task: TaskDep, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+) -> Task:
     """Dead-letter re-drive: the task is pending again with a fresh attempt budget;
     its earlier errors stay in `errors`."""
-    return await service.retry_task(session=session, resources=resources, task=task)
+    return await service.retry_task(
+        session=session, resources=resources, task=task, owner=caller.tenant
+    )
 
 
 @queues_router.get("", response_model=QueuesOut, responses=_UNAVAILABLE, summary="List queues")
-async def list_queues(resources: ResourcesDep) -> QueuesOut:
+async def list_queues(resources: ResourcesDep, caller: CallerDep) -> QueuesOut:
     """Each queue with its pending (ready + scheduled) and processing tasks per
-    priority, and how long its oldest ready task has waited."""
-    return QueuesOut(queues=await service.queue_overview(resources=resources))
+    priority, and how long its oldest ready task has waited. An admin key sees every
+    tenant's tasks; any other key with `queues:read` its owner's only."""
+    return QueuesOut(queues=await service.queue_overview(resources=resources, owner=caller.tenant))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import KindRule, Settings
 from app.ids import uuid7
 from app.lifespan import Resources
+from auth.caller import Caller
 from tasks import repository
 from tasks.doorbell import Doorbell
 from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
@@ -30,11 +31,14 @@ async def create_task(
     resources: Resources,
     registry: Registry,
     body: TaskCreate,
+    caller: Caller,
     idempotency_key: str | None = None,
     client: str | None = None,
 ) -> Accepted:
-    """Check the kind and its payload, then store the task through the intake
-    (committed, then rung); answers the stored row."""
+    """Check the owner, the kind and its payload, then store the task through the
+    intake (committed, then rung); answers the stored row. The task belongs to the
+    caller's owner; naming another owner is refused (403) unless the key is admin."""
+    owner = caller.owner_for(body.owner)
     handler = registry.get(body.kind)
     if handler is None:
         raise UnknownKind(body.kind, registry.kinds())
@@ -57,7 +61,7 @@ async def create_task(
             request_hash=body.fingerprint() if idempotency_key else None,
             queue=body.queue or rule.queue or DEFAULT_QUEUE,
             priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
-            owner=body.owner,
+            owner=owner,
             client=client,
         )
     )
@@ -81,22 +85,23 @@ def _first_set(*values: int | None) -> int:
 
 
 async def cancel_task(
-    *, session: AsyncSession, resources: Resources, task: Task
+    *, session: AsyncSession, resources: Resources, task: Task, owner: str | None
 ) -> tuple[Task, bool]:
     """Cancel a task; the flag says whether the cancel is still under way.
 
     Pending: canceled at once, by one conditional UPDATE, so it cannot race a
     claim. Processing: flagged, and its worker is told to cancel the handler.
+    `owner`: the caller's tenant (None: any), as for every statement of a request.
     """
     for _ in range(3):  # a task may move between pending and processing meanwhile
-        canceled = await repository.cancel_pending(session=session, task_id=task.id)
+        canceled = await repository.cancel_pending(session=session, task_id=task.id, owner=owner)
         if canceled is not None:
             return canceled, False
-        flagged = await repository.request_cancel(session=session, task_id=task.id)
+        flagged = await repository.request_cancel(session=session, task_id=task.id, owner=owner)
         if flagged is not None:
             await _announce_cancel(resources, task.id)
             return flagged, True
-        current = await repository.get_task(session=session, task_id=task.id)
+        current = await repository.get_task(session=session, task_id=task.id, owner=owner)
         if current is None or current.status != TaskStatus.PENDING:
             break
     if current is not None and current.status == TaskStatus.CANCELED:
@@ -112,11 +117,13 @@ async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
         log.warning("could not announce the cancel of %s: %s", task_id, error)
 
 
-async def retry_task(*, session: AsyncSession, resources: Resources, task: Task) -> Task:
+async def retry_task(
+    *, session: AsyncSession, resources: Resources, task: Task, owner: str | None
+) -> Task:
     """Re-drive a failed or canceled task: pending again, with a fresh attempt budget."""
-    requeued = await repository.requeue_finished(session=session, task_id=task.id)
+    requeued = await repository.requeue_finished(session=session, task_id=task.id, owner=owner)
     if requeued is None:
-        current = await repository.get_task(session=session, task_id=task.id)
+        current = await repository.get_task(session=session, task_id=task.id, owner=owner)
         status = current.status if current is not None else task.status
         raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
     try:
@@ -133,25 +140,31 @@ async def list_tasks(
     kind: str | None,
     cursor: str | None,
     limit: int,
+    owner: str | None,
 ) -> tuple[Sequence[Task], str | None]:
     try:
         before_id = uuid.UUID(cursor) if cursor else None
     except ValueError:
         raise InvalidCursor() from None
     items = await repository.list_tasks(
-        session=session, status=status, kind=kind, before_id=before_id, limit=limit + 1
-    )
+        session=session, status=status, kind=kind, before_id=before_id, limit=limit + 1,
+        owner=owner,
+    )  # fmt: skip
     if len(items) > limit:
         return items[:limit], str(items[limit - 1].id)
     return items, None
 
 
-async def queue_overview(*, resources: Resources) -> list[QueueOut]:
+async def queue_overview(*, resources: Resources, owner: str | None) -> list[QueueOut]:
     """Active tasks per queue and priority (PostgreSQL), and every queue that has
-    had tasks (Redis), so an idle queue still shows."""
+    had tasks (Redis), so an idle queue still shows. For one tenant (`owner`): its
+    own active tasks, and only the queues that hold them (and `default`)."""
     async with repository.driver_connection(resources.engine) as conn:
-        rows = await repository.queue_counts(conn=conn)
-    names = await Doorbell(resources).known_queues()
+        if owner is not None:
+            rows = await repository.owner_queue_counts(conn=conn, owner=owner)
+        else:
+            rows = await repository.queue_counts(conn=conn)
+    names = await Doorbell(resources).known_queues() if owner is None else set()
     by_queue: dict[str, list[Any]] = {name: [] for name in sorted(names | {DEFAULT_QUEUE})}
     for row in rows:
         by_queue.setdefault(row["queue"], []).append(row)
