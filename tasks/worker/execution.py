@@ -89,6 +89,8 @@ async def execute(
         log.info("task %s (%s) timed out after %ss", task.id, task.kind, timeout_s)
         return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
     except Exception as error:
-        log.info("task %s (%s) failed: %s", task.id, task.kind, _error_text(error))
+        # The error's type only: its text may quote the payload (a validation error
+        # does); it is kept on the task, for its owner to read.
+        log.info("task %s (%s) failed: %s", task.id, task.kind, type(error).__name__)
         return policy.failed(task, _error_text(error))
     return encode_result(task, result, policy)
