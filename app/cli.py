@@ -1,4 +1,5 @@
-"""The `taskline` command: dev, api, worker, migrate."""
+"""The `taskline` command: dev, api, worker, migrate, and the commands features
+register (keys)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,18 @@ def main(argv: list[str] | None = None) -> None:
     api.add_argument("--workers", type=int, default=1, help="API processes")
     commands.add_parser("worker", help="run one worker")
     commands.add_parser("migrate", help="apply database migrations (waits for the database)")
+    from auth.cli import register as register_keys  # a feature's commands, imported late
+
+    register_keys(commands)
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):  # a registered command: a function of the arguments
+        sys.exit(args.run(args))
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    if args.command in ("dev", "api") and settings.unauthenticated_exposure():
+        print(f"taskline: {settings.unauthenticated_exposure()}", file=sys.stderr)
+        sys.exit(2)
     if args.command == "dev":
         from app.supervisor import run_dev
 
