@@ -1,9 +1,11 @@
 """The one dependency every router uses to let a request in: `require`.
 
     from fastapi import Security
-    from auth.dependencies import CallerDep, require
+    from auth.dependencies import AUTH_RESPONSES, CallerDep, require
 
-    @router.get("/things", dependencies=[Security(require, scopes=["tasks:read"])])
+    router = APIRouter(prefix="/things", responses=AUTH_RESPONSES)  # documents 401 and 403
+
+    @router.get("", dependencies=[Security(require, scopes=["tasks:read"])])
     async def list_things(caller: CallerDep) -> ...:
         ...  # hand caller.tenant to the repository: None means every owner (admin)
 
@@ -14,7 +16,7 @@ times `require` appears; each appearance checks its own scopes.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import (
@@ -23,6 +25,7 @@ from fastapi.security import (
     HTTPBearer,
     SecurityScopes,
 )
+from pydantic import BaseModel
 
 from auth import service
 from auth.caller import ANONYMOUS_ADMIN, Caller, Scope
@@ -68,6 +71,25 @@ async def _resolve(request: Request, bearer: HTTPAuthorizationCredentials | None
 
 
 CallerDep = Annotated[Caller, Security(require)]
+
+
+class AuthErrorOut(BaseModel):
+    detail: str
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": AuthErrorOut,
+        "description": "No API key, or one that is unknown, expired or revoked"
+        " (`WWW-Authenticate: Bearer`).",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    403: {
+        "model": AuthErrorOut,
+        "description": "The key lacks a scope this operation needs (its security"
+        " requirement lists it); `detail` names it.",
+    },
+}
 
 METRICS_CALLER = Caller(key_id=None, owner=None, scopes=frozenset({"metrics"}))
 

@@ -3,36 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Security, status
-from pydantic import BaseModel
 
 from app.lifespan import Resources
 from auth import service
 from auth.caller import Scope
-from auth.dependencies import require
+from auth.dependencies import AUTH_RESPONSES, AuthErrorOut, require
 from auth.schemas import OWNER_PATTERN, KeyCreate, KeyCreated, KeyList, KeyOut
 from auth.tokens import KEY_ID_PATTERN
-
-
-class AuthErrorOut(BaseModel):
-    detail: str
-
-
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {
-        "model": AuthErrorOut,
-        "description": "No API key, or one that is unknown, expired or revoked"
-        " (`WWW-Authenticate: Bearer`).",
-        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-    },
-    403: {
-        "model": AuthErrorOut,
-        "description": "The key lacks a scope this operation needs (its security"
-        " requirement lists it); `detail` names it.",
-    },
-}
 
 router = APIRouter(
     prefix="/keys",

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response, Security, status
 
 from auth.caller import Scope
-from auth.dependencies import CallerDep, require
-from auth.router import AUTH_RESPONSES
+from auth.dependencies import AUTH_RESPONSES, CallerDep, require
 from tasks import service
 from tasks.dependencies import (
     ClientDep,
