@@ -140,7 +140,8 @@ def run_ls(args: argparse.Namespace) -> int:
         lines = [columns] + [tuple(_cell(name, key[name]) for name in columns) for key in shown]
         widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
         for line in lines:
-            print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+            cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+            print("  ".join(cells).rstrip())
         return OK
 
     return _run(ls)

@@ -34,8 +34,8 @@ class MissingScope(AuthError):
     status_code = 403
 
     def __init__(self, scope: str) -> None:
-        super().__init__(f"this API key lacks the scope {scope!r}")
-        self.scope = scope
+        self.scope = str(scope)  # a Scope prints as its value
+        super().__init__(f"this API key lacks the scope {self.scope!r}")
 
 
 class OwnerNotAllowed(AuthError):

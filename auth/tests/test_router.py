@@ -50,7 +50,8 @@ async def test_key_management_needs_an_admin_key(
     almost = bearer(await keys.token("a", "tasks:write", "tasks:read", "queues:read", "consume"))
     before = await db.fetchval("SELECT count(*) FROM api_keys")
     made = await client.post("/keys", json={"owner": "a", "scopes": ["admin"]}, headers=almost)
-    assert made.status_code == 403 and "admin" in made.json()["detail"]
+    assert made.status_code == 403
+    assert made.json()["detail"] == "this API key lacks the scope 'admin'"
     assert (await client.get("/keys", headers=almost)).status_code == 403
     assert (await client.delete("/keys/0123456789abcdef", headers=almost)).status_code == 403
     assert (await client.get("/keys")).status_code == 401
