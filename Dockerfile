@@ -7,9 +7,17 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY auth ./auth
 COPY tasks ./tasks
+COPY schedules ./schedules
+COPY workflows ./workflows
+COPY taskline ./taskline
+COPY topics ./topics
 COPY alembic ./alembic
 COPY alembic.ini main.py worker.py ./
 RUN pip install . && useradd --system --no-create-home taskline
+# Your handler modules (handlers/, named in TASKLINE_HANDLERS as handlers.media).
+# To run other ones without a rebuild, mount a folder over /app/handlers.
+COPY handlers ./handlers
+ENV PYTHONPATH=/app
 
 USER taskline
 EXPOSE 8000

@@ -12,56 +12,91 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, load_settings
+from app.docs import install_docs
+from app.error_bodies import error_json
 from app.headers import SecurityHeaders
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
+from app.shutdown import on_exit_signal
 from auth.exceptions import AuthError
 from auth.lifespan import keyring_lifespan
 from auth.router import router as keys_router
+from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
+from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
-from tasks.router import queues_router
+from tasks.router import events_router, queues_router
 from tasks.router import router as tasks_router
+from tasks.run_router import run_router
+from tasks.waiters import Waiters
+from topics.dependencies import close_consumers, open_consumers
+from topics.messages_router import router as messages_router
+from topics.router import queues_router as queue_resources_router
+from topics.router import topics_router
+from workflows.router import router as workflows_router
 
 DESCRIPTION = """
 Taskline runs your Python functions as tasks. Create a task with `POST /tasks`;
 it is committed in PostgreSQL, its id rings a doorbell on Redis, and a worker
 claims it, runs its handler and records the result here.
+
+Topics and queues carry messages to consumers in any language: publish to a
+topic, lease from a queue over HTTP, then ack or nack with the receipt handle.
 """
 
 
 async def task_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TaskError)
-    headers = {}
+    headers = dict(error.headers)
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+    return error_json(error.status_code, error.detail, headers=headers, extra=error.extra)
 
 
 async def auth_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AuthError)
-    return JSONResponse(
-        {"detail": error.detail}, status_code=error.status_code, headers=error.headers
-    )
+    return error_json(error.status_code, error.detail, headers=error.headers)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with resources_lifespan(app), keyring_lifespan(app):
-        intake = Intake(app.state.resources)
-        app.state.intake = intake
+        resources = app.state.resources
+        intake = Intake(resources)
+        waiters = Waiters(resources)
+        feed = EventFeed(resources, waiters)
+        app.state.intake, app.state.waiters, app.state.feed = intake, waiters, feed
+        app.state.consumers = open_consumers(resources)
         intake.start()
+        waiters.start()
+        feed.start()
+
+        def shutting_down() -> None:  # long requests end now, not at their deadlines
+            feed.shutting_down()
+            waiters.shutting_down()
+
         try:
-            yield
+            with on_exit_signal(shutting_down):
+                yield
         finally:
+            await feed.close()
+            await waiters.close()
             await intake.close()
+            await close_consumers(app.state.consumers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    app = FastAPI(title="Taskline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Taskline",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served with local assets by install_docs
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
     app.add_middleware(BodySizeLimit)
@@ -77,10 +112,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(TaskError, task_error)
     app.add_exception_handler(AuthError, auth_error)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
     app.include_router(keys_router)
+    app.include_router(schedules_router)
+    app.include_router(workflows_router)
+    app.include_router(topics_router)
+    app.include_router(queue_resources_router)
+    app.include_router(messages_router)
+    app.include_router(events_router)
+    app.include_router(run_router(app.state.registry))
     return app
 
 
@@ -90,7 +133,7 @@ def _app_from_environment() -> FastAPI:
     if problem is not None:
         print(f"taskline: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 

@@ -1,1 +1,1 @@
-"""Shared plumbing: settings, database, Redis, lifespan, embedded dev stack, CLI."""
+"""Shared plumbing: settings, database, Redis, lifespan, the embedded dev stack."""

@@ -94,7 +94,31 @@ class Settings(BaseSettings):
     )
     fairness_levels: str = "1,6,16,26,36"
     fairness_weights: dict[str, float] = Field(default_factory=dict)
+    # Schedules and workflows (README "Schedules", "Workflows").
+    schedule_interval_s: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("SCHEDULE_INTERVAL_SECONDS")
+    )
+    schedule_misfire_grace_s: float = Field(
+        10.0, ge=0, le=86400, validation_alias=_env("SCHEDULE_MISFIRE_GRACE_SECONDS")
+    )
+    schedule_catch_up_max: int = Field(100, ge=1, le=10_000)
+    workflow_max_steps: int = Field(100, ge=1, le=10_000)
+    workflow_max_group: int = Field(1000, ge=1, le=10_000)
+
     taskline_handlers: str = ""
+
+    # Topics and HTTP consumers (README "Topics and HTTP consumers").
+    # Unset: a key is made once and kept in PostgreSQL, shared by every API process.
+    receipt_handle_secret: SecretStr | None = None
+    long_poll_max_waiters: int = Field(100, ge=1, le=10_000)
+    # Results, waiting and the event stream (README "Wait for results").
+    result_max_bytes: int = Field(1024 * 1024, ge=1, le=256 * 1024 * 1024)
+    event_stream_max_entries: int = Field(10_000, ge=100, le=10_000_000)
+    events_subscriber_queue: int = Field(1000, ge=1, le=100_000)
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, le=3600, validation_alias=_env("EVENTS_HEARTBEAT_SECONDS")
+    )
+    kind_max_backlog: dict[str, int] = Field(default_factory=dict)
 
     # Access control (README "Access control"). `auth` comes before the fields
     # whose checks depend on it: pydantic validates in this order.
@@ -104,7 +128,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     cors_origins: str = Field("", max_length=4000)
 
+    # Logs (README "Logs").
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -122,6 +149,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -150,6 +182,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} is not a module path")
         return value
 
+    @field_validator("receipt_handle_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("receipt_handle_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
     @field_validator("rate_limit")
     @classmethod
     def _rate_limit_form(cls, value: str) -> str:
@@ -173,6 +217,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"limit of {kind!r} must be 1..100000")
         return value
 
+    @field_validator("kind_max_backlog")
+    @classmethod
+    def _backlog_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, limit in value.items():
+            if not 0 <= limit <= 10_000_000:
+                raise ValueError(f"backlog of {kind!r} must be 0..10000000")
+        return value
+
     @field_validator("fairness_levels")
     @classmethod
     def _level_thresholds(cls, value: str) -> str:
@@ -194,7 +246,7 @@ class Settings(BaseSettings):
 
     @field_validator("auth_pepper", "metrics_token")
     @classmethod
-    def _long_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    def _auth_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             value = None
         if value is None and info.field_name == "auth_pepper" and info.data.get("auth") == "keys":
@@ -318,6 +370,9 @@ _ENV_NAMES = {
     "fault_skip_push": "TASKLINE_FAULT_SKIP_PUSH",
     "priority_aging_s": "PRIORITY_AGING_SECONDS",
     "fairness_window_s": "FAIRNESS_WINDOW_SECONDS",
+    "schedule_interval_s": "SCHEDULE_INTERVAL_SECONDS",
+    "schedule_misfire_grace_s": "SCHEDULE_MISFIRE_GRACE_SECONDS",
+    "events_heartbeat_s": "EVENTS_HEARTBEAT_SECONDS",
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -28,6 +28,21 @@ def create_redis(settings: Settings, *, max_connections: int = 50) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+
+
+def create_reader_redis(settings: Settings, *, read_timeout_s: float) -> Redis:
+    """A client for one long blocking reader: a single connection that is never
+    retried behind the reader's back, so a lost connection (a Redis restart) is
+    seen by the reader, which then knows it may have missed something. Its read
+    timeout must be longer than the reader's blocking reads."""
+    return Redis.from_url(
+        settings.cache_url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=read_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,11 @@ class Keys:
         """Where the reconcile's walk over the pending tasks stopped; losing it
         only starts the walk over."""
         return f"{self.namespace}:reconcile:cursor"
+
+    @property
+    def events(self) -> str:
+        """Stream of task events (state changes), one entry per batch, capped."""
+        return f"{self.namespace}:events"
 
     @property
     def cancel_channel(self) -> str:

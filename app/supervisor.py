@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from types import FrameType
 
 from app.config import Settings
 from app.embedded import EmbeddedPostgres, EmbeddedValkey, die_with_parent
+from app.instance import AlreadyRunning, single_instance
 from app.migrate import upgrade
 
 log = logging.getLogger("taskline.dev")
@@ -56,7 +57,21 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def run_dev(settings: Settings) -> int:
+def run_dev(settings: Settings, commands: Mapping[str, list[str]]) -> int:
+    """Refuse at once, in one line, when another instance holds the data folder
+    or the ports; otherwise start the stores, migrate, then run `commands` (name
+    -> argv: the API and the worker, as the `taskline` command starts them) until
+    Ctrl-C or one of them exits."""
+    with ExitStack() as instance:
+        try:
+            instance.enter_context(single_instance(settings))
+        except AlreadyRunning as error:
+            print(f"taskline: {error}", file=sys.stderr)
+            return 1
+        return _run(settings, commands)
+
+
+def _run(settings: Settings, commands: Mapping[str, list[str]]) -> int:
     stop = threading.Event()
     children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -71,8 +86,8 @@ def run_dev(settings: Settings) -> int:
     try:
         with embedded_stores(settings) as env:
             upgrade(env.get("DATABASE_URL", settings.db_url))
-            children["api"] = _spawn([sys.executable, "-m", "app.cli", "api"], env)
-            children["worker"] = _spawn([sys.executable, "-m", "app.cli", "worker"], env)
+            for name, argv in commands.items():
+                children[name] = _spawn(argv, env)
             log.info("Taskline is up: http://%s:%d (docs at /docs). Ctrl-C stops everything.",
                      settings.api_host, settings.api_port)  # fmt: skip
             code = _watch(children, stop)

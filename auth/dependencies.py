@@ -1,11 +1,12 @@
 """The one dependency every router uses to let a request in: `require`.
 
     from fastapi import Security
-    from auth.dependencies import AUTH_RESPONSES, CallerDep, require
+    from auth.caller import Scope
+    from auth.dependencies import AUTH_RESPONSES, CallerDep, needs
 
     router = APIRouter(prefix="/things", responses=AUTH_RESPONSES)  # documents 401 and 403
 
-    @router.get("", dependencies=[Security(require, scopes=["tasks:read"])])
+    @router.get("", dependencies=needs(Scope.TASKS_READ))  # or [Security(require, scopes=[...])]
     async def list_things(caller: CallerDep) -> ...:
         ...  # hand caller.tenant to the repository: None means every owner (admin)
 
@@ -25,8 +26,8 @@ from fastapi.security import (
     HTTPBearer,
     SecurityScopes,
 )
-from pydantic import BaseModel
 
+from app.error_bodies import error_responses
 from auth import service
 from auth.caller import ANONYMOUS_ADMIN, Caller, Scope
 from auth.keyring import KeyRing
@@ -73,23 +74,27 @@ async def _resolve(request: Request, bearer: HTTPAuthorizationCredentials | None
 CallerDep = Annotated[Caller, Security(require)]
 
 
-class AuthErrorOut(BaseModel):
-    detail: str
+def _auth_responses() -> dict[int | str, dict[str, Any]]:
+    responses = error_responses(
+        (401, "No API key, or one that is unknown, expired or revoked (`WWW-Authenticate`)."),
+        (
+            403,
+            "The key lacks a scope this operation needs (its security requirement"
+            " lists it), or names an owner not its own; `detail` says which.",
+        ),
+    )
+    responses[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return responses
 
 
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {
-        "model": AuthErrorOut,
-        "description": "No API key, or one that is unknown, expired or revoked"
-        " (`WWW-Authenticate: Bearer`).",
-        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-    },
-    403: {
-        "model": AuthErrorOut,
-        "description": "The key lacks a scope this operation needs (its security"
-        " requirement lists it); `detail` names it.",
-    },
-}
+AUTH_RESPONSES = _auth_responses()
+
+
+def needs(*scopes: Scope) -> list[Any]:
+    """`dependencies=needs(Scope.TASKS_READ)`: the route lets in callers holding
+    every scope named (an admin key holds them all)."""
+    return [Security(require, scopes=[str(scope) for scope in scopes])]
+
 
 METRICS_CALLER = Caller(key_id=None, owner=None, scopes=frozenset({"metrics"}))
 

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Security, status
 
+from app.error_bodies import error_responses
 from app.lifespan import Resources
 from auth import service
 from auth.caller import Scope
-from auth.dependencies import AUTH_RESPONSES, AuthErrorOut, require
+from auth.dependencies import AUTH_RESPONSES, require
 from auth.schemas import OWNER_PATTERN, KeyCreate, KeyCreated, KeyList, KeyOut
 from auth.tokens import KEY_ID_PATTERN
 
@@ -31,7 +32,7 @@ def _resources(request: Request) -> Resources:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=KeyCreated,
-    responses={409: {"model": AuthErrorOut, "description": "AUTH_PEPPER is not set."}},
+    responses=error_responses((409, "AUTH_PEPPER is not set."), 422, 503),
     summary="Create an API key",
 )
 async def create_key(body: KeyCreate, request: Request) -> KeyCreated:
@@ -60,7 +61,7 @@ async def list_keys(
 @router.delete(
     "/{key_id}",
     response_model=KeyOut,
-    responses={404: {"model": AuthErrorOut, "description": "No such key."}},
+    responses=error_responses((404, "No such key."), 422, 503),
     summary="Revoke an API key",
 )
 async def revoke_key(

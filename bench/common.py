@@ -93,7 +93,7 @@ def start_worker(found: Stack, **env: str) -> subprocess.Popen[bytes]:
 
 def start_api(found: Stack, port: int, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "api"],
+        [sys.executable, "-m", "taskline", "api"],
         cwd=ROOT,
         env=found.env(API_PORT=str(port), **env),
     )

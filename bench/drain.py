@@ -1,8 +1,9 @@
 """How fast does one worker (concurrency 10) drain no-op tasks?
 
-Inserts N pending `echo` tasks and rings their doorbells, then starts one
-`python worker.py` and measures from its first claim to its last recorded
-outcome, as PostgreSQL saw them (every state change committed).
+Starts one `python worker.py`, inserts N pending `echo` tasks and rings their
+doorbells, and measures from the first claim to the last recorded outcome, as
+PostgreSQL saw them (every state change committed), and the CPU time the
+worker spent on them.
 
     .venv/bin/python bench/drain.py [--tasks 20000] [--concurrency 10]
 """
@@ -14,11 +15,14 @@ import asyncio
 import time
 
 import asyncpg
+import psutil
 from common import Stack, stack, start_worker
 from redis.asyncio import Redis
 
 from app.ids import uuid7
 from app.redis import Keys
+
+STARTUP_S = 3.0
 
 
 async def enqueue(found: Stack, count: int) -> None:
@@ -40,6 +44,18 @@ async def enqueue(found: Stack, count: int) -> None:
             await redis.zadd(
                 ready, {str(i): n for n, i in enumerate(ids[start : start + 5000], start)}
             )
+    finally:
+        await redis.aclose()
+
+
+async def event_entries(found: Stack) -> int:
+    """How many entries the event stream was given (a round trip each)."""
+    redis = Redis.from_url(found.redis_url)
+    try:
+        info = await redis.xinfo_stream(Keys(found.namespace).events)
+        return int(info.get("entries-added", info.get(b"entries-added", 0)))
+    except Exception:  # no stream: a version that publishes no events
+        return 0
     finally:
         await redis.aclose()
 
@@ -68,16 +84,27 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
     with stack() as found:
-        asyncio.run(enqueue(found, args.tasks))
         worker = start_worker(found, WORKER_QUEUE_MAXSIZE=str(args.concurrency))
         try:
+            # The worker's CPU for the drain alone (not its start-up) is steadier
+            # than the rate on a machine shared with other work.
+            time.sleep(STARTUP_S)
+            before = psutil.Process(worker.pid).cpu_times()
+            asyncio.run(enqueue(found, args.tasks))
             span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
+            after = psutil.Process(worker.pid).cpu_times()
+            cpu_s = after.user + after.system - before.user - before.system
+            entries = asyncio.run(event_entries(found))
         finally:
             worker.terminate()
             worker.wait(60)
     rate = completed / span_s if span_s else 0.0
-    print(f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
-          f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency})")  # fmt: skip
+    cpu_ms = cpu_s * 1000 / max(completed, 1)
+    print(
+        f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
+        f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
+        f"worker CPU {cpu_ms:.3f} ms per task; {entries} event entries"
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from app.lifespan import Resources
 from auth.dependencies import CallerDep
 from tasks import limits, repository
 from tasks.exceptions import TaskNotFound
+from tasks.feed import EventFeed
 from tasks.handlers import Registry
 from tasks.intake import Intake
 from tasks.models import Task
+from tasks.waiters import Waiters
 
 # Every dependency is `async def`: a plain `def` would be run in a thread pool.
 
@@ -58,6 +60,22 @@ async def get_intake(request: Request) -> Intake:
 
 
 IntakeDep = Annotated[Intake, Depends(get_intake)]
+
+
+async def get_waiters(request: Request) -> Waiters:
+    waiters: Waiters = request.app.state.waiters
+    return waiters
+
+
+WaitersDep = Annotated[Waiters, Depends(get_waiters)]
+
+
+async def get_feed(request: Request) -> EventFeed:
+    feed: EventFeed = request.app.state.feed
+    return feed
+
+
+FeedDep = Annotated[EventFeed, Depends(get_feed)]
 
 
 async def get_client(request: Request, caller: CallerDep) -> str:

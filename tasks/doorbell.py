@@ -61,33 +61,51 @@ class Doorbell:
 
     async def ring(self, bells: Iterable[Bell]) -> None:
         """Make tasks ready now, in their queue, at their place in the order."""
-        await self._add(self.keys.ready, ((b.queue, str(b.id), self.score(b)) for b in bells))
+        await self.send(ready=bells)
 
     async def schedule(self, bells: Iterable[Bell]) -> None:
         """Tasks to ring at their `ready_at_s` (a delay, a retry after its backoff)."""
-        entries = ((b.queue, f"{b.rank}:{b.id}", b.ready_at_s) for b in bells)
-        await self._add(self.keys.scheduled, entries)
+        await self.send(later=bells)
 
-    async def _add(
-        self, key_of: Callable[[str], str], entries: Iterable[tuple[str, str, float]]
+    async def send(
+        self,
+        *,
+        ready: Iterable[Bell] = (),
+        later: Iterable[Bell] = (),
+        also: Sequence[Callable[[Any], None]] = (),
     ) -> None:
-        """(queue, member, score) entries into each queue's set, in one round trip."""
-        by_queue: dict[str, dict[str, float]] = {}
-        for queue, member, score in entries:
-            by_queue.setdefault(queue, {})[member] = score
-        if not by_queue:
+        """Ring `ready`, schedule `later`, and add the `also` steps (each adds
+        commands to the pipeline, e.g. events.stage) in one round trip."""
+        by_key: dict[str, dict[str, float]] = {}
+        queues: set[str] = set()
+        for bell in ready:
+            by_key.setdefault(self.keys.ready(bell.queue), {})[str(bell.id)] = self.score(bell)
+            queues.add(bell.queue)
+        for bell in later:
+            member = f"{bell.rank}:{bell.id}"
+            by_key.setdefault(self.keys.scheduled(bell.queue), {})[member] = bell.ready_at_s
+            queues.add(bell.queue)
+        if not by_key and not also:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for queue, members in by_queue.items():
-                pipe.zadd(key_of(queue), members)
-            pipe.sadd(self.keys.queues, *by_queue)
+            for step in also:  # first: an event is never behind the ring it announces
+                step(pipe)
+            for key, members in by_key.items():
+                pipe.zadd(key, members)
+            if queues:
+                pipe.sadd(self.keys.queues, *queues)
             await pipe.execute()
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;
-        blocks (no polling) until one arrives or `timeout_s` passes."""
+        blocks (no polling) until one arrives or `timeout_s` passes. With
+        `timeout_s` 0 it answers at once."""
         names = [self.keys.ready(queue) for queue in queues]
-        reply: Any = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        reply: Any
+        if timeout_s > 0:
+            reply = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
+        else:
+            reply = await self.redis.zmpop(len(names), names, min=True, count=count)
         if not reply:
             return []
         queue = queues[names.index(str(reply[0]))]
@@ -107,6 +125,18 @@ class Doorbell:
                     pipe.zadd(self.keys.ready(item.queue), {str(item.id): item.score})
                 await pipe.execute()
 
+    async def forget(self, bells: Sequence[Bell]) -> None:
+        """Take ids of tasks that ended without running (expired, canceled) out of
+        their ready, scheduled and parked sets, so nothing counts them as waiting."""
+        if bells:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for bell in bells:
+                    pipe.zrem(self.keys.ready(bell.queue), str(bell.id))
+                    pipe.zrem(self.keys.scheduled(bell.queue), f"{bell.rank}:{bell.id}")
+                    if bell.kind in self.kind_limits:
+                        pipe.zrem(self.keys.parked(bell.kind), _parked(bell))
+                await pipe.execute()
+
     async def park(self, bells: Sequence[Bell]) -> None:
         """Set aside ready tasks of a limited kind until one of its slots frees."""
         if bells:
@@ -122,6 +152,10 @@ class Doorbell:
         unpark = self.redis.register_script(_UNPARK)
         prefix = f"{self.keys.namespace}:queue:"
         return int(await unpark(keys=[self.keys.parked(kind)], args=[count, prefix]))
+
+    async def parked_count(self, kind: str) -> int:
+        """Tasks of a limited kind set aside, waiting for a free slot."""
+        return int(await self.redis.zcard(self.keys.parked(kind)))
 
     async def slots_freed(self, kinds: Iterable[str]) -> None:
         """Tasks of these kinds stopped running: as many parked ones may try again."""
@@ -144,6 +178,12 @@ class Doorbell:
                 await promote(keys=keys, args=[now_s, limit, self.step_s], client=pipe)
             moved = await pipe.execute()
         return sum(int(count) for count in moved)
+
+    async def add_queues(self, names: Iterable[str]) -> None:
+        """Name queues before they have had tasks (declared ones), so that they show."""
+        names = list(names)
+        if names:
+            await self.redis.sadd(self.keys.queues, *names)
 
     async def known_queues(self) -> set[str]:
         return {str(name) for name in await self.redis.smembers(self.keys.queues)}

@@ -29,13 +29,36 @@ HandlerFunc = Callable[["TaskContext"], Awaitable[Any]] | Callable[["TaskContext
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a handler gets: the task as it was claimed."""
+    """What a handler gets: the task as it was claimed. A workflow step also gets
+    the result of the step before it (`parent_result`), or, after a group, every
+    member's outcome in order (`group_results`: task_id, status, result, error)."""
 
     id: UUID
     kind: str
     message: str
     payload: dict[str, Any]
     attempt: int
+    workflow_id: UUID | None = None
+    parent_result: Any = None
+    group_results: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic schedule declared in code (the `schedules` list of a handlers
+    module, or `@handler(kind, schedule=...)`); workers store it at start.
+    Give `cron` (5 fields, in `timezone`) or `every_seconds`; see README "Schedules"."""
+
+    id: str
+    kind: str
+    cron: str | None = None
+    every_seconds: int | None = None
+    timezone: str = "UTC"
+    payload: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    priority: int | None = None
+    queue: str | None = None
+    catch_up: str = "latest"
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,7 @@ class Handler:
 class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._schedules: dict[str, Schedule] = {}
 
     def add(self, kind: str, func: HandlerFunc, payload: type[BaseModel] | None = None) -> None:
         if kind in self._handlers and self._handlers[kind].func is not func:
@@ -76,26 +100,43 @@ class Registry:
     def kinds(self) -> list[str]:
         return sorted(self._handlers)
 
+    def add_schedule(self, schedule: Schedule) -> None:
+        known = self._schedules.get(schedule.id)
+        if known is not None and known != schedule:
+            raise ValueError(f"a schedule with id {schedule.id!r} is already declared")
+        self._schedules[schedule.id] = schedule
+
+    def schedules(self) -> list[Schedule]:
+        return [self._schedules[name] for name in sorted(self._schedules)]
+
 
 registry = Registry()
 
 
 def handler(
-    kind: str, *, payload: type[BaseModel] | None = None
+    kind: str, *, payload: type[BaseModel] | None = None, schedule: str | None = None
 ) -> Callable[[HandlerFunc], HandlerFunc]:
-    """Register `func` as the handler of `kind`; `payload` validates POSTed payloads."""
+    """Register `func` as the handler of `kind`; `payload` validates POSTed payloads;
+    `schedule` (a cron expression, UTC) also runs it periodically, as schedule `kind`."""
 
     def register(func: HandlerFunc) -> HandlerFunc:
         registry.add(kind, func, payload)
+        if schedule is not None:
+            registry.add_schedule(Schedule(id=kind, kind=kind, cron=schedule))
         return func
 
     return register
 
 
 def load_handlers(modules: tuple[str, ...]) -> Registry:
-    """Import the modules named by `TASKLINE_HANDLERS`; their decorators register."""
+    """Import the modules named by `TASKLINE_HANDLERS`; their decorators register,
+    and a module's `schedules` list (of `Schedule`) declares schedules."""
     for name in modules:
-        importlib.import_module(name)
+        module = importlib.import_module(name)
+        for declared in getattr(module, "schedules", ()):
+            if not isinstance(declared, Schedule):
+                raise TypeError(f"{name}.schedules must hold tasks.handlers.Schedule items")
+            registry.add_schedule(declared)
     return registry
 
 

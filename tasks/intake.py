@@ -18,7 +18,8 @@ from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
-from tasks import limits, repository
+from app.loops import stop_if_canceled
+from tasks import events, limits, repository
 from tasks.doorbell import Bell, Doorbell
 from tasks.exceptions import IdempotencyMismatch
 
@@ -44,6 +45,8 @@ class NewTask:
     owner: str | None = None
     client: str | None = None  # whose RATE_LIMIT bucket pays for it
     fair_level: int = 0  # set by the intake (FAIRNESS=levels)
+    workflow_id: uuid.UUID | None = None  # a step of a workflow (workflows/)
+    inputs: dict[str, Any] | None = None  # what the steps before it handed on
 
 
 # What a request gets: the row and whether it was created now (201) or replayed (200).
@@ -92,9 +95,11 @@ class Intake:
 
     async def _run(self) -> None:
         while True:
+            stop_if_canceled()
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
+                stop_if_canceled()
                 self._writing = self._waiting[:MAX_BATCH]
                 del self._waiting[:MAX_BATCH]
                 await self._write(self._writing)
@@ -151,7 +156,8 @@ class Intake:
         return admitted
 
     async def _ring(self, rows: list[Any]) -> None:
-        """Ready tasks are rung now; delayed ones are scheduled for their time."""
+        """Ready tasks are rung now, delayed ones scheduled for their time, and their
+        creation announced, in one round trip."""
         if self._resources.settings.fault_skip_push:
             return
         ready: list[Bell] = []
@@ -159,10 +165,11 @@ class Intake:
         for row in rows:
             bell = repository.bell_of_row(row)
             (later if row["run_at"] > row["created_at"] else ready).append(bell)
-        doorbell = Doorbell(self._resources)
+        created = [events.of_row(row, events.CREATED) for row in rows]
         try:
-            await doorbell.ring(ready)
-            await doorbell.schedule(later)
+            await Doorbell(self._resources).send(
+                ready=ready, later=later, also=[events.stage(self._resources, created)]
+            )
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)

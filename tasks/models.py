@@ -76,6 +76,13 @@ class Task(Base):
     # Idempotency-Key of the POST that made it, unique while set; and a hash of that body.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # A step of a workflow (workflows/) names it; `inputs` holds what the steps
+    # before it handed on: {"parent_result": ...} or {"group_results": [...]}.
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # A message (kind `message`, topics/) moved to a dead queue: the queue it
+    # left, so a redrive can send it back (migration 0010).
+    dead_from: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -123,12 +130,35 @@ class Task(Base):
             "run_at",
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
+        # Messages (topics/): a queue's messages by status, for its stats, its
+        # deletion in batches and its redrive; and those dead-lettered from it.
+        Index(
+            "ix_tasks_message_queue",
+            "queue",
+            "status",
+            "id",
+            postgresql_where=text("kind = 'message'"),
+        ),
+        Index(
+            "ix_tasks_dead_from",
+            "dead_from",
+            "status",
+            "id",
+            postgresql_where=text("dead_from IS NOT NULL AND kind = 'message'"),
+        ),
         Index(
             "ix_tasks_processing_lease",
             "lease_expires_at",
             postgresql_where=text("status = 'processing'"),
         ),
     )
+
+    def log_fields(self) -> dict[str, Any]:
+        """What log lines about it carry (app/logs.py); never payload or result."""
+        return {
+            "task_id": str(self.id), "kind": self.kind, "queue": self.queue,
+            "attempt": self.attempts, "worker_id": self.worker_id,
+        }  # fmt: skip
 
 
 # Active tasks per queue, priority and status, for GET /queues. Kept by

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import time
+import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, Security, status
+from fastapi.responses import StreamingResponse
 
+from app.config import QUEUE_PATTERN
+from app.error_bodies import error_responses
 from auth.caller import Scope
 from auth.dependencies import AUTH_RESPONSES, CallerDep, require
-from tasks import service
+from tasks import service, sse
 from tasks.dependencies import (
     ClientDep,
+    FeedDep,
     IntakeDep,
     RegistryDep,
     ResourcesDep,
     SessionDep,
     TaskDep,
+    WaitersDep,
 )
+from tasks.events import EVENT_ID_PATTERN
 from tasks.models import Task, TaskStatus
 from tasks.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     KIND_PATTERN,
-    ErrorOut,
+    OWNER_PATTERN,
+    UUID_PATTERN,
     QueuesOut,
     TaskCreate,
     TaskOut,
@@ -36,15 +45,28 @@ queues_router = APIRouter(
     dependencies=[Security(require, scopes=[Scope.QUEUES_READ])],
     responses=AUTH_RESPONSES,
 )
+events_router = APIRouter(
+    prefix="/events",
+    tags=["events"],
+    dependencies=[Security(require, scopes=[Scope.TASKS_READ])],
+    responses=AUTH_RESPONSES,
+)
 WRITE = [Security(require, scopes=[Scope.TASKS_WRITE])]
 READ = [Security(require, scopes=[Scope.TASKS_READ])]
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such task."}
-}
+MAX_WAIT_S = 60
+WaitQuery = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_WAIT_S,
+        description="Seconds to wait for a final status (completed, failed, canceled,"
+        " expired) before answering; at most 60.",
+    ),
+]
+
+_UNAVAILABLE = (503, "PostgreSQL or Redis is unreachable; retry after `Retry-After` seconds.")
+_NOT_FOUND = (404, "No such task.")
 
 
 @router.post(
@@ -53,9 +75,19 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     response_model=TaskOut,
     responses={
         200: {"model": TaskOut, "description": "Same Idempotency-Key and body: the first task."},
-        422: {"description": "Invalid body, unknown kind, or a reused Idempotency-Key."},
-        429: {"model": ErrorOut, "description": "RATE_LIMIT reached; see Retry-After."},
-        503: {"model": ErrorOut, "description": "A store is down, or QUEUE_MAX_PENDING reached."},
+        202: {
+            "model": TaskOut,
+            "description": "With `wait`: not finished in time; it goes on (see Location).",
+        },
+        **error_responses(
+            (
+                422,
+                "Invalid body, unknown kind, a payload its kind refuses, or an"
+                " Idempotency-Key reused with another body.",
+            ),
+            (429, "RATE_LIMIT reached; retry after `Retry-After` seconds."),
+            (503, "A store is down, or QUEUE_MAX_PENDING reached; retry after `Retry-After`."),
+        ),
     },
     summary="Create a task",
     dependencies=WRITE,
@@ -68,25 +100,42 @@ async def create_task(
     resources: ResourcesDep,
     registry: RegistryDep,
     client: ClientDep,
+    waiters: WaitersDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
     ] = None,
+    wait: WaitQuery = None,
 ) -> TaskOut:
     """Store the task (committed in PostgreSQL), then ring the doorbell for a worker.
     With an `Idempotency-Key`, the same key and body within 24 h return the first task.
+    With `wait=S`: 201 with the finished task if it ends within S seconds (200 for a
+    replayed key), else 202 with the task as it is then; it goes on either way.
     The task belongs to the key's owner; only an admin key may name another `owner`."""
+    started_s = time.monotonic()
     row, created = await service.create_task(
         intake=intake, resources=resources, registry=registry, body=body, caller=caller,
         idempotency_key=idempotency_key, client=client,
     )  # fmt: skip
-    if not created:
+    if wait is not None:
+        row = await service.wait_final(
+            waiters=waiters, row=row, timeout_s=wait - (time.monotonic() - started_s)
+        )
+        if not service.is_final(row):
+            response.status_code = status.HTTP_202_ACCEPTED
+    if not created and response.status_code != status.HTTP_202_ACCEPTED:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/tasks/{row['id']}"
     return TaskOut.model_validate(dict(row))
 
 
 @router.get(
-    "", response_model=TaskPage, responses=_UNAVAILABLE, summary="List tasks", dependencies=READ
+    "",
+    response_model=TaskPage,
+    responses=error_responses(
+        (422, "A bad filter, limit or cursor; `errors` says which."), _UNAVAILABLE
+    ),
+    summary="List tasks",
+    dependencies=READ,
 )
 async def list_tasks(
     session: SessionDep,
@@ -94,7 +143,10 @@ async def list_tasks(
     status: TaskStatus | None = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=UUID_PATTERN, description="The `next_cursor` of the page before."),
+    ] = None,
 ) -> TaskPage:
     """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next.
     A key sees its owner's tasks only; an admin key sees every task."""
@@ -108,22 +160,31 @@ async def list_tasks(
 @router.get(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**_NOT_FOUND, **_UNAVAILABLE},
-    summary="Get a task",
+    responses=error_responses(_NOT_FOUND, (422, "The id or `wait` is invalid."), _UNAVAILABLE),
+    summary="Get a task, or wait for it to finish",
     dependencies=READ,
 )
-async def get_task(task: TaskDep) -> Task:
-    return task
+async def get_task(
+    task_id: uuid.UUID, waiters: WaitersDep, caller: CallerDep, wait: WaitQuery = None
+) -> TaskOut:
+    """With `wait=S`: answers as soon as the task is in a final status, or after S
+    seconds with the task as it is then (no polling: the worker announces the end).
+    Another owner's task is not found (and not waited for), unless the key is admin."""
+    row = await service.get_task(waiters=waiters, task_id=task_id, wait_s=wait, owner=caller.tenant)
+    return TaskOut.model_validate(dict(row))
 
 
 @router.patch(
     "/{task_id}",
     response_model=TaskOut,
     responses={
-        **_NOT_FOUND,
         202: {"model": TaskOut, "description": "Running: its worker was asked to cancel it."},
-        409: {"model": ErrorOut, "description": "The task has already finished."},
-        **_UNAVAILABLE,
+        **error_responses(
+            _NOT_FOUND,
+            (409, "The task has already finished."),
+            (422, "The id is not a UUID, or the body asks for another change."),
+            _UNAVAILABLE,
+        ),
     },
     summary="Cancel a task",
     dependencies=WRITE,
@@ -150,11 +211,12 @@ async def patch_task(
 @router.post(
     "/{task_id}/retry",
     response_model=TaskOut,
-    responses={
-        **_NOT_FOUND,
-        409: {"model": ErrorOut, "description": "The task is not failed or canceled."},
-        **_UNAVAILABLE,
-    },
+    responses=error_responses(
+        _NOT_FOUND,
+        (409, "The task is not failed or canceled."),
+        (422, "The id is not a UUID."),
+        _UNAVAILABLE,
+    ),
     summary="Retry a failed or canceled task",
     dependencies=WRITE,
 )
@@ -168,9 +230,57 @@ async def retry_task(
     )
 
 
-@queues_router.get("", response_model=QueuesOut, responses=_UNAVAILABLE, summary="List queues")
+@queues_router.get(
+    "", response_model=QueuesOut, responses=error_responses(_UNAVAILABLE), summary="List queues"
+)
 async def list_queues(resources: ResourcesDep, caller: CallerDep) -> QueuesOut:
     """Each queue with its pending (ready + scheduled) and processing tasks per
     priority, and how long its oldest ready task has waited. An admin key sees every
     tenant's tasks; any other key with `queues:read` its owner's only."""
     return QueuesOut(queues=await service.queue_overview(resources=resources, owner=caller.tenant))
+
+
+@events_router.get(
+    "",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-Sent Events: one `data:` JSON object per state change"
+            " (id, task_id, event, status, queue, kind, owner, attempt, at), each with an"
+            " `id:` to resume from; `: keep-alive` comments; a final `dropped` (too slow)"
+            " or `unavailable` (Redis lost) event before the stream ends.",
+        },
+        **error_responses(
+            (422, "A bad filter or Last-Event-ID."),
+            (503, "Redis is unreachable; retry after `Retry-After` seconds."),
+        ),
+    },
+    summary="Follow task events live",
+)
+async def follow_events(
+    feed: FeedDep,
+    caller: CallerDep,
+    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
+    kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
+    owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
+    status: TaskStatus | None = None,
+    task_id: uuid.UUID | None = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64, pattern=EVENT_ID_PATTERN)
+    ] = None,
+) -> StreamingResponse:
+    """Every state change (created, started, completed, failed, retried, canceled,
+    expired, redriven, released) of the tasks that match every filter given, as it
+    happens. Send `Last-Event-ID` to resume after an event: the events since are
+    replayed from the stream (as far back as EVENT_STREAM_MAX_ENTRIES reaches).
+    A key sees its owner's events only (naming another `owner` is refused); an
+    admin key sees every owner's."""
+    owner = owner if caller.tenant is None else caller.owner_for(owner)
+    where = sse.Filter(queue, kind, owner, status.value if status else None, task_id)
+    body = sse.open_stream(feed, where, last_event_id)
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

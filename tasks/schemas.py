@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.config import MAX_PRIORITY, QUEUE_PATTERN
+from app.error_bodies import ErrorBody
 from tasks.models import TaskStatus
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -19,6 +20,7 @@ MAX_DELAY_S = 366 * 86400
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 OWNER_PATTERN = r"^[\x21-\x7e]{1,200}$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 def json_size(value: Any) -> int:
@@ -37,6 +39,30 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_nul(item) for item in value)
     return False
+
+
+def check_message(value: str) -> str:
+    """A task's message: not blank, no NUL, at most MAX_MESSAGE_BYTES."""
+    if not value.strip():
+        raise ValueError("message must not be blank")
+    if has_nul(value):
+        raise ValueError("message must not contain NUL characters")
+    if len(value.encode()) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message is over {MAX_MESSAGE_BYTES} bytes")
+    return value
+
+
+def check_payload(value: dict[str, Any]) -> dict[str, Any]:
+    """A task's payload: no NUL, no NaN or Infinity, at most MAX_PAYLOAD_BYTES of JSON."""
+    if has_nul(value):
+        raise ValueError("payload must not contain NUL characters")
+    try:
+        size = json_size(value)
+    except ValueError:
+        raise ValueError("payload must not contain NaN or Infinity") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"payload is over {MAX_PAYLOAD_BYTES} bytes of JSON")
+    return value
 
 
 class TaskCreate(BaseModel):
@@ -118,26 +144,12 @@ class TaskCreate(BaseModel):
     @field_validator("message")
     @classmethod
     def _message_size(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("message must not be blank")
-        if has_nul(value):
-            raise ValueError("message must not contain NUL characters")
-        if len(value.encode()) > MAX_MESSAGE_BYTES:
-            raise ValueError(f"message is over {MAX_MESSAGE_BYTES} bytes")
-        return value
+        return check_message(value)
 
     @field_validator("payload")
     @classmethod
     def _payload_size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if has_nul(value):
-            raise ValueError("payload must not contain NUL characters")
-        try:
-            size = json_size(value)
-        except ValueError:
-            raise ValueError("payload must not contain NaN or Infinity") from None
-        if size > MAX_PAYLOAD_BYTES:
-            raise ValueError(f"payload is over {MAX_PAYLOAD_BYTES} bytes of JSON")
-        return value
+        return check_payload(value)
 
 
 class TaskPatch(BaseModel):
@@ -174,6 +186,7 @@ class TaskOut(BaseModel):
                     "priority": 5,
                     "fair_level": 0,
                     "owner": None,
+                    "workflow_id": None,
                     "created_at": "2026-11-23T10:00:00.000000Z",
                     "updated_at": "2026-11-23T10:00:00.004000Z",
                     "started_at": "2026-11-23T10:00:00.002000Z",
@@ -196,7 +209,10 @@ class TaskOut(BaseModel):
     )
     attempts: int = Field(description="Attempts started since creation or the last re-drive.")
     max_attempts: int
-    redrives: int = Field(description="How many times POST /tasks/{id}/retry sent it round again.")
+    redrives: int = Field(
+        description="How many times POST /tasks/{id}/retry sent it round again (for a message,"
+        " also each move to a dead queue and each redrive)."
+    )
     timeout_seconds: float | None
     run_at: datetime = Field(description="Not claimed before this time (delay, retry backoff).")
     expires_at: datetime | None = Field(description="Not started by then: expired.")
@@ -207,6 +223,9 @@ class TaskOut(BaseModel):
     priority: int
     fair_level: int = Field(description="The owner's fairness level when it was created.")
     owner: str | None
+    workflow_id: uuid.UUID | None = Field(
+        None, description="The workflow this task is a step of (GET /workflows/{id})."
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -244,5 +263,4 @@ class QueuesOut(BaseModel):
     queues: list[QueueOut]
 
 
-class ErrorOut(BaseModel):
-    detail: str
+ErrorOut = ErrorBody  # the one error body (app/error_bodies.py), under its earlier name here

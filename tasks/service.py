@@ -14,13 +14,21 @@ from app.config import KindRule, Settings
 from app.ids import uuid7
 from app.lifespan import Resources
 from auth.caller import Caller
-from tasks import repository
+from tasks import events, repository
 from tasks.doorbell import Doorbell
-from tasks.exceptions import InvalidCursor, InvalidPayload, TaskConflict, UnknownKind
+from tasks.events import FINAL_STATUSES
+from tasks.exceptions import (
+    InvalidCursor,
+    InvalidPayload,
+    TaskConflict,
+    TaskNotFound,
+    UnknownKind,
+)
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
 from tasks.models import Task, TaskStatus
 from tasks.schemas import PriorityCounts, QueueOut, TaskCreate
+from tasks.waiters import Waiters
 
 log = logging.getLogger("taskline.api")
 
@@ -39,12 +47,7 @@ async def create_task(
     intake (committed, then rung); answers the stored row. The task belongs to the
     caller's owner; naming another owner is refused (403) unless the key is admin."""
     owner = caller.owner_for(body.owner)
-    handler = registry.get(body.kind)
-    if handler is None:
-        raise UnknownKind(body.kind, registry.kinds())
-    problem = handler.check_payload(body.payload)
-    if problem is not None:
-        raise InvalidPayload(problem)
+    check_kind(registry, body.kind, body.payload)
     settings = resources.settings
     rule = kind_rule(settings, body.kind)
     return await intake.submit(
@@ -67,6 +70,16 @@ async def create_task(
     )
 
 
+def check_kind(registry: Registry, kind: str, payload: dict[str, Any]) -> None:
+    """UnknownKind or InvalidPayload unless a handler of `kind` takes `payload`."""
+    handler = registry.get(kind)
+    if handler is None:
+        raise UnknownKind(kind, registry.kinds())
+    problem = handler.check_payload(payload)
+    if problem is not None:
+        raise InvalidPayload(problem)
+
+
 DEFAULT_QUEUE = "default"
 DEFAULT_PRIORITY = 5
 _NO_RULE = KindRule()
@@ -84,6 +97,36 @@ def _first_set(*values: int | None) -> int:
     return next(value for value in values if value is not None)
 
 
+async def get_task(
+    *, waiters: Waiters, task_id: uuid.UUID, wait_s: float | None, owner: str | None
+) -> Any:
+    """The task's row; with `wait_s`, once it is final or when the wait runs out.
+    `owner`: the caller's tenant (None: any); another owner's task is not found,
+    before any wait, so a wait tells nothing about it either."""
+    if owner is None and wait_s:
+        row = await waiters.wait_final(task_id, wait_s)
+    else:
+        row = await waiters.read(task_id)
+        if row is not None and owner is not None and row["owner"] != owner:
+            row = None
+        if row is not None and wait_s and not is_final(row):
+            row = await waiters.wait_final(task_id, wait_s) or row
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def wait_final(*, waiters: Waiters, row: Any, timeout_s: float) -> Any:
+    """A row just written, once final or when `timeout_s` runs out (as it is then)."""
+    if is_final(row):
+        return row
+    return await waiters.wait_final(row["id"], max(0.0, timeout_s)) or row
+
+
+def is_final(row: Any) -> bool:
+    return row["status"] in FINAL_STATUSES
+
+
 async def cancel_task(
     *, session: AsyncSession, resources: Resources, task: Task, owner: str | None
 ) -> tuple[Task, bool]:
@@ -96,10 +139,12 @@ async def cancel_task(
     for _ in range(3):  # a task may move between pending and processing meanwhile
         canceled = await repository.cancel_pending(session=session, task_id=task.id, owner=owner)
         if canceled is not None:
+            await _forget(resources, canceled)
+            await events.publish(resources, [events.of_row(canceled, events.CANCELED)])
             return canceled, False
         flagged = await repository.request_cancel(session=session, task_id=task.id, owner=owner)
         if flagged is not None:
-            await _announce_cancel(resources, task.id)
+            await _announce_cancel(resources, flagged)
             return flagged, True
         current = await repository.get_task(session=session, task_id=task.id, owner=owner)
         if current is None or current.status != TaskStatus.PENDING:
@@ -110,11 +155,21 @@ async def cancel_task(
     raise TaskConflict(f"task {task.id} is {status}; a finished task cannot be canceled")
 
 
-async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
+async def _forget(resources: Resources, task: Task) -> None:
+    """A canceled task no longer waits: its id leaves Redis, so load shedding does
+    not count it. Should Redis fail here, a worker pops and skips the id later."""
     try:
-        await Doorbell(resources).announce_cancel(task_id)
+        await Doorbell(resources).forget([repository.bell_of(task)])
+    except Exception as error:
+        log.warning("could not take the canceled task out of its queue: %s", error,
+                    extra=task.log_fields())  # fmt: skip
+
+
+async def _announce_cancel(resources: Resources, task: Task) -> None:
+    try:
+        await Doorbell(resources).announce_cancel(task.id)
     except Exception as error:  # the worker's heartbeat sees the flag within lease/3
-        log.warning("could not announce the cancel of %s: %s", task_id, error)
+        log.warning("could not announce the cancel: %s", error, extra=task.log_fields())
 
 
 async def retry_task(
@@ -126,10 +181,12 @@ async def retry_task(
         current = await repository.get_task(session=session, task_id=task.id, owner=owner)
         status = current.status if current is not None else task.status
         raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
+    redriven = events.stage(resources, [events.of_row(requeued, events.REDRIVEN)])
     try:
-        await Doorbell(resources).ring([repository.bell_of(requeued)])
+        await Doorbell(resources).send(ready=[repository.bell_of(requeued)], also=[redriven])
     except Exception:
-        log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
+        log.warning("re-queued but its doorbell failed; reconcile will ring it",
+                    extra=requeued.log_fields())  # fmt: skip
     return requeued
 
 

@@ -95,12 +95,12 @@ def test_worker_gets_time_to_finish_its_tasks(services: dict[str, Any]) -> None:
 
 def test_taskline_console_script_is_declared() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["taskline"] == "app.cli:main"
+    assert project["scripts"]["taskline"] == "taskline.cli:main"
 
 
 def test_cli_accepts_the_subcommands_compose_uses() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--help"],
+        [sys.executable, "-m", "taskline", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -110,7 +110,7 @@ def test_cli_accepts_the_subcommands_compose_uses() -> None:
     for subcommand in ("migrate", "api", "worker", "dev"):
         assert subcommand in done.stdout, done.stdout
     wrong = subprocess.run(
-        [sys.executable, "-m", "app.cli", "no-such-command"],
+        [sys.executable, "-m", "taskline", "no-such-command"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -136,9 +136,16 @@ def _dockerfile_copies() -> list[str]:
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
     sources = _dockerfile_copies()
-    assert {"pyproject.toml", "app", "auth", "tasks", "alembic", "worker.py", "main.py"} <= set(
-        sources
-    )
+    assert {
+        "pyproject.toml",
+        "app",
+        "auth",
+        "tasks",
+        "taskline",
+        "alembic",
+        "worker.py",
+        "main.py",
+    } <= set(sources)
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == []
 
@@ -213,3 +220,15 @@ def test_the_compose_file_says_how_to_make_the_first_admin_key() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "taskline keys create --owner" in text and "--scopes admin" in text
     assert f"cp {ENV_FILE}.example {ENV_FILE}" in text
+
+
+def test_the_image_loads_the_projects_handlers(services: dict[str, Any]) -> None:
+    """handlers/ is copied to /app/handlers and /app is importable by every
+    command, so TASKLINE_HANDLERS=handlers.media works in the containers."""
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert ["WORKDIR", "/app"] in lines
+    assert ["COPY", "handlers", "./handlers"] in lines
+    assert ["ENV", "PYTHONPATH=/app"] in lines
+    assert (ROOT / "handlers" / "__init__.py").is_file()
+    for name in ("api", "worker"):
+        assert "TASKLINE_HANDLERS" in services[name]["environment"], name

@@ -45,10 +45,14 @@ def test_defaults() -> None:
     assert found.worker_shutdown_timeout_s == 30
     assert found.worker_lease_s == 30
     assert found.redis_queue_name == "taskline"
-    assert found.log_level == "INFO"
+    assert (found.log_level, found.log_format, found.access_log) == ("INFO", "text", False)
     assert found.api_host == "127.0.0.1" and found.api_port == 8000
     assert found.taskline_handlers == "" and found.handler_modules == ()
     assert found.fault_skip_push is False
+    assert found.result_max_bytes == 1024 * 1024
+    assert found.event_stream_max_entries == 10_000
+    assert found.events_subscriber_queue == 1000 and found.events_heartbeat_s == 15
+    assert found.kind_max_backlog == {}
 
 
 def test_unset_urls_fall_back_to_the_embedded_dev_stack() -> None:
@@ -78,6 +82,8 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "RECONCILE_GRACE_SECONDS": "7",
         "TASKLINE_HANDLERS": "myapp.handlers, myapp.more_handlers",
         "LOG_LEVEL": "debug",
+        "LOG_FORMAT": "JSON",
+        "ACCESS_LOG": "true",
         "DB_POOL_SIZE": "3",
         "API_PORT": "9000",
         "TASKLINE_DATA_DIR": "/var/lib/taskline",
@@ -96,6 +102,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert found.reconcile_grace_s == 7
     assert found.handler_modules == ("myapp.handlers", "myapp.more_handlers")
     assert found.log_level == "DEBUG"
+    assert (found.log_format, found.access_log) == ("json", True)
     assert found.db_pool_size == 3 and found.api_port == 9000
     assert found.data_dir == Path("/var/lib/taskline")
     assert found.fault_skip_push is True
@@ -133,6 +140,7 @@ BAD_VALUES = [
     ("DATABASE_URL", "mysql://x"),
     ("REDIS_URL", "http://x"),
     ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
     ("TASKLINE_HANDLERS", "my handlers"),
 ]
 
@@ -146,7 +154,7 @@ def test_a_bad_value_is_refused_in_process(
         settings()
 
 
-PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "app.cli", "migrate"]]
+PROGRAMS = [["worker.py"], ["-c", "import main"], ["-m", "taskline", "migrate"]]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=["worker", "api", "migrate"])
@@ -236,6 +244,12 @@ SCHEDULING_BAD_VALUES = [
     ("FAIRNESS_WEIGHTS", '{"acme": 0}'),
     ("FAIRNESS_WEIGHTS", "not json"),
     ("PRIORITY_AGING_SECONDS", "-1"),
+    ("RESULT_MAX_BYTES", "0"),
+    ("EVENT_STREAM_MAX_ENTRIES", "10"),
+    ("EVENTS_SUBSCRIBER_QUEUE", "0"),
+    ("EVENTS_HEARTBEAT_SECONDS", "0"),
+    ("KIND_MAX_BACKLOG", '{"mail": -1}'),
+    ("KIND_MAX_BACKLOG", "not json"),
 ]
 
 
@@ -281,6 +295,54 @@ def test_a_bad_scheduling_value_stops_the_worker_with_one_line(name: str, value:
     assert "Traceback" not in done.stderr, done.stderr
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"taskline: invalid setting {name}:"), lines[0]
+
+
+# --- schedules and workflows -------------------------------------------------
+
+
+def test_schedule_and_workflow_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = settings()
+    assert (found.schedule_interval_s, found.schedule_misfire_grace_s) == (1, 10)
+    assert (found.schedule_catch_up_max, found.workflow_max_steps) == (100, 100)
+    assert found.workflow_max_group == 1000
+    values = {
+        "SCHEDULE_INTERVAL_SECONDS": "0.5",
+        "SCHEDULE_MISFIRE_GRACE_SECONDS": "30",
+        "SCHEDULE_CATCH_UP_MAX": "5",
+        "WORKFLOW_MAX_STEPS": "7",
+        "WORKFLOW_MAX_GROUP": "9",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    found = settings()
+    assert (found.schedule_interval_s, found.schedule_misfire_grace_s) == (0.5, 30)
+    assert (found.schedule_catch_up_max, found.workflow_max_steps) == (5, 7)
+    assert found.workflow_max_group == 9
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SCHEDULE_INTERVAL_SECONDS", "0"),
+        ("SCHEDULE_MISFIRE_GRACE_SECONDS", "-1"),
+        ("SCHEDULE_CATCH_UP_MAX", "0"),
+        ("WORKFLOW_MAX_STEPS", "many"),
+        ("WORKFLOW_MAX_GROUP", "0"),
+    ],
+)
+def test_a_bad_flow_value_stops_load_settings_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    value: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        load_settings()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"taskline: invalid setting {name}:")
 
 
 # --- access control ------------------------------------------------------------

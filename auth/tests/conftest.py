@@ -18,17 +18,9 @@ from app.config import Settings
 from app.lifespan import Resources, close_resources, open_resources
 from auth import service
 
-# The task feature's fixtures, by name.
-from tasks.tests.conftest import (
-    Stores,
-    app_client,
-    database_url,
-    db,
-    make_settings,
-    namespace,
-    start_worker,
-    stores,
-)
+# The task feature's fixtures (database_url, stores, namespace, db, start_worker)
+# come from tasks/tests/fixtures.py, which the root conftest loads for every package.
+from tasks.tests.fixtures import Stores, app_client, make_settings
 
 
 def keys_settings(database_url: str, stores: Stores, namespace: str, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import httpx
 
 from app.config import Settings
 from auth.tests.conftest import bearer
-from tasks.tests.conftest import plain_dsn
+from tasks.tests.fixtures import plain_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def taskline(settings: Settings, *args: str, **env: str) -> subprocess.Completed
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "keys", *args],
+        [sys.executable, "-m", "taskline", "keys", *args],
         cwd=ROOT, env=variables, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 

@@ -19,7 +19,7 @@ from app.config import Settings
 from auth.dependencies import require_metrics
 from auth.tests.conftest import Keys, bearer, keys_settings
 from main import create_app
-from tasks.tests.conftest import Stores, WorkerFactory, app_client, wait_for
+from tasks.tests.fixtures import Stores, WorkerFactory, app_client, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,7 +160,7 @@ def _clean_env(**values: str) -> dict[str, str]:
     return {**env, **values}
 
 
-@pytest.mark.parametrize("program", [["-c", "import main"], ["-m", "app.cli", "api"]])
+@pytest.mark.parametrize("program", [["-c", "import main"], ["-m", "taskline", "api"]])
 def test_serving_beyond_loopback_without_keys_stops_with_one_line(program: list[str]) -> None:
     done = subprocess.run(
         [sys.executable, *program], cwd=ROOT, env=_clean_env(API_HOST="0.0.0.0"),
@@ -176,7 +176,7 @@ def test_serving_beyond_loopback_without_keys_stops_with_one_line(program: list[
 async def test_allowed_to_serve_openly_beyond_loopback_it_warns(
     database_url: str, stores: Stores, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tasks.tests.conftest import make_settings
+    from tasks.tests.fixtures import make_settings
 
     settings = make_settings(
         database_url, stores.redis_url, namespace, api_host="0.0.0.0", allow_unauthenticated=True

@@ -20,7 +20,7 @@ from auth import repository, service
 from auth.exceptions import InvalidKey
 from auth.keyring import KeyRing
 from auth.tests.conftest import Keys, bearer
-from tasks.tests.conftest import free_port, plain_dsn, wait_for
+from tasks.tests.fixtures import free_port, plain_dsn, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 
 from auth.tests.conftest import Keys, bearer
-from tasks.tests.conftest import Stores, app_client, make_settings
+from tasks.tests.fixtures import Stores, app_client, make_settings
 
 
 async def test_an_admin_creates_lists_and_revokes_keys(

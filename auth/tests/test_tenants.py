@@ -12,7 +12,7 @@ import httpx
 
 from app.lifespan import close_resources, open_resources
 from auth.tests.conftest import Keys, bearer, keys_settings
-from tasks.tests.conftest import Stores, app_client
+from tasks.tests.fixtures import Stores, app_client
 
 
 @asynccontextmanager

@@ -16,8 +16,16 @@ from tasks.repository.api import (
     request_cancel,
     requeue_finished,
     tasks_by_idempotency_key,
+    tasks_by_ids,
 )
-from tasks.repository.claims import claim, claim_limited, extend_leases, finish, release
+from tasks.repository.claims import (
+    claim,
+    claim_kinds,
+    claim_limited,
+    extend_leases,
+    finish,
+    release,
+)
 from tasks.repository.rows import (
     ClaimedTask,
     Outcome,
@@ -31,6 +39,7 @@ from tasks.repository.sweeps import (
     QUEUE_COUNTS,
     PendingChunk,
     PendingCursor,
+    expire_ids,
     expire_overdue,
     fold_count_changes,
     pending_chunk,
@@ -51,8 +60,10 @@ __all__ = [
     "bell_of_row",
     "cancel_pending",
     "claim",
+    "claim_kinds",
     "claim_limited",
     "driver_connection",
+    "expire_ids",
     "expire_overdue",
     "extend_leases",
     "finish",
@@ -70,4 +81,5 @@ __all__ = [
     "request_cancel",
     "requeue_finished",
     "tasks_by_idempotency_key",
+    "tasks_by_ids",
 ]

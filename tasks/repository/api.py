@@ -136,15 +136,16 @@ async def requeue_finished(
 _INSERT_MANY = """
     INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
                        idempotency_key, request_hash, expires_at, queue, priority,
-                       fair_level, owner)
+                       fair_level, owner, workflow_id, inputs)
     SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
            greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
-           n.expires_at, n.queue, n.priority, n.fair_level, n.owner
+           n.expires_at, n.queue, n.priority, n.fair_level, n.owner, n.workflow_id, n.inputs
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
                   $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                  $11::text[], $12::int[], $13::int[], $14::text[])
+                  $11::text[], $12::int[], $13::int[], $14::text[], $15::uuid[], $16::jsonb[])
            AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner)
+                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner,
+                workflow_id, inputs)
         ON CONFLICT (idempotency_key) DO NOTHING
  RETURNING *
 """
@@ -159,7 +160,7 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.id for t in tasks],
             [t.kind for t in tasks],
             [t.message for t in tasks],
-            [json.dumps(t.payload, separators=(",", ":")) for t in tasks],
+            [_json(t.payload) for t in tasks],
             [t.max_attempts for t in tasks],
             [t.timeout_seconds for t in tasks],
             [t.run_at for t in tasks],
@@ -170,8 +171,14 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[Any]:
             [t.priority for t in tasks],
             [t.fair_level for t in tasks],
             [t.owner for t in tasks],
+            [t.workflow_id for t in tasks],
+            [None if t.inputs is None else _json(t.inputs) for t in tasks],
         )
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 _BY_IDEMPOTENCY_KEY = """
@@ -216,3 +223,11 @@ async def owner_queue_counts(*, conn: Any, owner: str) -> list[Any]:
     """queue_counts for one tenant's tasks, counted from its active rows
     (ix_tasks_active_owner), in the same shape."""
     return list(await conn.fetch(_OWNER_QUEUE_COUNTS, owner))
+
+
+_BY_IDS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
+
+
+async def tasks_by_ids(*, conn: Any, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """Whole rows of these tasks, by id (those that exist)."""
+    return {row["id"]: row for row in await conn.fetch(_BY_IDS, list(ids))}

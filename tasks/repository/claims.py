@@ -9,11 +9,13 @@ from typing import Any
 from tasks.doorbell import Bell
 from tasks.repository.rows import (
     BELL_COLUMNS,
+    RECORDED_COLUMNS,
     ClaimedTask,
     Outcome,
     Recorded,
     Renewal,
     bell_from,
+    recorded_from,
 )
 
 # clock_timestamp(), not now(): a volatile bound keeps the planner from trading
@@ -21,21 +23,27 @@ from tasks.repository.rows import (
 # new rows has left its statistics behind.
 _CLAIMABLE = """status = 'pending' AND run_at <= clock_timestamp()
        AND (expires_at IS NULL OR expires_at > clock_timestamp())"""
-_CLAIM = f"""
+_CLAIM_TEMPLATE = f"""
     UPDATE tasks
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND kind <> ALL($4::text[])
- RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS}
+     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND {{kinds}}
+ RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
+           workflow_id, inputs, lease_expires_at, owner
 """
+# The worker's claim skips the kinds given ($4); an HTTP consumer's takes only them.
+_CLAIM = _CLAIM_TEMPLATE.format(kinds="kind <> ALL($4::text[])")
+_CLAIM_KINDS = _CLAIM_TEMPLATE.format(kinds="kind = ANY($4::text[])")
 
 
 def _claimed(row: Any) -> ClaimedTask:
     task_id, kind, message, payload, attempt, max_attempts, timeout_s = tuple(row)[:7]
+    workflow_id, inputs = row[12], row[13]
     return ClaimedTask(
-        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7)
-    )
+        task_id, kind, message, payload, attempt, max_attempts, timeout_s, bell_from(row, 7),
+        workflow_id, inputs, row[14], row[15],
+    )  # fmt: skip
 
 
 async def claim(
@@ -49,6 +57,15 @@ async def claim(
     """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are
     skipped, and so are tasks of `limited_kinds` (see claim_limited)."""
     rows = await conn.fetch(_CLAIM, list(ids), worker_id, lease_s, list(limited_kinds))
+    return [_claimed(row) for row in rows]
+
+
+async def claim_kinds(
+    *, conn: Any, ids: Sequence[uuid.UUID], worker_id: str, lease_s: float, kinds: Sequence[str]
+) -> list[ClaimedTask]:
+    """The same claim for a consumer that handles only `kinds` (an HTTP consumer
+    leasing messages): tasks of other kinds among `ids` are left pending."""
+    rows = await conn.fetch(_CLAIM_KINDS, list(ids), worker_id, lease_s, list(kinds))
     return [_claimed(row) for row in rows]
 
 
@@ -119,7 +136,7 @@ _FINISH = f"""
      WHERE t.id = o.id AND t.attempts = o.attempt
        AND t.status = 'processing' AND t.worker_id = $7
  RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
-           extract(epoch FROM t.run_at)::float8, t.kind
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
@@ -136,7 +153,7 @@ async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> l
         [o.retry_in_s for o in outcomes],
         worker_id,
     )
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 _RELEASE = f"""
@@ -147,7 +164,7 @@ _RELEASE = f"""
            finished_at = CASE WHEN cancel_requested THEN now() END,
            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = ANY($1::uuid[]) AND status = 'processing' AND worker_id = $2
- RETURNING status, {BELL_COLUMNS}
+ RETURNING {RECORDED_COLUMNS}
 """
 
 
@@ -155,7 +172,7 @@ async def release(*, conn: Any, ids: Sequence[uuid.UUID], worker_id: str) -> lis
     """Give claimed tasks back (shutdown): their interrupted attempt does not count.
     They are pending again, except a task whose cancel was asked for: canceled."""
     rows = await conn.fetch(_RELEASE, list(ids), worker_id)
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 _EXTEND_LEASES = """

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,17 @@ class ClaimedTask:
     max_attempts: int
     timeout_seconds: float | None
     bell: Bell
+    workflow_id: uuid.UUID | None = None
+    inputs: dict[str, Any] | None = None
+    lease_expires_at: datetime | None = None
+    owner: str | None = None
+
+    def log_fields(self) -> dict[str, Any]:
+        """What its log lines carry (app/logs.py); never the payload."""
+        return {
+            "task_id": str(self.id), "kind": self.kind,
+            "queue": self.bell.queue, "attempt": self.attempt,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,14 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     retry_in_s: float = 0.0
+    in_flow: bool = False  # a workflow step: recorded with its workflow's next move
+    kind: str = ""  # for log lines about it
+    queue: str = ""
+
+    def log_fields(self) -> dict[str, Any]:
+        """What its log lines carry (app/logs.py); never the result."""
+        fields: dict[str, Any] = {"task_id": str(self.task_id), "attempt": self.attempt}
+        return {**fields, "kind": self.kind, "queue": self.queue} if self.kind else fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +68,8 @@ class Recorded:
     task_id: uuid.UUID
     status: str
     bell: Bell
+    owner: str | None = None
+    attempt: int = 0
 
 
 # Where a row waits in Redis (see tasks/doorbell.py), as five columns.
@@ -57,6 +79,14 @@ BELL_COLUMNS = "id, queue, priority + fair_level, extract(epoch FROM run_at)::fl
 def bell_from(row: Any, start: int = 0) -> Bell:
     task_id, queue, rank, ready_at_s, kind = tuple(row)[start : start + 5]
     return Bell(task_id, queue, rank, ready_at_s, kind)
+
+
+# A changed row as its status, where it waits, its owner and attempts: see recorded_from.
+RECORDED_COLUMNS = f"status, {BELL_COLUMNS}, owner, attempts"
+
+
+def recorded_from(row: Any) -> Recorded:
+    return Recorded(row[1], row[0], bell_from(row, 1), row[6], row[7])
 
 
 def bell_of(task: Task) -> Bell:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from tasks.doorbell import Bell
-from tasks.repository.rows import BELL_COLUMNS, Recorded, bell_from
+from tasks.repository.rows import BELL_COLUMNS, RECORDED_COLUMNS, Recorded, bell_from, recorded_from
 
 _LOST = "'worker lost: ' || coalesce(t.worker_id, '?') || ' stopped renewing its lease'"
 _RECOVER_EXPIRED = f"""
@@ -34,14 +35,14 @@ _RECOVER_EXPIRED = f"""
       FROM expired
      WHERE t.id = expired.id
  RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
-           extract(epoch FROM t.run_at)::float8, t.kind
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
 async def recover_expired(*, conn: Any, limit: int) -> list[Recorded]:
     """Tasks whose worker died: back to pending (to re-ring), or failed or canceled."""
     rows = await conn.fetch(_RECOVER_EXPIRED, limit)
-    return [Recorded(row[1], row[0], bell_from(row, 1)) for row in rows]
+    return [recorded_from(row) for row in rows]
 
 
 # The pending tasks in the order workers take them (queue, then priority, then
@@ -128,13 +129,29 @@ _EXPIRE_OVERDUE = """
            finished_at = now(), updated_at = now()
       FROM overdue
      WHERE t.id = overdue.id
- RETURNING t.id
+ RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
-async def expire_overdue(*, conn: Any, limit: int) -> int:
+async def expire_overdue(*, conn: Any, limit: int) -> list[Recorded]:
     """Pending tasks past their expires_at end `expired`; they never run."""
-    return len(await conn.fetch(_EXPIRE_OVERDUE, limit))
+    return [recorded_from(row) for row in await conn.fetch(_EXPIRE_OVERDUE, limit)]
+
+
+_EXPIRE_IDS = f"""
+    UPDATE tasks
+       SET status = 'expired', error = 'expired: not started before expires_at',
+           finished_at = now(), updated_at = now()
+     WHERE id = ANY($1::uuid[]) AND status = 'pending'
+       AND expires_at IS NOT NULL AND expires_at <= now()
+ RETURNING {RECORDED_COLUMNS}
+"""
+
+
+async def expire_ids(*, conn: Any, ids: Sequence[uuid.UUID]) -> list[Recorded]:
+    """Of these tasks (the claim refused them), end those past their expires_at."""
+    return [recorded_from(row) for row in await conn.fetch(_EXPIRE_IDS, list(ids))]
 
 
 _PURGE_FINISHED = """

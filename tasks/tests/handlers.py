@@ -1,6 +1,6 @@
 """Handlers for the tests. Each `record` run writes a row in `executions`, so
 loss and duplication are counted exactly. The table lives in the test database
-(made by conftest), found through TASKLINE_TEST_RECORD_DSN."""
+(made by the fixtures), found through TASKLINE_TEST_RECORD_DSN."""
 
 from __future__ import annotations
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +24,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.config import Settings
 from app.embedded import EmbeddedPostgres, EmbeddedValkey
 from app.lifespan import Resources
 from app.migrate import upgrade
 from app.redis import Keys
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     EXECUTIONS_DDL,
-    ROOT,
-    TEST_HANDLERS,
     Stores,
     WorkerProcess,
     app_client,
@@ -59,76 +53,11 @@ def quiet_http_log(caplog: pytest.LogCaptureFixture) -> None:
 # Processes -------------------------------------------------------------------
 
 
-@pytest.fixture
-def spawn_api(
-    settings: Settings, database_url: str, tmp_path: Path
-) -> Iterator[Callable[..., Awaitable[str]]]:
-    """`taskline api` as a real process on a free port, once ready: its URL.
-    Stopped at the end of the test."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    async def spawn(*args: str, **env_overrides: str) -> str:
-        port = free_port()
-        env = {
-            **os.environ,
-            "API_PORT": str(port),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": settings.cache_url,
-            "REDIS_QUEUE_NAME": settings.redis_queue_name,
-            "TASKLINE_HANDLERS": TEST_HANDLERS,
-            "LOG_LEVEL": "WARNING",
-            **env_overrides,
-        }
-        log_path = tmp_path / f"api-{len(started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "api", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: uvicorn's workers stop with it
-            )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url) as http:
-
-            async def ready() -> bool:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    return (await http.get("/ready")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(ready, timeout_s=30, what="the API process to be ready")
-        return url
-
-    yield spawn
-    for process in started:
-        for signum in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL only if SIGTERM was not enough
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signum)
-                with suppress(subprocess.TimeoutExpired):
-                    process.wait(20)
-
-
 async def stop_worker(worker: WorkerProcess) -> None:
     """It must have survived whatever the test did to it, and stop cleanly."""
     assert worker.process.poll() is None, f"the worker died:\n{worker.log()}"
     worker.signal(signal.SIGTERM)
     assert await asyncio.to_thread(worker.wait, 30) == 0, worker.log()
-
-
-@pytest.fixture
-async def valkey(tmp_path: Path) -> AsyncIterator[EmbeddedValkey]:
-    """A Redis of the test's own, to flush or kill without touching other tests' keys."""
-    server = EmbeddedValkey(tmp_path / "private-valkey" / "data", free_port())
-    try:
-        await asyncio.to_thread(server.start)
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from app.ids import uuid7
 from app.lifespan import Resources
 from tasks.doorbell import Doorbell
 from tasks.repository import bell_of_row
-from tasks.tests.conftest import WorkerFactory, wait_status
+from tasks.tests.fixtures import WorkerFactory, wait_status
 from tasks.worker import maintenance
 
 _INSERT = """

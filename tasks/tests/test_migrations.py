@@ -21,7 +21,7 @@ from alembic import command
 from app.db import Base
 from app.migrate import alembic_config
 from tasks.models import TaskStatus
-from tasks.tests.conftest import Stores, plain_dsn, with_database
+from tasks.tests.fixtures import Stores, plain_dsn, with_database
 
 
 @pytest.fixture

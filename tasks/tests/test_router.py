@@ -15,7 +15,7 @@ import pytest
 
 from app.config import Settings
 from app.lifespan import Resources
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     Stores,
     WorkerFactory,
     app_client,
@@ -83,10 +83,13 @@ async def executions(db: asyncpg.Connection, task_id: str) -> int:
     return int(await db.fetchval(query, uuid.UUID(task_id)))
 
 
-def assert_json_error(response: httpx.Response, status: int) -> Any:
+def assert_json_error(response: httpx.Response, status: int) -> str:
+    """The one error shape: a sentence in `detail` (and `errors` for a schema problem)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    return response.json()["detail"]
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail, response.text
+    return detail
 
 
 # Create ---------------------------------------------------------------------
@@ -118,6 +121,7 @@ async def test_create_stores_the_task_and_rings_the_doorbell(
         "priority": 5,
         "fair_level": 0,
         "owner": None,
+        "workflow_id": None,
     }
     for field in ("created_at", "updated_at"):
         assert datetime.fromisoformat(body[field]).utcoffset() is not None, body[field]
@@ -216,7 +220,8 @@ async def test_create_size_limits(
     exact = head + b"x" * (MIB - len(head) - 3) + b'"}}'
     assert len(exact) == MIB
     response = await client.post("/tasks", content=exact, headers=JSON)
-    assert ["body", "payload"] in [error["loc"] for error in assert_json_error(response, 422)]
+    assert_json_error(response, 422)
+    assert ["body", "payload"] in [error["loc"] for error in response.json()["errors"]]
     await nothing_written()
     # A message of exactly 64 KiB is accepted.
     body = await create(client, "a" * (64 * 1024))

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from app.config import KindRule, Settings
-from tasks.tests.conftest import (
+from tasks.tests.fixtures import (
     WorkerFactory,
     WorkerProcess,
     app_client,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
@@ -16,7 +17,6 @@ from tasks.repository import ClaimedTask, Outcome
 
 log = logging.getLogger("taskline.worker")
 
-MAX_RESULT_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 4000
 
 
@@ -27,6 +27,7 @@ class Policy:
     default_timeout_s: float
     backoff_base_s: float
     backoff_cap_s: float
+    result_max_bytes: int = 1024 * 1024
 
     def retry_in_s(self, attempt: int) -> float:
         """Exponential in the attempt number, capped, with jitter so retries spread out."""
@@ -40,6 +41,8 @@ class Policy:
             TaskStatus.FAILED,
             error=error[:MAX_ERROR_CHARS],
             retry_in_s=self.retry_in_s(task.attempt),
+            kind=task.kind,
+            queue=task.bell.queue,
         )
 
 
@@ -47,7 +50,9 @@ async def call_handler(handler: Handler, context: TaskContext, executor: Executo
     if handler.is_async:
         return await handler.func(context)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, handler.func, context)
+    # In the runner's context, so the handler's own log lines carry the task too.
+    run = contextvars.copy_context().run
+    return await loop.run_in_executor(executor, run, handler.func, context)
 
 
 def _error_text(error: BaseException) -> str:
@@ -60,9 +65,25 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
         result_json = json.dumps(result, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         return policy.failed(task, f"result is not JSON: {error}")
-    if len(result_json) > MAX_RESULT_BYTES:
-        return policy.failed(task, f"result is over {MAX_RESULT_BYTES} bytes of JSON")
-    return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
+    # ASCII-only JSON (json.dumps escapes the rest): as many bytes as characters.
+    if len(result_json) > policy.result_max_bytes:
+        return policy.failed(
+            task,
+            f"result is {len(result_json)} bytes of JSON, over RESULT_MAX_BYTES"
+            f" ({policy.result_max_bytes})",
+        )
+    return Outcome(
+        task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json,
+        kind=task.kind, queue=task.bell.queue,
+    )  # fmt: skip
+
+
+def _context(task: ClaimedTask) -> TaskContext:
+    inputs = task.inputs or {}
+    return TaskContext(
+        task.id, task.kind, task.message, task.payload, task.attempt, task.workflow_id,
+        inputs.get("parent_result"), inputs.get("group_results"),
+    )  # fmt: skip
 
 
 async def execute(
@@ -77,7 +98,7 @@ async def execute(
     handler = registry.get(task.kind)
     if handler is None:
         return policy.failed(task, f"no handler for kind {task.kind!r}")
-    context = TaskContext(task.id, task.kind, task.message, task.payload, task.attempt)
+    context = _context(task)
     timeout_s = task.timeout_seconds or policy.default_timeout_s
     deadline = asyncio.timeout(timeout_s)
     try:
@@ -86,11 +107,11 @@ async def execute(
     except TimeoutError as error:
         if not deadline.expired():  # the handler's own TimeoutError
             return policy.failed(task, _error_text(error))
-        log.info("task %s (%s) timed out after %ss", task.id, task.kind, timeout_s)
+        log.info("timed out after %ss", timeout_s)
         return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
     except Exception as error:
         # The error's type only: its text may quote the payload (a validation error
         # does); it is kept on the task, for its owner to read.
-        log.info("task %s (%s) failed: %s", task.id, task.kind, type(error).__name__)
+        log.info("failed: %s", type(error).__name__)
         return policy.failed(task, _error_text(error))
     return encode_result(task, result, policy)

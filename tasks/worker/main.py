@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 from app.config import load_settings
 from app.logs import configure_logging
-from tasks.handlers import load_handlers
+from tasks.handlers import Registry, load_handlers
+from tasks.worker.hooks import Extensions
 from tasks.worker.worker import Worker, WorkerCrashed
 
 
-def main() -> None:
+def main(extensions: Callable[[Registry], Extensions] | None = None) -> None:
+    """Run one worker; `extensions` adds what features above tasks bring (worker.py)."""
     settings = load_settings()
-    configure_logging(settings.log_level)
-    worker = Worker(settings, load_handlers(settings.handler_modules))
+    configure_logging(settings.log_level, settings.log_format)
+    registry = load_handlers(settings.handler_modules)
+    added = extensions(registry) if extensions is not None else None
+    worker = Worker(settings, registry, extensions=added)
     try:
         _run(worker.run(handle_signals=True))
     except WorkerCrashed:

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import repository
+from app.loops import stop_if_canceled
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.worker.backoff import Backoff
@@ -47,6 +48,7 @@ async def heartbeat(
     """
     renewed_at = time.monotonic()
     while True:
+        stop_if_canceled()
         sent_at = time.monotonic()
         ids = held()
         try:
@@ -73,8 +75,8 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     SKIP LOCKED, and a doorbell rung twice only costs a skipped claim.
     """
     settings, doorbell = resources.settings, Doorbell(resources)
-    recovered = await recover_dead_workers(db, doorbell)
-    await sweep_finished(db, settings.retention_days)
+    recovered = await recover_dead_workers(db, resources, doorbell)
+    await sweep_finished(db, resources, doorbell)
     async with repository.driver_connection(db) as conn:
         await repository.fold_count_changes(conn=conn)
     # A parked task waits for a finished task of its kind; should that signal
@@ -84,13 +86,16 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     return recovered, await ring_lost(db, doorbell, grace_s=settings.reconcile_grace_s)
 
 
-async def recover_dead_workers(db: AsyncEngine, doorbell: Doorbell) -> int:
+async def recover_dead_workers(db: AsyncEngine, resources: Resources, doorbell: Doorbell) -> int:
     """Expired leases back to pending (and rung), in batches until none is left."""
     total = 0
     for _ in range(SWEEP_MAX_BATCHES):
         async with repository.driver_connection(db) as conn:
             recovered = await repository.recover_expired(conn=conn, limit=SWEEP_LIMIT)
-        await doorbell.ring(r.bell for r in recovered if r.status == TaskStatus.PENDING)
+        await doorbell.send(
+            ready=[r.bell for r in recovered if r.status == TaskStatus.PENDING],
+            also=[events.stage(resources, events.of_recorded(recovered, pending=events.RETRIED))],
+        )
         await doorbell.slots_freed(r.bell.kind for r in recovered)
         total += len(recovered)
         if len(recovered) < SWEEP_LIMIT:
@@ -131,30 +136,37 @@ async def ring_lost(db: AsyncEngine, doorbell: Doorbell, *, grace_s: float) -> i
     return rung
 
 
-async def sweep_finished(db: AsyncEngine, retention_days: float) -> None:
-    """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
-    expired = purged = 0
+async def sweep_finished(db: AsyncEngine, resources: Resources, doorbell: Doorbell) -> None:
+    """Expire overdue pending tasks (and take their ids out of Redis, where load
+    shedding would count them); delete finished ones past the retention, in batches."""
+    retention_days = resources.settings.retention_days
     older_than = datetime.now(UTC) - timedelta(days=retention_days)
+    expired: list[repository.Recorded] = []
+    purged = 0
     for _ in range(SWEEP_MAX_BATCHES):
         async with repository.driver_connection(db) as conn:
             batch = await repository.expire_overdue(conn=conn, limit=SWEEP_LIMIT)
+            deleted = 0
             if retention_days > 0:
                 deleted = await repository.purge_finished(
                     conn=conn, older_than=older_than, limit=SWEEP_LIMIT
                 )
-            else:
-                deleted = 0
+        await doorbell.forget([r.bell for r in batch])
+        await events.publish(resources, events.of_recorded(batch, pending=""))
         expired, purged = expired + batch, purged + deleted
-        if batch < SWEEP_LIMIT and deleted < SWEEP_LIMIT:
+        if len(batch) < SWEEP_LIMIT and deleted < SWEEP_LIMIT:
             break
     if expired or purged:
-        log.info("expired %d pending task(s); deleted %d old finished task(s)", expired, purged)
+        log.info(
+            "expired %d pending task(s); deleted %d old finished task(s)", len(expired), purged
+        )
 
 
 async def reconcile(db: AsyncEngine, resources: Resources) -> None:
     interval_s = resources.settings.reconcile_interval_s
     lock_ms = max(1, int(interval_s * 900))
     while True:
+        stop_if_canceled()
         try:
             # One sweep per interval across the fleet is enough; the lock expires by itself.
             if await resources.redis.set(resources.keys.reconcile_lock, "1", nx=True, px=lock_ms):
@@ -170,6 +182,7 @@ async def promote_scheduled(resources: Resources, *, interval_s: float = 0.25) -
     """Ring scheduled tasks (retries after their backoff) once they are due."""
     backoff = Backoff(base_s=interval_s, cap_s=5.0)
     while True:
+        stop_if_canceled()
         try:
             await Doorbell(resources).promote_due(now_s=time.time())
             backoff.reset()
@@ -191,6 +204,7 @@ async def listen_for_cancels(resources: Resources, cancel_requested: CancelTasks
                 await pubsub.subscribe(resources.keys.cancel_channel)
                 backoff.reset()
                 while True:
+                    stop_if_canceled()
                     # A bounded wait rather than listen(): cancel reaches us between reads.
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:

@@ -13,11 +13,14 @@ import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from tasks import repository
+from app.loops import stop_if_canceled
+from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
 from tasks.worker.backoff import Backoff
+from tasks.worker.flows import FlowRecorder
+from tasks.worker.hooks import FlowHook
 
 log = logging.getLogger("taskline.worker")
 
@@ -25,10 +28,20 @@ MAX_BATCH = 500
 
 
 class Recorder:
-    def __init__(self, resources: Resources, worker_id: str, *, max_pending: int) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        worker_id: str,
+        *,
+        max_pending: int,
+        flow_hook: FlowHook | None = None,
+        publisher: events.Publisher,
+    ) -> None:
         self._resources = resources
+        self._publisher = publisher
         self._doorbell = Doorbell(resources)
         self._worker_id = worker_id
+        self._flows = FlowRecorder(self._doorbell, worker_id, flow_hook)
         self._max_pending = max_pending
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -60,9 +73,11 @@ class Recorder:
     async def run(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                stop_if_canceled()
                 batch = self._pending[:MAX_BATCH]
                 try:
                     await self._write(batch)
@@ -80,7 +95,8 @@ class Recorder:
 
     async def _write(self, batch: list[Outcome]) -> None:
         async with repository.driver_connection(self._resources.engine) as conn:
-            recorded = await repository.finish(conn=conn, outcomes=batch, worker_id=self._worker_id)
+            recorded = await self._flows.finish(conn, batch)
+        self._publisher.publish(events.of_recorded(recorded, pending=events.RETRIED))
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]
         try:
             await self._doorbell.schedule(retries)
@@ -92,8 +108,7 @@ class Recorder:
             for outcome in batch:
                 if outcome.task_id not in written:
                     log.warning(
-                        "outcome of task %s attempt %d dropped: the task is no longer this "
-                        "worker's (lease lost or canceled)",
-                        outcome.task_id,
-                        outcome.attempt,
+                        "outcome dropped: the task is no longer this worker's"
+                        " (lease lost or canceled)",
+                        extra=outcome.log_fields(),
                     )

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -25,7 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
-from tasks import repository
+from app.logs import bind_task, bind_worker
+from app.loops import stop_if_canceled
+from tasks import events, repository
 from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
@@ -33,6 +36,7 @@ from tasks.repository import ClaimedTask, Outcome
 from tasks.worker import maintenance
 from tasks.worker.backoff import Backoff
 from tasks.worker.execution import Policy, execute
+from tasks.worker.hooks import Extensions
 from tasks.worker.recorder import Recorder
 from tasks.worker.slots import Slots
 
@@ -46,9 +50,17 @@ class WorkerCrashed(RuntimeError):
 
 
 class Worker:
-    def __init__(self, settings: Settings, registry: Registry, *, worker_id: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        worker_id: str | None = None,
+        extensions: Extensions | None = None,
+    ):
         self.settings = settings
         self.registry = registry
+        self.extensions = extensions or Extensions()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.slots = Slots(settings.worker_queue_maxsize)
         self.local: asyncio.Queue[ClaimedTask] = asyncio.Queue()
@@ -59,6 +71,7 @@ class Worker:
             default_timeout_s=settings.default_timeout_s,
             backoff_base_s=settings.retry_backoff_base_s,
             backoff_cap_s=settings.retry_backoff_cap_s,
+            result_max_bytes=settings.result_max_bytes,
         )
         self.stop_requested = asyncio.Event()
         self.exit_now = asyncio.Event()
@@ -77,9 +90,15 @@ class Worker:
         self.db: AsyncEngine = self.resources.engine
         self.doorbell = Doorbell(self.resources)
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
+        self.publisher = events.Publisher(self.resources)
         self.recorder = Recorder(
-            self.resources, self.worker_id, max_pending=self.slots.capacity * 50
+            self.resources,
+            self.worker_id,
+            max_pending=self.slots.capacity * 50,
+            flow_hook=self.extensions.flow_hook,
+            publisher=self.publisher,
         )
+        bind_worker(self.worker_id)  # every line of this worker's loops and tasks
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
         try:
@@ -93,6 +112,7 @@ class Worker:
         self._start("puller", self._pull())
         self._start("scheduler", self._schedule())
         self._start("recorder", self.recorder.run())
+        self._start("events", self.publisher.run())
         self._start(
             "heartbeat",
             maintenance.heartbeat(
@@ -107,6 +127,8 @@ class Worker:
         self._start("reconcile", maintenance.reconcile(self.db, self.resources))
         self._start("promoter", maintenance.promote_scheduled(self.resources))
         self._start("cancels", maintenance.listen_for_cancels(self.resources, self.cancel_running))
+        for name, side_loop in self.extensions.side_loops.items():
+            self._start(name, side_loop(self.resources))
         stop_wait = asyncio.create_task(self.stop_requested.wait(), name="stop-wait")
         done, _ = await asyncio.wait(
             [stop_wait, *self._loops.values()], return_when=asyncio.FIRST_COMPLETED
@@ -144,6 +166,7 @@ class Worker:
     async def _pull(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             count = await self.slots.take_free()
             try:
                 claimed = await self._pull_batch(count)
@@ -172,6 +195,7 @@ class Worker:
             raise
         for task in claimed:
             self.local.put_nowait(task)
+        self.publisher.publish(events.of_claimed(claimed))
         return claimed
 
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
@@ -205,32 +229,49 @@ class Worker:
             raise
         if len(claimed) + len(no_slot) < len(ids):
             taken = {task.id for task in claimed} | {bell.id for bell in no_slot}
-            skipped = [str(task_id) for task_id in ids if task_id not in taken]
-            log.info("skipped %d id(s) not pending (canceled, done, unknown or twice): %s",
-                     len(skipped), ", ".join(skipped[:10]))  # fmt: skip
+            await self._skipped([task_id for task_id in ids if task_id not in taken])
         return claimed
+
+    async def _skipped(self, ids: list[uuid.UUID]) -> None:
+        """Ids the claim refused: end those past their expires_at now (else the
+        sweep does), and say which."""
+        try:
+            async with repository.driver_connection(self.db) as conn:
+                expired = await repository.expire_ids(conn=conn, ids=ids)
+            self.publisher.publish(events.of_recorded(expired, pending=""))
+        except Exception as error:  # the sweep expires them later
+            log.warning("could not expire refused task(s): %s", error)
+        names = ", ".join(str(task_id) for task_id in ids[:10])
+        log.info("skipped %d id(s) not pending (canceled, done, expired, unknown or twice): %s",
+                 len(ids), names)  # fmt: skip
 
     async def _schedule(self) -> None:
         while True:
             task = await self.local.get()
             runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
             self.running[task.id] = runner
-            runner.add_done_callback(partial(self._task_done, task.id))
+            runner.add_done_callback(partial(self._task_done, task))
 
     async def _run_task(self, task: ClaimedTask) -> None:
+        bind_task(task)  # this runner's log lines, and its handler's, carry the task
         try:
             outcome = await execute(task, self.registry, self.executor, self.policy)
         except asyncio.CancelledError:
             if task.id in self._lease_lost:
-                return  # another worker may own it now; nothing to record here
+                log.warning("lease lost: handler stopped, another worker may own the task now")
+                return  # nothing to record here
             if task.id not in self._cancel_asked:
                 raise  # shutdown: the task is given back
+            log.info("handler canceled: a cancel was requested")
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
             outcome = Outcome(
-                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
-            )
+                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running",
+                kind=task.kind, queue=task.bell.queue,
+            )  # fmt: skip
+        if task.workflow_id is not None:
+            outcome = replace(outcome, in_flow=True)
         # The handler is over: a cancel arriving now must not lose its outcome.
         await asyncio.shield(self.recorder.put(outcome))
 
@@ -239,7 +280,6 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._cancel_asked:
-                log.info("canceling task %s: cancel requested", task_id)
                 self._cancel_asked.add(task_id)
                 runner.cancel()
 
@@ -252,17 +292,16 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._lease_lost:
-                log.warning("lease of task %s lost; stopping its handler", task_id)
                 self._lease_lost.add(task_id)
                 runner.cancel()
 
-    def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
-        self.running.pop(task_id, None)
-        self._cancel_asked.discard(task_id)
-        self._lease_lost.discard(task_id)
+    def _task_done(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
+        self.running.pop(task.id, None)
+        self._cancel_asked.discard(task.id)
+        self._lease_lost.discard(task.id)
         self.slots.give_back()
         if not runner.cancelled() and runner.exception() is not None:
-            log.error("task %s runner failed", task_id, exc_info=runner.exception())
+            log.error("runner failed", exc_info=runner.exception(), extra=task.log_fields())
 
     # Shutdown ---------------------------------------------------------------
 
@@ -286,6 +325,10 @@ class Worker:
 
         if not await self.recorder.drain(timeout_s=max(grace_s, 5.0)):
             log.warning("some outcomes were not recorded; those tasks return when leases expire")
+        if not await self.publisher.drain(timeout_s=5.0):
+            log.warning(
+                "some events were not published; waiters read their rows at their deadlines"
+            )
         await _cancel(*self._loops.values())
         self.executor.shutdown(wait=False, cancel_futures=True)
         await close_resources(self.resources)
@@ -298,7 +341,14 @@ class Worker:
         try:
             async with repository.driver_connection(self.db) as conn:
                 released = await repository.release(conn=conn, ids=ids, worker_id=self.worker_id)
-            await self.doorbell.ring(r.bell for r in released if r.status == TaskStatus.PENDING)
+            await self.doorbell.send(
+                ready=[r.bell for r in released if r.status == TaskStatus.PENDING],
+                also=[
+                    events.stage(
+                        self.resources, events.of_recorded(released, pending=events.RELEASED)
+                    )
+                ],
+            )
             await self.doorbell.slots_freed(r.bell.kind for r in released)
             log.info("gave back %d task(s)", len(released))
         except Exception as error:
@@ -306,15 +356,19 @@ class Worker:
 
 
 async def _cancel(*tasks: asyncio.Task[None], timeout_s: float = 5.0) -> None:
-    """Cancel and wait, but not forever: a client library that swallows a cancel
-    (seen with a blocked pub/sub read) must not hold the shutdown up."""
+    """Cancel and wait, but not forever. A cancel a client library loses is
+    caught by the loops themselves (app/loops.py); should one still get stuck,
+    the shutdown goes on without it and the log says where it waited."""
     for task in tasks:
         task.cancel()
     if not tasks:
         return
     _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
     for task in stuck:
-        log.warning("%s did not stop within %.0fs of being canceled", task.get_name(), timeout_s)
+        frames = task.get_stack(limit=1)
+        where = f" (at {frames[0].f_code.co_filename}:{frames[0].f_lineno})" if frames else ""
+        log.warning("%s did not stop within %.0fs of being canceled%s",
+                    task.get_name(), timeout_s, where)  # fmt: skip
 
 
 def _error_of(task: asyncio.Task[Any]) -> BaseException | None:

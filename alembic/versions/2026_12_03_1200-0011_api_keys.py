@@ -1,8 +1,8 @@
 """api_keys, and the indexes that scope tasks to their owner
 
-Revision ID: 0012
-Revises: 0007
-Create Date: 2026-12-02 12:00:00
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-03 12:00:00
 
 Access control: one row per API key (its secret only as a keyed hash), and
 indexes so that a tenant's list of tasks and its queue counts read its own
@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql
 
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0007"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

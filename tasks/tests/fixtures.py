@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,3 +322,69 @@ def spawn_worker(
         if worker.process.poll() is None:
             worker.process.kill()
             worker.process.wait()
+
+
+@pytest.fixture
+def spawn_api(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., Awaitable[str]]]:
+    """`taskline api` as a real process on a free port, once ready: its URL.
+    Stopped at the end of the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    async def spawn(*args: str, **env_overrides: str) -> str:
+        port = free_port()
+        env = {
+            **os.environ,
+            "API_PORT": str(port),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": settings.cache_url,
+            "REDIS_QUEUE_NAME": settings.redis_queue_name,
+            "TASKLINE_HANDLERS": TEST_HANDLERS,
+            "LOG_LEVEL": "WARNING",
+            **env_overrides,
+        }
+        log_path = tmp_path / f"api-{len(started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "taskline", "api", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: uvicorn's workers stop with it
+            )
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url) as http:
+
+            async def ready() -> bool:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    return (await http.get("/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(ready, timeout_s=30, what="the API process to be ready")
+        return url
+
+    spawn.processes = started  # type: ignore[attr-defined]
+    yield spawn
+    for process in started:
+        for signum in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL only if SIGTERM was not enough
+            if process.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signum)
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(20)
+
+
+@pytest.fixture
+async def valkey(tmp_path: Path) -> AsyncIterator[EmbeddedValkey]:
+    """A Redis of the test's own, to flush or kill without touching other tests' keys."""
+    server = EmbeddedValkey(tmp_path / "private-valkey" / "data", free_port())
+    try:
+        await asyncio.to_thread(server.start)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -1,0 +1,5 @@
+"""`python -m taskline`: the `taskline` command."""
+
+from taskline.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""The commands that run Taskline itself: dev, api, worker, migrate.
+
+They read the server's settings (a bad value stops them with one line naming
+the variable); the commands that talk to the API never do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from app.config import Settings, load_settings
+from app.logs import configure_logging
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="embedded PostgreSQL + Valkey, migrations, API and a worker",
+        description="What `make run` starts: embedded stores when DATABASE_URL and REDIS_URL"
+        " are unset, migrations, the API and one worker. Ctrl-C stops everything.",
+    )
+    dev.set_defaults(run=run_dev)
+    api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--workers", type=int, default=1, help="API processes")
+    api.set_defaults(run=run_api)
+    worker = commands.add_parser("worker", help="run one worker")
+    worker.set_defaults(run=run_worker)
+    migrate = commands.add_parser(
+        "migrate", help="apply database migrations (waits for the database)"
+    )
+    migrate.set_defaults(run=run_migrate)
+
+
+def _settings() -> Settings:
+    # As with `python -m`, the working directory is importable, so
+    # TASKLINE_HANDLERS can name the project's own modules (handlers.media).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _serving_settings() -> Settings:
+    """The settings of a command that serves the API: AUTH=none is refused beyond
+    loopback unless ALLOW_UNAUTHENTICATED says so (README "Access control")."""
+    settings = _settings()
+    problem = settings.unauthenticated_exposure()
+    if problem is not None:
+        print(f"taskline: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return settings
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    from app.supervisor import run_dev as supervise
+
+    me = [sys.executable, "-m", "taskline"]
+    return supervise(_serving_settings(), {"api": [*me, "api"], "worker": [*me, "worker"]})
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _serving_settings()
+    uvicorn.run(
+        "main:app",
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        log_config=None,  # uvicorn's lines go through configure_logging's handler
+    )
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    # worker.py builds the worker with what the features above tasks add.
+    from worker import main as worker_main
+
+    _settings()
+    worker_main()
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from app.migrate import upgrade
+
+    upgrade(_settings().db_url)
+    return 0

@@ -1,0 +1,51 @@
+"""The typed Python client of the Taskline API, sync and async, on httpx.
+
+    from taskline.client import Client
+
+    with Client() as taskline:  # TASKLINE_URL, else http://127.0.0.1:8000
+        task = taskline.create_task("resize", kind="echo", payload={"width": 640})
+        done = taskline.wait(task.id, timeout_s=60)
+
+Answers are the API's own pydantic models (`tasks.schemas`); a refusal or an
+unreachable server raises a `TasklineError` carrying the status and the body.
+"""
+
+from taskline.client.aio import AsyncClient
+from taskline.client.calls import Call, ServerWait
+from taskline.client.errors import (
+    ConfigError,
+    Conflict,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Refused,
+    ServerError,
+    TasklineError,
+    Unavailable,
+    Unreachable,
+    WaitTimedOut,
+)
+from taskline.client.sync import Client
+from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+
+__all__ = [
+    "AsyncClient",
+    "Call",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "Invalid",
+    "NotFound",
+    "QueueOut",
+    "RateLimited",
+    "Refused",
+    "ServerError",
+    "ServerWait",
+    "TaskCreate",
+    "TaskOut",
+    "TaskPage",
+    "TasklineError",
+    "Unavailable",
+    "Unreachable",
+    "WaitTimedOut",
+]

@@ -1,0 +1,152 @@
+"""`AsyncClient`: the Taskline API from asyncio code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+
+import httpx
+
+from taskline.client import calls
+from taskline.client.calls import Call, ServerWait, TaskId
+from taskline.client.connection import DEFAULT_TIMEOUT_S, Connection, TaskFields
+from taskline.client.errors import Invalid, Unreachable
+from taskline.client.waiting import WaitPlan, finished
+from tasks.models import TaskStatus
+from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """async with AsyncClient() as taskline: task = await taskline.create_task("hi")
+
+    `base_url` defaults to TASKLINE_URL, else http://127.0.0.1:8000; `api_key` to
+    TASKLINE_API_KEY (sent as `Authorization: Bearer`). Every method raises a
+    `TasklineError` subclass when the API refuses or cannot be reached."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.connection = Connection.resolve(base_url, api_key, timeout_s)
+        self._http = httpx.AsyncClient(**self.connection.client_options(), transport=transport)
+        self._server_wait: ServerWait | None = None
+        self._server_wait_known = False
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def call(self, call: Call[T]) -> T:
+        """Send one API call and read its answer (the methods below are made of this)."""
+        try:
+            response = await self._http.send(self.connection.request(self._http, call))
+        except httpx.TransportError as error:
+            raise Unreachable(self.connection.unreachable(error)) from error
+        return call.read(response)
+
+    # Tasks ------------------------------------------------------------------
+
+    async def create_task(
+        self, message: str, *, idempotency_key: str | None = None, **fields: Unpack[TaskFields]
+    ) -> TaskOut:
+        """Checked here first (pydantic's ValidationError if a field is wrong), then sent."""
+        body = TaskCreate(message=message, **fields)
+        return await self.call(calls.create_task(body, idempotency_key))
+
+    async def create_task_from(
+        self, body: TaskCreate | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> TaskOut:
+        """Send a prepared body; a plain mapping is judged by the server alone."""
+        return await self.call(calls.create_task(body, idempotency_key))
+
+    async def get_task(self, task_id: TaskId) -> TaskOut:
+        return await self.call(calls.get_task(task_id))
+
+    async def cancel(self, task_id: TaskId) -> TaskOut:
+        """Pending: canceled. Running: `cancel_requested`, and its worker stops it.
+        Finished: Conflict."""
+        return await self.call(calls.cancel(task_id))
+
+    async def retry(self, task_id: TaskId) -> TaskOut:
+        """A failed or canceled task, pending again with a fresh attempt budget."""
+        return await self.call(calls.retry(task_id))
+
+    async def list_page(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        return await self.call(
+            calls.list_page(status=status, kind=kind, limit=limit, cursor=cursor)
+        )
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        kind: str | None = None,
+        page_size: int = 50,
+    ) -> AsyncIterator[TaskOut]:
+        """Every matching task, newest first, one keyset page (`next_cursor`) at a time."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_page(status=status, kind=kind, limit=page_size, cursor=cursor)
+            for task in page.items:
+                yield task
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def wait(self, task_id: TaskId, timeout_s: float | None = None) -> TaskOut:
+        """The task once it has ended (completed, failed, canceled, expired); WaitTimedOut
+        after `timeout_s` (None: no limit). Uses the server's `?wait=` when it has it."""
+        plan = WaitPlan(timeout_s=timeout_s, server=await self.server_wait())
+        task = await self.get_task(task_id)
+        while not finished(task):
+            step = plan.next_step(task)
+            if step.held_s is None:
+                await asyncio.sleep(step.sleep_s)
+                task = await self.get_task(task_id)
+                continue
+            try:
+                after = await self.call(calls.get_task(task_id, wait_s=step.held_s))
+            except Invalid:
+                plan.refused()
+                continue
+            plan.answered(step, task, after)
+            task = after
+        self._server_wait = plan.server
+        return task
+
+    async def server_wait(self) -> ServerWait | None:
+        """What the server's `GET /tasks/{id}?wait=` takes (None: it has none); asked once."""
+        if not self._server_wait_known:
+            self._server_wait = await self.call(calls.server_wait())
+            self._server_wait_known = True
+        return self._server_wait
+
+    # Queues -----------------------------------------------------------------
+
+    async def list_queues(self) -> list[QueueOut]:
+        return await self.call(calls.list_queues())

@@ -1,0 +1,149 @@
+"""`Client`: the Taskline API from blocking code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+
+import httpx
+
+from taskline.client import calls
+from taskline.client.calls import Call, ServerWait, TaskId
+from taskline.client.connection import DEFAULT_TIMEOUT_S, Connection, TaskFields
+from taskline.client.errors import Invalid, Unreachable
+from taskline.client.waiting import WaitPlan, finished
+from tasks.models import TaskStatus
+from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+
+T = TypeVar("T")
+
+
+class Client:
+    """with Client() as taskline: task = taskline.create_task("hi"); taskline.wait(task.id)
+
+    `base_url` defaults to TASKLINE_URL, else http://127.0.0.1:8000; `api_key` to
+    TASKLINE_API_KEY (sent as `Authorization: Bearer`). Every method raises a
+    `TasklineError` subclass when the API refuses or cannot be reached."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.connection = Connection.resolve(base_url, api_key, timeout_s)
+        self._http = httpx.Client(**self.connection.client_options(), transport=transport)
+        self._server_wait: ServerWait | None = None
+        self._server_wait_known = False
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def call(self, call: Call[T]) -> T:
+        """Send one API call and read its answer (the methods below are made of this)."""
+        try:
+            response = self._http.send(self.connection.request(self._http, call))
+        except httpx.TransportError as error:
+            raise Unreachable(self.connection.unreachable(error)) from error
+        return call.read(response)
+
+    # Tasks ------------------------------------------------------------------
+
+    def create_task(
+        self, message: str, *, idempotency_key: str | None = None, **fields: Unpack[TaskFields]
+    ) -> TaskOut:
+        """Checked here first (pydantic's ValidationError if a field is wrong), then sent."""
+        body = TaskCreate(message=message, **fields)
+        return self.call(calls.create_task(body, idempotency_key))
+
+    def create_task_from(
+        self, body: TaskCreate | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> TaskOut:
+        """Send a prepared body; a plain mapping is judged by the server alone."""
+        return self.call(calls.create_task(body, idempotency_key))
+
+    def get_task(self, task_id: TaskId) -> TaskOut:
+        return self.call(calls.get_task(task_id))
+
+    def cancel(self, task_id: TaskId) -> TaskOut:
+        """Pending: canceled. Running: `cancel_requested`, and its worker stops it.
+        Finished: Conflict."""
+        return self.call(calls.cancel(task_id))
+
+    def retry(self, task_id: TaskId) -> TaskOut:
+        """A failed or canceled task, pending again with a fresh attempt budget."""
+        return self.call(calls.retry(task_id))
+
+    def list_page(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        return self.call(calls.list_page(status=status, kind=kind, limit=limit, cursor=cursor))
+
+    def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        kind: str | None = None,
+        page_size: int = 50,
+    ) -> Iterator[TaskOut]:
+        """Every matching task, newest first, one keyset page (`next_cursor`) at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list_page(status=status, kind=kind, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def wait(self, task_id: TaskId, timeout_s: float | None = None) -> TaskOut:
+        """The task once it has ended (completed, failed, canceled, expired); WaitTimedOut
+        after `timeout_s` (None: no limit). Uses the server's `?wait=` when it has it."""
+        plan = WaitPlan(timeout_s=timeout_s, server=self.server_wait())
+        task = self.get_task(task_id)
+        while not finished(task):
+            step = plan.next_step(task)
+            if step.held_s is None:
+                time.sleep(step.sleep_s)
+                task = self.get_task(task_id)
+                continue
+            try:
+                after = self.call(calls.get_task(task_id, wait_s=step.held_s))
+            except Invalid:
+                plan.refused()
+                continue
+            plan.answered(step, task, after)
+            task = after
+        self._server_wait = plan.server
+        return task
+
+    def server_wait(self) -> ServerWait | None:
+        """What the server's `GET /tasks/{id}?wait=` takes (None: it has none); asked once."""
+        if not self._server_wait_known:
+            self._server_wait = self.call(calls.server_wait())
+            self._server_wait_known = True
+        return self._server_wait
+
+    # Queues -----------------------------------------------------------------
+
+    def list_queues(self) -> list[QueueOut]:
+        return self.call(calls.list_queues())

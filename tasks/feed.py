@@ -1,0 +1,143 @@
+"""The event feed: ONE reader of the task event stream per API process.
+
+It follows the stream with a blocking XREAD on a connection of its own (no
+polling, of Redis or of PostgreSQL) and hands each batch of events to the
+waiters (tasks/waiters.py: woken by final events) and to the subscribers of
+GET /events (tasks/sse.py). When it loses Redis it ends every subscriber
+cleanly (they resume with Last-Event-ID), and once it is back it wakes every
+waiter to read its row again, since events may have been missed meanwhile.
+
+Supervised: a reader that dies of anything but a lost store is logged and
+started again, so a bug costs the waiters one re-read, not the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from app.errors import is_store_error
+from app.lifespan import Resources
+from app.loops import stop_if_canceled
+from app.redis import create_reader_redis
+from tasks import events
+from tasks.waiters import Waiters
+from tasks.worker.backoff import Backoff
+
+log = logging.getLogger("taskline.api")
+
+BLOCK_MS = 5_000
+READ_COUNT = 500
+
+
+class Subscriber(Protocol):
+    def offer(self, batch: Sequence[events.Event]) -> None: ...
+
+    def end(self, reason: str) -> None: ...
+
+
+class EventFeed:
+    def __init__(self, resources: Resources, waiters: Waiters) -> None:
+        self.resources = resources
+        self.waiters = waiters
+        self.subscribers: set[Subscriber] = set()
+        self.connected = False
+        self.closing = False  # the API is shutting down: no new subscribers
+        self.last_id: str | None = None  # the newest entry read
+        self._redis: Redis | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._supervise(), name="event-feed")
+
+    def shutting_down(self) -> None:
+        self.closing = True
+        self._end_subscribers("the API is shutting down")
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        self._end_subscribers("the API is shutting down")
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                stop_if_canceled()
+                log.exception("event feed died; starting it again")
+                self._lost("the event feed stopped")
+                await asyncio.sleep(1.0)
+
+    async def _follow(self) -> None:
+        backoff = Backoff(base_s=0.05, cap_s=2.0)
+        while True:
+            stop_if_canceled()  # a cancel redis-py swallowed during the last call
+            try:
+                if not self.connected:
+                    await self._connect()
+                reply: Any = await self._client().xread(
+                    {self.resources.keys.events: self.last_id or "$"},
+                    count=READ_COUNT,
+                    block=BLOCK_MS,
+                )
+            except Exception as error:
+                stop_if_canceled()
+                if not is_store_error(error):
+                    raise
+                self._lost(f"redis is unavailable ({type(error).__name__})")
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            backoff.reset()
+            for _, entries in reply or ():
+                for entry_id, fields in entries:
+                    self.last_id = entry_id
+                    self._dispatch(entry_id, fields)
+
+    async def _connect(self) -> None:
+        """Find where the stream ends (first time), then wake every waiter: what
+        happened while we were away may have gone unannounced."""
+        newest: Any = await self._client().xrevrange(self.resources.keys.events, count=1)
+        if self.last_id is None:
+            self.last_id = newest[0][0] if newest else "0-0"
+        if not self.connected:
+            self.connected = True
+            log.info("event feed following %s", self.resources.keys.events)
+        self.waiters.wake_all()
+
+    def _client(self) -> Redis:
+        if self._redis is None:
+            # Past the blocking read's own end: a read that long means a dead connection.
+            self._redis = create_reader_redis(
+                self.resources.settings, read_timeout_s=BLOCK_MS / 1000 + 5
+            )
+        return self._redis
+
+    def _dispatch(self, entry_id: str, fields: dict[str, str]) -> None:
+        if not self.subscribers and not self.waiters.waiting:
+            return  # nobody listens: not even decoded
+        batch = events.decode(entry_id, fields)
+        if self.waiters.waiting:
+            self.waiters.wake(event.task_id for event in batch if event.final)
+        for subscriber in list(self.subscribers):
+            subscriber.offer(batch)
+
+    def _lost(self, reason: str) -> None:
+        if self.connected:
+            log.warning("event feed lost: %s", reason)
+            self.connected = False
+        self._end_subscribers(reason)
+
+    def _end_subscribers(self, reason: str) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.end(reason)
+        self.subscribers.clear()

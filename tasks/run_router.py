@@ -1,0 +1,157 @@
+"""POST /run/{kind}: call a handler through the queue in one request.
+
+One operation per registered kind whose handler declares a payload model (so
+/docs shows each kind's body), then a generic one for the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Generic, TypeVar, Union
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Security
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.config import MAX_PRIORITY, QUEUE_PATTERN
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, CallerDep, require
+from tasks import runs
+from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep, WaitersDep
+from tasks.handlers import Registry
+from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, KIND_PATTERN, OWNER_PATTERN, ErrorOut
+
+RUN_DEFAULT_WAIT_S = 30
+RUN_MAX_WAIT_S = 300
+
+P = TypeVar("P")
+
+
+class RunEnvelope(BaseModel, Generic[P]):
+    """The payload with a few of the task's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: P
+    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY, description="0 runs first.")
+    queue: str | None = Field(None, pattern=QUEUE_PATTERN)
+    owner: str | None = Field(None, pattern=OWNER_PATTERN)
+    timeout_seconds: float | None = Field(None, gt=0, le=86400)
+    max_attempts: int | None = Field(None, ge=1, le=100)
+
+
+class RunOut(BaseModel):
+    task_id: uuid.UUID
+    status: str = Field(description="Always `completed` here.")
+    result: Any = Field(description="What the handler returned.")
+
+
+class RunFailedOut(ErrorOut):
+    task_id: uuid.UUID
+    status: str = Field(description="failed, canceled or expired")
+    errors: list[dict[str, Any]] = Field(description="Every failed attempt's error.")
+
+
+class RunPendingOut(ErrorOut):
+    task_id: uuid.UUID
+    status: str = Field(description="pending or processing: it goes on.")
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No handler for this kind."},
+    422: {"description": "Invalid payload or options."},
+    429: {"model": ErrorOut, "description": "RATE_LIMIT reached; see Retry-After."},
+    502: {
+        "model": RunFailedOut,
+        "description": "The task failed after its attempts (or was"
+        " canceled, or expired): its errors.",
+    },
+    503: {
+        "model": ErrorOut,
+        "description": "QUEUE_MAX_PENDING or KIND_MAX_BACKLOG reached,"
+        " or a store is down; see Retry-After.",
+    },
+    504: {
+        "model": RunPendingOut,
+        "description": "No result within `wait`; the task goes on (see Location).",
+    },
+}
+WaitQuery = Annotated[
+    float,
+    Query(gt=0, le=RUN_MAX_WAIT_S, description="Seconds to wait for the result (at most 300)."),
+]
+KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)]
+Endpoint = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def run_router(registry: Registry) -> APIRouter:
+    router = APIRouter(
+        prefix="/run",
+        tags=["run"],
+        dependencies=[Security(require, scopes=[Scope.TASKS_WRITE])],
+        responses=AUTH_RESPONSES,
+    )
+    for kind in registry.kinds():
+        handler = registry.get(kind)
+        if handler is not None and handler.payload_model is not None:
+            model: Any = handler.payload_model
+            router.add_api_route(
+                f"/{kind}", _kind_endpoint(kind, Union[model, RunEnvelope[model]]),  # noqa: UP007
+                methods=["POST"], response_model=RunOut, responses=_RESPONSES,
+                summary=f"Run {kind} and answer with its result", operation_id=f"run_{kind}",
+            )  # fmt: skip
+    router.add_api_route(
+        "/{kind}", run_any_kind, methods=["POST"], response_model=RunOut, responses=_RESPONSES,
+        summary="Run a handler and answer with its result", operation_id="run_kind",
+    )  # fmt: skip
+    return router
+
+
+async def run_any_kind(
+    request: Request,
+    kind: Annotated[str, Path(pattern=KIND_PATTERN)],
+    body: Annotated[dict[str, Any] | RunEnvelope[dict[str, Any]], Body()],
+    intake: IntakeDep,
+    resources: ResourcesDep,
+    registry: RegistryDep,
+    waiters: WaitersDep,
+    client: ClientDep,
+    caller: CallerDep,
+    idempotency_key: KeyHeader = None,
+    wait: WaitQuery = RUN_DEFAULT_WAIT_S,
+) -> dict[str, Any]:
+    """Create a task of this kind with the body as its payload (or an envelope:
+    `{"payload": {...}, "priority", "queue", "owner", "timeout_seconds",
+    "max_attempts"}` and nothing else), wait for it and answer with its result:
+    200 once completed, 502 if it failed, 504 with its id if `wait` ran out
+    first (it goes on). The task belongs to the key's owner; only an admin key may
+    name another `owner`."""
+    raw = await request.json()  # as sent: FastAPI has parsed it already
+    context = runs.RunContext(intake, resources, registry, waiters, client, idempotency_key, caller)
+    return await runs.run(context, kind=kind, body=raw, envelope=runs.is_envelope(raw), wait_s=wait)
+
+
+def _kind_endpoint(kind: str, body_type: Any) -> Endpoint:
+    async def run_kind(
+        request: Request,
+        body: Any,
+        intake: IntakeDep,
+        resources: ResourcesDep,
+        registry: RegistryDep,
+        waiters: WaitersDep,
+        client: ClientDep,
+        caller: CallerDep,
+        idempotency_key: KeyHeader = None,
+        wait: WaitQuery = RUN_DEFAULT_WAIT_S,
+    ) -> dict[str, Any]:
+        raw = await request.json()
+        context = runs.RunContext(
+            intake, resources, registry, waiters, client, idempotency_key, caller
+        )
+        envelope = isinstance(body, RunEnvelope)
+        return await runs.run(context, kind=kind, body=raw, envelope=envelope, wait_s=wait)
+
+    run_kind.__doc__ = (run_any_kind.__doc__ or "").replace("this kind", f"kind `{kind}`")
+    # The body's type is known only now: the payload model, or the envelope around it.
+    run_kind.__annotations__["body"] = Annotated[body_type, Body()]
+    return run_kind

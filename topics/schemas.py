@@ -1,0 +1,146 @@
+"""Request and response bodies of topics and queues (the resources)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.config import QUEUE_PATTERN
+from tasks.schemas import QueueOut
+
+ID_PATTERN = QUEUE_PATTERN  # a queue's id is its name for the workers, so topics follow suit
+MAX_FILTER_ATTRIBUTES = 20
+MAX_ATTRIBUTE_KEY_CHARS = 256
+MAX_ATTRIBUTE_VALUE_CHARS = 1024
+
+ResourceId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+AttributeKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS, pattern=r"^[^\x00]+$")
+]
+AttributeValue = Annotated[
+    str, StringConstraints(max_length=MAX_ATTRIBUTE_VALUE_CHARS, pattern=r"^[^\x00]*$")
+]
+AcceptedValues = Annotated[list[AttributeValue], Field(min_length=1, max_length=100)]
+MessageFilters = dict[AttributeKey, AcceptedValues]
+AckDeadline = Annotated[int, Field(ge=1, le=43200)]
+Retention = Annotated[int, Field(ge=1, le=31 * 86400)]
+MaxDeliveries = Annotated[int, Field(ge=1, le=100)]
+
+_FILTERS_DOC = (
+    "Attribute -> accepted values. A message matches when, for every attribute listed,"
+    " its value is one of those listed. Empty: every message."
+)
+
+
+def _few_filters(value: MessageFilters | None) -> MessageFilters | None:
+    if value is not None and len(value) > MAX_FILTER_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_FILTER_ATTRIBUTES} attributes")
+    return value
+
+
+class TopicCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"id": "orders"}]})
+
+    id: ResourceId = Field(description="Letters, digits, `_ . -`; 1..64 characters.")
+
+
+class TopicOut(BaseModel):
+    id: str
+    created_at: datetime
+    queues: list[str] = Field(description="Ids of the queues subscribed to it.")
+
+
+class TopicPage(BaseModel):
+    items: list[TopicOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class QueueCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "eu-orders",
+                    "topic_id": "orders",
+                    "ack_deadline_seconds": 30,
+                    "message_retention_seconds": 86400,
+                    "message_max_deliveries": 5,
+                    "dead_queue_id": "orders-dead",
+                    "message_filters": {"region": ["eu"]},
+                }
+            ]
+        },
+    )
+
+    id: ResourceId = Field(description="Also its name for Python workers (WORKER_QUEUES).")
+    topic_id: ResourceId | None = Field(None, description="The topic it subscribes to, if any.")
+    ack_deadline_seconds: AckDeadline = Field(
+        30, description="How long a lease lasts unless the lease asks otherwise."
+    )
+    message_retention_seconds: Retention = Field(
+        7 * 86400, description="A message not acked by then expires."
+    )
+    message_max_deliveries: MaxDeliveries | None = Field(
+        None, description="Deliveries before it dead-letters (or fails); unset: 100."
+    )
+    dead_queue_id: ResourceId | None = Field(
+        None, description="Where messages go after message_max_deliveries."
+    )
+    message_filters: MessageFilters = Field(default_factory=dict, description=_FILTERS_DOC)
+
+    _filters = field_validator("message_filters")(_few_filters)
+
+
+class QueuePatch(BaseModel):
+    """Only the fields given change; null clears an optional one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"ack_deadline_seconds": 60, "dead_queue_id": None}]},
+    )
+
+    topic_id: ResourceId | None = None
+    ack_deadline_seconds: AckDeadline | None = None
+    message_retention_seconds: Retention | None = None
+    message_max_deliveries: MaxDeliveries | None = None
+    dead_queue_id: ResourceId | None = None
+    message_filters: MessageFilters | None = Field(None, description=_FILTERS_DOC)
+
+    _filters = field_validator("message_filters")(_few_filters)
+
+    @field_validator("ack_deadline_seconds", "message_retention_seconds")
+    @classmethod
+    def _not_null(cls, value: int | None) -> int:
+        if value is None:
+            raise ValueError("may be changed, not cleared")
+        return value
+
+
+class QueueResource(BaseModel):
+    id: str
+    topic_id: str | None
+    ack_deadline_seconds: int
+    message_retention_seconds: int
+    message_max_deliveries: int | None
+    dead_queue_id: str | None
+    message_filters: dict[str, list[str]]
+    created_at: datetime
+    updated_at: datetime
+
+
+class QueueStats(QueueOut):
+    """What GET /queues reports for this queue, and the message counts."""
+
+    id: str
+    num_undelivered_messages: int = Field(description="Waiting: ready or scheduled.")
+    num_leased_messages: int = Field(description="Held by a consumer or a worker now.")
+    oldest_unacked_message_age_seconds: float | None = Field(
+        description="Since the oldest message not yet acked was published; null when none."
+    )
+    num_dead_messages: int = Field(
+        description="Messages that left it after message_max_deliveries and wait in its"
+        " dead queue, or ended failed in it; what a redrive would bring back."
+    )

@@ -1,0 +1,1 @@
+"""Workflows: chains of steps and groups with a fan-in, built on tasks."""
