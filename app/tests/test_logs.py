@@ -134,7 +134,7 @@ def test_the_api_process_and_its_access_log_use_log_format(tmp_path: Path, log_f
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log:
         api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api"], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "taskline", "api"], cwd=ROOT, env=env, stdout=log, stderr=log
         )
     try:
         deadline = time.monotonic() + 30

@@ -127,7 +127,7 @@ def test_dev_stack_listens_on_loopback_only(start_dev, dev_env):
 
 def start_again(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "dev"],
+        [sys.executable, "-m", "taskline", "dev"],
         cwd=ROOT,
         env=env,
         capture_output=True,

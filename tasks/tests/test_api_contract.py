@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tasks.tests.conftest import ROOT, free_port
+from tasks.tests.fixtures import ROOT, free_port
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 30  # per operation and phase; the whole run stays well under a minute
@@ -34,7 +34,7 @@ def api_url(settings: Settings, database_url: str, tmp_path: Path) -> Iterator[s
     }
     with (tmp_path / "api.log").open("wb") as log:
         api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api"], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "taskline", "api"], cwd=ROOT, env=env, stdout=log, stderr=log
         )
     url = f"http://127.0.0.1:{port}"
     try:
