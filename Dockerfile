@@ -5,6 +5,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY app ./app
+COPY auth ./auth
 COPY tasks ./tasks
 COPY schedules ./schedules
 COPY workflows ./workflows

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, load_settings
 from app.docs import install_docs
 from app.error_bodies import error_json
+from app.headers import SecurityHeaders
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from app.shutdown import on_exit_signal
+from auth.exceptions import AuthError
+from auth.lifespan import keyring_lifespan
+from auth.router import router as keys_router
 from gateway import kind as http_kind
 from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
@@ -50,9 +56,14 @@ async def task_error(request: Request, error: Exception) -> JSONResponse:
     return error_json(error.status_code, error.detail, headers=headers, extra=error.extra)
 
 
+async def auth_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AuthError)
+    return error_json(error.status_code, error.detail, headers=error.headers)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with resources_lifespan(app):
+    async with resources_lifespan(app), keyring_lifespan(app):
         resources = app.state.resources
         intake = Intake(resources)
         waiters = Waiters(resources)
@@ -91,12 +102,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = load_handlers(settings.handler_modules)
     http_kind.register(app.state.registry)  # the `http` kind (gateway/kind.py)
     app.add_middleware(BodySizeLimit)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origin_list),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(TaskError, task_error)
+    app.add_exception_handler(AuthError, auth_error)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(keys_router)
     app.include_router(schedules_router)
     app.include_router(workflows_router)
     app.include_router(topics_router)
@@ -109,6 +131,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _app_from_environment() -> FastAPI:
     settings = load_settings()
+    problem = settings.unauthenticated_exposure()
+    if problem is not None:
+        print(f"taskline: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 

@@ -5,6 +5,7 @@ A bad value stops the program with one line that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from functools import cached_property
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -146,6 +148,14 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, validation_alias=_env("GATEWAY_READ_TIMEOUT_SECONDS")
     )
     http_allowed_hosts: str = Field("", max_length=100_000)
+
+    # Access control (README "Access control"). `auth` comes before the fields
+    # whose checks depend on it: pydantic validates in this order.
+    auth: Literal["none", "keys"] = "none"
+    allow_unauthenticated: bool = False
+    auth_pepper: SecretStr | None = Field(None, validate_default=True)
+    metrics_token: SecretStr | None = None
+    cors_origins: str = Field("", max_length=4000)
 
     # Logs (README "Logs").
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -287,6 +297,44 @@ class Settings(BaseSettings):
                 raise ValueError(f"weight of {owner!r} must be above 0")
         return value
 
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower_auth(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("auth_pepper", "metrics_token")
+    @classmethod
+    def _auth_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            value = None
+        if value is None and info.field_name == "auth_pepper" and info.data.get("auth") == "keys":
+            raise ValueError("required with AUTH=keys (make one: openssl rand -hex 32)")
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in split_list(value):
+            if origin != "*" and not re.fullmatch(ORIGIN_PATTERN, origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @cached_property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(split_list(self.cors_origins)))
+
+    def unauthenticated_exposure(self) -> str | None:
+        """Why the API must not start: AUTH=none on an address beyond loopback
+        without ALLOW_UNAUTHENTICATED. None when it may."""
+        if self.auth != "none" or self.allow_unauthenticated or is_loopback(self.api_host):
+            return None
+        return (
+            f"API_HOST={self.api_host} is not a loopback address and AUTH=none: set AUTH=keys,"
+            " or ALLOW_UNAUTHENTICATED=true to serve without access control"
+        )
+
     @cached_property
     def queues(self) -> tuple[str, ...]:
         """WORKER_QUEUES in the order a worker serves them."""
@@ -320,6 +368,20 @@ class Settings(BaseSettings):
 def split_list(text: str) -> list[str]:
     """`a, b,,c` -> ["a", "b", "c"]: a comma-separated setting's entries."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+MIN_SECRET_CHARS = 32
+ORIGIN_PATTERN = r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`; anything else (0.0.0.0, a name) is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_levels(text: str) -> tuple[int, ...]:

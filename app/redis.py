@@ -97,3 +97,9 @@ class Keys:
     @property
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"
+
+    @property
+    def keys_channel(self) -> str:
+        """Pub/sub channel of API key ids whose cached lookups every API process
+        must drop (a key revoked or created)."""
+        return f"{self.namespace}:auth:keys"

@@ -54,7 +54,9 @@ async def ready(gateway: GatewayDep) -> JSONResponse:
 async def queues(gateway: GatewayDep) -> QueuesOut:
     """What `GET /queues` of the API says: each queue's pending and processing
     tasks per priority (the gateway's requests are tasks of kind `http`)."""
-    return QueuesOut(queues=await task_service.queue_overview(resources=gateway.resources))
+    return QueuesOut(
+        queues=await task_service.queue_overview(resources=gateway.resources, owner=None)
+    )
 
 
 @own_router.api_route("/{rest:path}", methods=list(METHODS), include_in_schema=False)

@@ -19,6 +19,7 @@ import httpx
 from pydantic import ValidationError
 
 from app.lifespan import Resources
+from auth.caller import ANONYMOUS_ADMIN
 from gateway import client
 from gateway.exceptions import (
     ForwardFailed,
@@ -99,7 +100,7 @@ async def queued(gateway: Gateway, incoming: Incoming) -> client.Exchanged:
     )
     row, _ = await task_service.create_task(
         intake=gateway.intake, resources=gateway.resources, registry=gateway.registry,
-        body=body, client=incoming.client,
+        body=body, caller=ANONYMOUS_ADMIN, client=incoming.client,
     )  # fmt: skip
     row = await task_service.wait_final(
         waiters=gateway.waiters, row=row, timeout_s=wait_s - (time.monotonic() - started_s)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.lifespan import Resources
+from auth.caller import ANONYMOUS_ADMIN
 from schedules import repository
 from schedules.cron import Rule, next_after
 from schedules.exceptions import InvalidSchedule, ScheduleExists, ScheduleNotFound
@@ -124,6 +125,8 @@ async def run_now(
         priority=row["priority"],
         queue=row["queue"],
     )
+    # Like the schedule's own ticks, the task belongs to no owner.
     return await task_service.create_task(
-        intake=intake, resources=resources, registry=registry, body=body, client=client
-    )
+        intake=intake, resources=resources, registry=registry, body=body,
+        caller=ANONYMOUS_ADMIN, client=client,
+    )  # fmt: skip

@@ -6,11 +6,13 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, Security, status
 from fastapi.responses import StreamingResponse
 
 from app.config import QUEUE_PATTERN
 from app.error_bodies import error_responses
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, CallerDep, require
 from tasks import service, sse
 from tasks.dependencies import (
     ClientDep,
@@ -36,9 +38,21 @@ from tasks.schemas import (
     TaskPatch,
 )
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
-queues_router = APIRouter(prefix="/queues", tags=["queues"])
-events_router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
+queues_router = APIRouter(
+    prefix="/queues",
+    tags=["queues"],
+    dependencies=[Security(require, scopes=[Scope.QUEUES_READ])],
+    responses=AUTH_RESPONSES,
+)
+events_router = APIRouter(
+    prefix="/events",
+    tags=["events"],
+    dependencies=[Security(require, scopes=[Scope.TASKS_READ])],
+    responses=AUTH_RESPONSES,
+)
+WRITE = [Security(require, scopes=[Scope.TASKS_WRITE])]
+READ = [Security(require, scopes=[Scope.TASKS_READ])]
 
 MAX_WAIT_S = 60
 WaitQuery = Annotated[
@@ -76,10 +90,12 @@ _NOT_FOUND = (404, "No such task.")
         ),
     },
     summary="Create a task",
+    dependencies=WRITE,
 )
 async def create_task(
     body: TaskCreate,
     response: Response,
+    caller: CallerDep,
     intake: IntakeDep,
     resources: ResourcesDep,
     registry: RegistryDep,
@@ -93,10 +109,11 @@ async def create_task(
     """Store the task (committed in PostgreSQL), then ring the doorbell for a worker.
     With an `Idempotency-Key`, the same key and body within 24 h return the first task.
     With `wait=S`: 201 with the finished task if it ends within S seconds (200 for a
-    replayed key), else 202 with the task as it is then; it goes on either way."""
+    replayed key), else 202 with the task as it is then; it goes on either way.
+    The task belongs to the key's owner; only an admin key may name another `owner`."""
     started_s = time.monotonic()
     row, created = await service.create_task(
-        intake=intake, resources=resources, registry=registry, body=body,
+        intake=intake, resources=resources, registry=registry, body=body, caller=caller,
         idempotency_key=idempotency_key, client=client,
     )  # fmt: skip
     if wait is not None:
@@ -118,9 +135,11 @@ async def create_task(
         (422, "A bad filter, limit or cursor; `errors` says which."), _UNAVAILABLE
     ),
     summary="List tasks",
+    dependencies=READ,
 )
 async def list_tasks(
     session: SessionDep,
+    caller: CallerDep,
     status: TaskStatus | None = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -129,10 +148,12 @@ async def list_tasks(
         Query(pattern=UUID_PATTERN, description="The `next_cursor` of the page before."),
     ] = None,
 ) -> TaskPage:
-    """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next."""
+    """Newest first. Pass the `next_cursor` of one page as `cursor` to get the next.
+    A key sees its owner's tasks only; an admin key sees every task."""
     items, next_cursor = await service.list_tasks(
-        session=session, status=status, kind=kind, cursor=cursor, limit=limit
-    )
+        session=session, status=status, kind=kind, cursor=cursor, limit=limit,
+        owner=caller.tenant,
+    )  # fmt: skip
     return TaskPage(items=[TaskOut.model_validate(item) for item in items], next_cursor=next_cursor)
 
 
@@ -141,11 +162,15 @@ async def list_tasks(
     response_model=TaskOut,
     responses=error_responses(_NOT_FOUND, (422, "The id or `wait` is invalid."), _UNAVAILABLE),
     summary="Get a task, or wait for it to finish",
+    dependencies=READ,
 )
-async def get_task(task_id: uuid.UUID, waiters: WaitersDep, wait: WaitQuery = None) -> TaskOut:
+async def get_task(
+    task_id: uuid.UUID, waiters: WaitersDep, caller: CallerDep, wait: WaitQuery = None
+) -> TaskOut:
     """With `wait=S`: answers as soon as the task is in a final status, or after S
-    seconds with the task as it is then (no polling: the worker announces the end)."""
-    row = await service.get_task(waiters=waiters, task_id=task_id, wait_s=wait)
+    seconds with the task as it is then (no polling: the worker announces the end).
+    Another owner's task is not found (and not waited for), unless the key is admin."""
+    row = await service.get_task(waiters=waiters, task_id=task_id, wait_s=wait, owner=caller.tenant)
     return TaskOut.model_validate(dict(row))
 
 
@@ -162,14 +187,22 @@ async def get_task(task_id: uuid.UUID, waiters: WaitersDep, wait: WaitQuery = No
         ),
     },
     summary="Cancel a task",
+    dependencies=WRITE,
 )
 async def patch_task(
-    body: TaskPatch, task: TaskDep, session: SessionDep, resources: ResourcesDep, response: Response
+    body: TaskPatch,
+    task: TaskDep,
+    caller: CallerDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    response: Response,
 ) -> Task:
     """Only `{"status": "canceled"}` is accepted. A pending task is canceled (200); a
     running one is asked to stop (202, `cancel_requested: true`) and ends `canceled`
     once its worker has canceled the handler. Canceling twice is not an error."""
-    updated, under_way = await service.cancel_task(session=session, resources=resources, task=task)
+    updated, under_way = await service.cancel_task(
+        session=session, resources=resources, task=task, owner=caller.tenant
+    )
     if under_way:
         response.status_code = status.HTTP_202_ACCEPTED
     return updated
@@ -185,20 +218,26 @@ async def patch_task(
         _UNAVAILABLE,
     ),
     summary="Retry a failed or canceled task",
+    dependencies=WRITE,
 )
-async def retry_task(task: TaskDep, session: SessionDep, resources: ResourcesDep) -> Task:
+async def retry_task(
+    task: TaskDep, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+) -> Task:
     """Dead-letter re-drive: the task is pending again with a fresh attempt budget;
     its earlier errors stay in `errors`."""
-    return await service.retry_task(session=session, resources=resources, task=task)
+    return await service.retry_task(
+        session=session, resources=resources, task=task, owner=caller.tenant
+    )
 
 
 @queues_router.get(
     "", response_model=QueuesOut, responses=error_responses(_UNAVAILABLE), summary="List queues"
 )
-async def list_queues(resources: ResourcesDep) -> QueuesOut:
+async def list_queues(resources: ResourcesDep, caller: CallerDep) -> QueuesOut:
     """Each queue with its pending (ready + scheduled) and processing tasks per
-    priority, and how long its oldest ready task has waited."""
-    return QueuesOut(queues=await service.queue_overview(resources=resources))
+    priority, and how long its oldest ready task has waited. An admin key sees every
+    tenant's tasks; any other key with `queues:read` its owner's only."""
+    return QueuesOut(queues=await service.queue_overview(resources=resources, owner=caller.tenant))
 
 
 @events_router.get(
@@ -221,6 +260,7 @@ async def list_queues(resources: ResourcesDep) -> QueuesOut:
 )
 async def follow_events(
     feed: FeedDep,
+    caller: CallerDep,
     queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
@@ -233,7 +273,10 @@ async def follow_events(
     """Every state change (created, started, completed, failed, retried, canceled,
     expired, redriven, released) of the tasks that match every filter given, as it
     happens. Send `Last-Event-ID` to resume after an event: the events since are
-    replayed from the stream (as far back as EVENT_STREAM_MAX_ENTRIES reaches)."""
+    replayed from the stream (as far back as EVENT_STREAM_MAX_ENTRIES reaches).
+    A key sees its owner's events only (naming another `owner` is refused); an
+    admin key sees every owner's."""
+    owner = owner if caller.tenant is None else caller.owner_for(owner)
     where = sse.Filter(queue, kind, owner, status.value if status else None, task_id)
     body = sse.open_stream(feed, where, last_event_id)
     return StreamingResponse(

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.lifespan import Resources
+from auth.caller import Caller
 from tasks import service
 from tasks.doorbell import Doorbell
 from tasks.exceptions import Backlogged, NoSuchKind, RunFailed, RunTimedOut
@@ -39,6 +40,7 @@ class RunContext:
     waiters: Waiters
     client: str | None
     idempotency_key: str | None
+    caller: Caller
 
 
 def is_envelope(body: Any) -> bool:
@@ -64,7 +66,8 @@ async def run(
     task = _task(kind, options)
     row, _ = await service.create_task(
         intake=context.intake, resources=context.resources, registry=context.registry,
-        body=task, idempotency_key=context.idempotency_key, client=context.client,
+        body=task, caller=context.caller, idempotency_key=context.idempotency_key,
+        client=context.client,
     )  # fmt: skip
     row = await service.wait_final(
         waiters=context.waiters, row=row, timeout_s=wait_s - (time.monotonic() - started_s)

@@ -151,8 +151,16 @@ def _dockerfile_copies() -> list[str]:
 def test_every_file_the_dockerfile_copies_exists() -> None:
     sources = _dockerfile_copies()
     assert {
-        "pyproject.toml", "app", "tasks", "taskline", "gateway", "alembic", "worker.py", "main.py"
-    } <= set(sources)  # fmt: skip
+        "pyproject.toml",
+        "app",
+        "auth",
+        "gateway",
+        "tasks",
+        "taskline",
+        "alembic",
+        "worker.py",
+        "main.py",
+    } <= set(sources)
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == []
 
@@ -170,6 +178,63 @@ def test_readme_the_package_declares_exists() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     readme = project.get("readme")
     assert readme is None or (ROOT / str(readme)).is_file(), readme
+
+
+# Access control and secrets ---------------------------------------------------
+
+ENV_FILE = "compose.env"
+
+
+def _env_files(service: dict[str, Any]) -> list[str]:
+    files = service.get("env_file", [])
+    files = [files] if isinstance(files, str) else files
+    return [entry if isinstance(entry, str) else entry["path"] for entry in files]
+
+
+def _example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / f"{ENV_FILE}.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def test_the_api_runs_with_api_keys(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["AUTH"] == "keys", name
+
+
+def test_secrets_come_from_a_git_ignored_env_file_with_an_example(
+    services: dict[str, Any],
+) -> None:
+    for name in ("postgres", *APP_SERVICES):
+        assert _env_files(services[name]) == [ENV_FILE], name
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ENV_FILE in ignored
+    assert ENV_FILE in (ROOT / ".dockerignore").read_text().splitlines()
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", f"{ENV_FILE}.example"], cwd=ROOT, timeout=30
+    )
+    assert done.returncode == 1  # the example is committed, not ignored
+    example = _example()
+    assert {"POSTGRES_PASSWORD", "PGPASSWORD", "AUTH_PEPPER", "METRICS_TOKEN"} <= set(example)
+    assert all(value == "" for value in example.values()), "the example holds no secret"
+
+
+def test_no_secret_is_written_in_the_compose_file(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        environment = service.get("environment", {})
+        for variable in ("POSTGRES_PASSWORD", "PGPASSWORD", "AUTH_PEPPER", "METRICS_TOKEN"):
+            assert variable not in environment, (name, variable)
+        url = str(environment.get("DATABASE_URL", "postgresql://u@h/d"))
+        assert ":" not in url.split("://", 1)[1].split("@", 1)[0], "a password in DATABASE_URL"
+
+
+def test_the_compose_file_says_how_to_make_the_first_admin_key() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "taskline keys create --owner" in text and "--scopes admin" in text
+    assert f"cp {ENV_FILE}.example {ENV_FILE}" in text
 
 
 def test_the_image_loads_the_projects_handlers(services: dict[str, Any]) -> None:

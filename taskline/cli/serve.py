@@ -51,10 +51,21 @@ def _settings() -> Settings:
     return settings
 
 
+def _serving_settings() -> Settings:
+    """The settings of a command that serves the API: AUTH=none is refused beyond
+    loopback unless ALLOW_UNAUTHENTICATED says so (README "Access control")."""
+    settings = _settings()
+    problem = settings.unauthenticated_exposure()
+    if problem is not None:
+        print(f"taskline: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return settings
+
+
 def run_dev(args: argparse.Namespace) -> int:
     from app.supervisor import run_dev as supervise
 
-    settings = _settings()
+    settings = _serving_settings()
     me = [sys.executable, "-m", "taskline"]
     commands = {"api": [*me, "api"], "worker": [*me, "worker"]}
     if settings.gateway_target_base_url:  # a target is set: serve the gateway too
@@ -65,7 +76,7 @@ def run_dev(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = _settings()
+    settings = _serving_settings()
     uvicorn.run(
         "main:app",
         host=settings.api_host,

@@ -119,6 +119,8 @@ async def execute(
         log.info("task %s (%s) failed for good: %s", task.id, task.kind, _error_text(error))
         return policy.failed(task, _error_text(error), retry=False)
     except Exception as error:
-        log.info("failed: %s", _error_text(error))
+        # The error's type only: its text may quote the payload (a validation error
+        # does); it is kept on the task, for its owner to read.
+        log.info("failed: %s", type(error).__name__)
         return policy.failed(task, _error_text(error))
     return encode_result(task, result, policy)
