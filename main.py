@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from fastapi_offline import FastAPIOffline
 
 from app.config import Settings, load_settings
+from app.docs import install_docs
+from app.error_bodies import error_json
+from app.headers import SecurityHeaders
 from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from app.shutdown import on_exit_signal
+from auth.exceptions import AuthError
+from auth.lifespan import keyring_lifespan
+from auth.router import router as keys_router
 from dashboard.router import router as dashboard_router
+from gateway import kind as http_kind
 from metrics.router import router as metrics_router
 from schedules.router import router as schedules_router
 from tasks.exceptions import TaskError
@@ -47,13 +55,17 @@ async def task_error(request: Request, error: Exception) -> JSONResponse:
     headers = dict(error.headers)
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    body = {"detail": error.detail, **error.extra}
-    return JSONResponse(body, status_code=error.status_code, headers=headers)
+    return error_json(error.status_code, error.detail, headers=headers, extra=error.extra)
+
+
+async def auth_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AuthError)
+    return error_json(error.status_code, error.detail, headers=error.headers)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with resources_lifespan(app):
+    async with resources_lifespan(app), keyring_lifespan(app):
         resources = app.state.resources
         intake = Intake(resources)
         waiters = Waiters(resources)
@@ -80,18 +92,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    # /docs and /redoc with Swagger UI and ReDoc served from the package: no CDN
-    app = FastAPIOffline(
-        title="Taskline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    app = FastAPI(
+        title="Taskline",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served with local assets by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
+    http_kind.register(app.state.registry)  # the `http` kind (gateway/kind.py)
     app.add_middleware(BodySizeLimit)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origin_list),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(TaskError, task_error)
+    app.add_exception_handler(AuthError, auth_error)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(keys_router)
     app.include_router(schedules_router)
     app.include_router(workflows_router)
     app.include_router(topics_router)
@@ -106,7 +135,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _app_from_environment() -> FastAPI:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    problem = settings.unauthenticated_exposure()
+    if problem is not None:
+        print(f"taskline: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 

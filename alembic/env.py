@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import context
 from app.config import load_settings
 from app.db import Base
+from auth import models as auth_models  # noqa: F401  (registers the tables)
 from schedules import models as schedule_models  # noqa: F401  (registers the tables)
 from tasks import models  # noqa: F401  (registers the tables on Base.metadata)
 from topics import models as topic_models  # noqa: F401

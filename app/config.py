@@ -5,6 +5,7 @@ A bad value stops the program with one line that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from functools import cached_property
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -29,6 +31,9 @@ def _env(name: str) -> AliasChoices:
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PRIORITY = 9
+# A gateway request's body travels base64-encoded in a task payload (256 KiB of JSON).
+MAX_GATEWAY_REQUEST_BYTES = 160 * 1024
+GATEWAY_RETRY_REASONS = ("5xx", "connect", "timeout")
 
 
 class KindRule(BaseModel):
@@ -117,8 +122,45 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, validation_alias=_env("EVENTS_HEARTBEAT_SECONDS")
     )
     kind_max_backlog: dict[str, int] = Field(default_factory=dict)
+    # The gateway and the `http` kind (README "Gateway").
+    gateway_target_base_url: str = Field("", max_length=2000)
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8001, ge=1, le=65535)
+    gateway_paths: str = Field("", max_length=100_000)
+    gateway_path_prefixes: str = Field("", max_length=100_000)
+    gateway_listed_priority: int = Field(9, ge=0, le=MAX_PRIORITY)
+    gateway_default_priority: int = Field(0, ge=0, le=MAX_PRIORITY)
+    gateway_normalize_paths: bool = True
+    gateway_pass_through: str = Field("/health", max_length=100_000)
+    gateway_wait_s: float = Field(
+        60.0, gt=0, le=3600, validation_alias=_env("GATEWAY_WAIT_SECONDS")
+    )
+    gateway_ttl_s: float = Field(
+        300.0, gt=0, le=86400, validation_alias=_env("GATEWAY_TTL_SECONDS")
+    )
+    gateway_retry_on: str = "5xx,connect"
+    gateway_max_body_bytes: int = Field(512 * 1024, ge=1, le=64 * 1024 * 1024)
+    gateway_max_request_bytes: int = Field(128 * 1024, ge=0, le=MAX_GATEWAY_REQUEST_BYTES)
+    gateway_connect_timeout_s: float = Field(
+        5.0, gt=0, le=300, validation_alias=_env("GATEWAY_CONNECT_TIMEOUT_SECONDS")
+    )
+    gateway_read_timeout_s: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("GATEWAY_READ_TIMEOUT_SECONDS")
+    )
+    http_allowed_hosts: str = Field("", max_length=100_000)
 
+    # Access control (README "Access control"). `auth` comes before the fields
+    # whose checks depend on it: pydantic validates in this order.
+    auth: Literal["none", "keys"] = "none"
+    allow_unauthenticated: bool = False
+    auth_pepper: SecretStr | None = Field(None, validate_default=True)
+    metrics_token: SecretStr | None = None
+    cors_origins: str = Field("", max_length=4000)
+
+    # Logs (README "Logs").
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -136,6 +178,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -207,6 +254,35 @@ class Settings(BaseSettings):
                 raise ValueError(f"backlog of {kind!r} must be 0..10000000")
         return value
 
+    @field_validator("gateway_target_base_url")
+    @classmethod
+    def _target_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", value):
+            raise ValueError("must be an http:// or https:// URL without query or user")
+        return value.rstrip("/")
+
+    @field_validator("gateway_paths", "gateway_path_prefixes", "gateway_pass_through")
+    @classmethod
+    def _path_list(cls, value: str) -> str:
+        if not all(path.startswith("/") for path in split_list(value)):
+            raise ValueError("must be paths starting with / separated by commas")
+        return value
+
+    @field_validator("gateway_retry_on")
+    @classmethod
+    def _retry_reasons(cls, value: str) -> str:
+        if not set(split_list(value)) <= set(GATEWAY_RETRY_REASONS):
+            raise ValueError(f"must name some of {', '.join(GATEWAY_RETRY_REASONS)}")
+        return value
+
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _host_list(cls, value: str) -> str:
+        for entry in split_list(value):
+            if not re.fullmatch(r"([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", entry):
+                raise ValueError(f"{entry!r} is not a host or host:port")
+        return value
+
     @field_validator("fairness_levels")
     @classmethod
     def _level_thresholds(cls, value: str) -> str:
@@ -220,6 +296,44 @@ class Settings(BaseSettings):
             if not 0 < weight <= 1_000_000:
                 raise ValueError(f"weight of {owner!r} must be above 0")
         return value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower_auth(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("auth_pepper", "metrics_token")
+    @classmethod
+    def _auth_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            value = None
+        if value is None and info.field_name == "auth_pepper" and info.data.get("auth") == "keys":
+            raise ValueError("required with AUTH=keys (make one: openssl rand -hex 32)")
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in split_list(value):
+            if origin != "*" and not re.fullmatch(ORIGIN_PATTERN, origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @cached_property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(split_list(self.cors_origins)))
+
+    def unauthenticated_exposure(self) -> str | None:
+        """Why the API must not start: AUTH=none on an address beyond loopback
+        without ALLOW_UNAUTHENTICATED. None when it may."""
+        if self.auth != "none" or self.allow_unauthenticated or is_loopback(self.api_host):
+            return None
+        return (
+            f"API_HOST={self.api_host} is not a loopback address and AUTH=none: set AUTH=keys,"
+            " or ALLOW_UNAUTHENTICATED=true to serve without access control"
+        )
 
     @cached_property
     def queues(self) -> tuple[str, ...]:
@@ -249,6 +363,25 @@ class Settings(BaseSettings):
     @property
     def cache_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+
+def split_list(text: str) -> list[str]:
+    """`a, b,,c` -> ["a", "b", "c"]: a comma-separated setting's entries."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+MIN_SECRET_CHARS = 32
+ORIGIN_PATTERN = r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`; anything else (0.0.0.0, a name) is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
@@ -299,6 +432,10 @@ _ENV_NAMES = {
     "schedule_interval_s": "SCHEDULE_INTERVAL_SECONDS",
     "schedule_misfire_grace_s": "SCHEDULE_MISFIRE_GRACE_SECONDS",
     "events_heartbeat_s": "EVENTS_HEARTBEAT_SECONDS",
+    "gateway_wait_s": "GATEWAY_WAIT_SECONDS",
+    "gateway_ttl_s": "GATEWAY_TTL_SECONDS",
+    "gateway_connect_timeout_s": "GATEWAY_CONNECT_TIMEOUT_SECONDS",
+    "gateway_read_timeout_s": "GATEWAY_READ_TIMEOUT_SECONDS",
 }
 
 

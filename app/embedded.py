@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import asyncpg
 import redis
+
+log = logging.getLogger("taskline.dev")
 
 _PR_SET_PDEATHSIG = 1
 _PG_USER = "taskline_pg"
@@ -55,15 +58,21 @@ def _unprivileged_user() -> str | None:
         pwd.getpwnam(_PG_USER)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", _PG_USER], check=True)
+        log.warning("running as root: created the system user %s (useradd --system) to run"
+                    " PostgreSQL, which refuses to run as root", _PG_USER)  # fmt: skip
     return _PG_USER
 
 
-def _open_path_to_others(path: Path) -> None:
-    """Let the borrowed user traverse every parent folder of `path`."""
+def _open_path_to_others(path: Path) -> list[str]:
+    """Let the borrowed user traverse every parent folder of `path`; returns
+    the folders whose permissions were changed."""
+    changed = []
     for parent in path.parents:
         mode = parent.stat().st_mode
         if mode & 0o011 != 0o011:
             parent.chmod(mode | 0o011)
+            changed.append(str(parent))
+    return changed
 
 
 class ServerError(RuntimeError):
@@ -150,7 +159,13 @@ class EmbeddedPostgres(_ChildServer):
     def _prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
-            _open_path_to_others(self.data_dir)
+            opened = _open_path_to_others(self.data_dir)
+            log.warning(
+                "running as root: PostgreSQL runs as the system user %s, which owns %s%s",
+                self.user, self.data_dir,
+                f"; made traversable by other users (g+x, o+x): {', '.join(opened)}"
+                if opened else "",
+            )  # fmt: skip
             shutil.chown(self.data_dir, self.user, self.user)
             self.data_dir.chmod(0o700)
             self.log_path.touch()

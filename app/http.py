@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.utils import is_body_allowed_for_status_code
+from pydantic import BaseModel, Field
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.error_bodies import (
+    MAX_BODY_BYTES,
+    RETRY_AFTER,
+    ErrorBody,
+    error_json,
+    with_error_bodies,
+)
 from app.errors import STORE_ERRORS, StoreUnavailable, store_name
 from app.lifespan import Resources
 
 log = logging.getLogger("taskline.api")
-
-MAX_BODY_BYTES = 1024 * 1024
 
 
 class BodySizeLimit:
@@ -58,36 +68,98 @@ class _BodyTooLarge(HTTPException):
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
-    return JSONResponse({"detail": f"request body is over {max_bytes} bytes"}, status_code=413)
+    return error_json(413, f"request body is over {max_bytes} bytes")
 
 
 async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
     which = error.store if isinstance(error, StoreUnavailable) else store_name(error)
     log.warning("%s unavailable during %s %s: %s", which, request.method, request.url.path, error)
-    return JSONResponse(
-        {"detail": f"{which} is unavailable; retry later"},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+    return error_json(503, f"{which} is unavailable; retry later", headers={"Retry-After": "1"})
 
 
 async def request_invalid(request: Request, error: Exception) -> JSONResponse:
     """422 with where and why, but not the input: it may be huge, or not even JSON (NaN)."""
     assert isinstance(error, RequestValidationError)
-    detail = [
-        {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
+    errors = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
         for item in error.errors()
     ]
-    return JSONResponse({"detail": detail}, status_code=422)
+    if _not_json(request, errors):
+        errors = [{"loc": ["body"], "msg": JSON_EXPECTED, "type": "json_expected"}]
+    return error_json(422, _sentence(errors), errors=errors)
+
+
+JSON_EXPECTED = "a JSON body is expected (Content-Type: application/json)"
+
+
+def _not_json(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """The body was refused because it was not declared JSON (curl -d sends a
+    form; some clients send no Content-Type): FastAPI reads it as JSON only then."""
+    if not any(item["loc"][:1] == ["body"] for item in errors):
+        return False
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media != "application/json" and not media.endswith("+json")
+
+
+def _sentence(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    if first["type"] == "json_expected":
+        return JSON_EXPECTED
+    if first["type"] == "json_invalid":
+        return "the request body is not valid JSON"
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more; see errors)" if len(errors) > 1 else ""
+    return f"invalid request: {where}: {first['msg']}{more}"
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own answers (404 no route, 405 ...) in the one shape; a 405
+    names every method of the path, not only those of the first route found."""
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    if not is_body_allowed_for_status_code(error.status_code):
+        return Response(status_code=error.status_code, headers=headers)
+    detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    return error_json(error.status_code, detail, headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of this path answers: asked of the routes
+    themselves, so included routers count too."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return allowed
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     for error_type in (*STORE_ERRORS, StoreUnavailable):
         app.add_exception_handler(error_type, store_unavailable)
+    app.openapi = with_error_bodies(app)  # type: ignore[method-assign]
 
 
 health_router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    postgres: str = Field(description="`ok`, or `unavailable: <why>`.")
+    redis: str = Field(description="`ok`, or `unavailable: <why>`.")
+
+
+class NotReady(ErrorBody):
+    status: Literal["unavailable"]
+    postgres: str = Field(description="`ok`, or `unavailable: <why>`.")
+    redis: str = Field(description="`ok`, or `unavailable: <why>`.")
 
 
 @health_router.get("/health", summary="Liveness: the process runs")
@@ -97,20 +169,29 @@ async def health() -> dict[str, str]:
 
 @health_router.get(
     "/ready",
+    response_model=Readiness,
     summary="Readiness: PostgreSQL and Redis both answer",
-    responses={503: {"description": "One of the stores does not answer."}},
+    responses={
+        503: {
+            "model": NotReady,
+            "description": "A store does not answer; the body says which.",
+            "headers": {"Retry-After": RETRY_AFTER},
+        }
+    },
 )
 async def ready(request: Request) -> JSONResponse:
     resources: Resources = request.app.state.resources
     checks = await check_stores(resources)
-    ok = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ok else "unavailable", **checks}, status_code=200 if ok else 503
-    )
+    down = [store for store, state in checks.items() if state != "ok"]
+    if not down:
+        return JSONResponse({"status": "ready", **checks})
+    detail = f"{' and '.join(down)} {'does' if len(down) == 1 else 'do'} not answer"
+    body = {"detail": detail, "status": "unavailable", **checks}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
-async def check_stores(resources: Resources) -> dict[str, Any]:
-    checks: dict[str, Any] = {}
+async def check_stores(resources: Resources) -> dict[str, str]:
+    checks: dict[str, str] = {}
     try:
         async with resources.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

@@ -14,11 +14,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.config import Settings
 
 
-def create_redis(settings: Settings, *, max_connections: int = 50) -> Redis:
-    """One pool per process; ids and small values only, so responses are decoded."""
+def create_redis(
+    settings: Settings, *, max_connections: int = 50, read_timeout_s: float | None = None
+) -> Redis:
+    """One pool per process; ids and small values only, so responses are decoded.
+    A pool for blocking reads names a `read_timeout_s` longer than its longest block."""
+    extra = {} if read_timeout_s is None else {"socket_timeout": read_timeout_s}
     pool = ConnectionPool.from_url(
         settings.cache_url,
         max_connections=max_connections,
+        **extra,
         decode_responses=True,
         socket_connect_timeout=5,
         health_check_interval=30,
@@ -92,6 +97,12 @@ class Keys:
     @property
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"
+
+    @property
+    def keys_channel(self) -> str:
+        """Pub/sub channel of API key ids whose cached lookups every API process
+        must drop (a key revoked or created)."""
+        return f"{self.namespace}:auth:keys"
 
     @property
     def tally(self) -> str:

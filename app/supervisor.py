@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -18,6 +19,7 @@ from types import FrameType
 
 from app.config import Settings
 from app.embedded import EmbeddedPostgres, EmbeddedValkey, die_with_parent
+from app.instance import AlreadyRunning, single_instance
 from app.migrate import upgrade
 
 log = logging.getLogger("taskline.dev")
@@ -56,8 +58,20 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def run_dev(settings: Settings, commands: Mapping[str, list[str]]) -> int:
-    """Start the stores, migrate, then run `commands` (name -> argv: the API and the
-    worker, as the `taskline` command starts them) until Ctrl-C or one of them exits."""
+    """Refuse at once, in one line, when another instance holds the data folder
+    or the ports; otherwise start the stores, migrate, then run `commands` (name
+    -> argv: the API and the worker, as the `taskline` command starts them) until
+    Ctrl-C or one of them exits."""
+    with ExitStack() as instance:
+        try:
+            instance.enter_context(single_instance(settings))
+        except AlreadyRunning as error:
+            print(f"taskline: {error}", file=sys.stderr)
+            return 1
+        return _run(settings, commands)
+
+
+def _run(settings: Settings, commands: Mapping[str, list[str]]) -> int:
     stop = threading.Event()
     children: dict[str, subprocess.Popen[bytes]] = {}
 

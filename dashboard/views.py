@@ -32,7 +32,7 @@ class QueueRow:
 
 async def overview(resources: Resources) -> list[QueueRow]:
     """Per queue its counts, and its failures in the last hour (the minute counters)."""
-    queues = await service.queue_overview(resources=resources)
+    queues = await service.queue_overview(resources=resources, owner=None)
     failed: Counter[str] = Counter()
     for _, counts in await tally.per_minute(resources, minutes=FAILED_WINDOW_MINUTES):
         for field, n in counts.items():
@@ -104,7 +104,9 @@ async def topics(resources: Resources, cursor: str | None) -> dict[str, Any]:
     async with repository.driver_connection(resources.engine) as conn:
         dead = await topics_repository.dead_counts(conn=conn, limit=500)
         consumers = await topics_repository.leasing_consumers(conn=conn, limit=500)
-    counts = {queue.name: queue for queue in await service.queue_overview(resources=resources)}
+    counts = {
+        queue.name: queue for queue in await service.queue_overview(resources=resources, owner=None)
+    }
     queues = [DeclaredQueue(r["queue"], int(r["dead"]), counts.get(r["queue"])) for r in dead]
     return {
         "topics": topic_items, "next_cursor": next_cursor, "queues": queues,

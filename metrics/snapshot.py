@@ -44,7 +44,7 @@ async def take(resources: Resources) -> Snapshot:
     """Everything at once: a handful of reads, whatever the number of tasks."""
     counts, queues, workers, (schedules, dead) = await asyncio.gather(
         tally.read(resources),
-        service.queue_overview(resources=resources),
+        service.queue_overview(resources=resources, owner=None),
         presence.live_workers(resources),
         _database_summaries(resources),
     )

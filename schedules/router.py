@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, needs
 from schedules import service
 from schedules.schemas import (
     SCHEDULE_ID_PATTERN,
@@ -17,7 +19,11 @@ from schedules.schemas import (
 from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep
 from tasks.schemas import ErrorOut, TaskOut
 
-router = APIRouter(prefix="/schedules", tags=["schedules"])
+# Schedules belong to no owner: an admin key makes and changes them; a key with
+# tasks:read reads them (README "Access control").
+router = APIRouter(prefix="/schedules", tags=["schedules"], responses=AUTH_RESPONSES)
+READ = needs(Scope.TASKS_READ)
+ADMIN = needs(Scope.ADMIN)
 
 ScheduleId = Annotated[str, Path(pattern=SCHEDULE_ID_PATTERN)]
 
@@ -42,6 +48,7 @@ _INVALID: dict[int | str, dict[str, Any]] = {
         **_UNAVAILABLE,
     },
     summary="Create a schedule",
+    dependencies=ADMIN,
 )
 async def create_schedule(
     body: ScheduleCreate, response: Response, resources: ResourcesDep, registry: RegistryDep
@@ -53,7 +60,13 @@ async def create_schedule(
     return ScheduleOut.model_validate(dict(row))
 
 
-@router.get("", response_model=ScheduleList, responses=_UNAVAILABLE, summary="List schedules")
+@router.get(
+    "",
+    response_model=ScheduleList,
+    responses=_UNAVAILABLE,
+    summary="List schedules",
+    dependencies=READ,
+)
 async def list_schedules(
     resources: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -72,6 +85,7 @@ async def list_schedules(
     response_model=ScheduleOut,
     responses={**_NOT_FOUND, **_UNAVAILABLE},
     summary="Get a schedule",
+    dependencies=READ,
 )
 async def get_schedule(schedule_id: ScheduleId, resources: ResourcesDep) -> ScheduleOut:
     row = await service.get_schedule(resources=resources, schedule_id=schedule_id)
@@ -83,6 +97,7 @@ async def get_schedule(schedule_id: ScheduleId, resources: ResourcesDep) -> Sche
     response_model=ScheduleOut,
     responses={**_NOT_FOUND, **_INVALID, **_UNAVAILABLE},
     summary="Change a schedule",
+    dependencies=ADMIN,
 )
 async def patch_schedule(
     schedule_id: ScheduleId, body: SchedulePatch, resources: ResourcesDep, registry: RegistryDep
@@ -101,6 +116,7 @@ async def patch_schedule(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_NOT_FOUND, **_UNAVAILABLE},
     summary="Delete a schedule",
+    dependencies=ADMIN,
 )
 async def delete_schedule(schedule_id: ScheduleId, resources: ResourcesDep) -> Response:
     """Tasks it created stay. A schedule declared in code comes back when a worker starts."""
@@ -118,6 +134,7 @@ async def delete_schedule(schedule_id: ScheduleId, resources: ResourcesDep) -> R
         503: {"model": ErrorOut, "description": "A store is down, or QUEUE_MAX_PENDING reached."},
     },
     summary="Run a schedule once now",
+    dependencies=ADMIN,
 )
 async def run_schedule(
     schedule_id: ScheduleId,

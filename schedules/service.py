@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.lifespan import Resources
+from auth.caller import ANONYMOUS_ADMIN
 from schedules import repository
 from schedules.cron import Rule, next_after
 from schedules.exceptions import InvalidSchedule, ScheduleExists, ScheduleNotFound
@@ -37,7 +38,9 @@ async def create_schedule(*, resources: Resources, registry: Registry, body: Sch
     values["message"] = body.message or f"schedule {body.id}"
     values["catch_up"] = body.catch_up or "latest"
     values["enabled"] = True if body.enabled is None else body.enabled
-    task_service.check_kind(registry, values["kind"], values["payload"])
+    task_service.check_kind(
+        registry, values["kind"], values["payload"], settings=resources.settings
+    )
     values["next_run_at"] = _first_tick(values)
     async with task_repository.driver_connection(resources.engine) as conn:
         row = await repository.insert(conn=conn, values=values)
@@ -91,7 +94,9 @@ async def update_schedule(
             if current is None:
                 raise ScheduleNotFound(schedule_id)
             merged = merge(dict(current), body)
-            task_service.check_kind(registry, merged["kind"], merged["payload"])
+            task_service.check_kind(
+                registry, merged["kind"], merged["payload"], settings=resources.settings
+            )
             await repository.update(conn=conn, values=merged)
         return await repository.get(conn=conn, schedule_id=schedule_id)
 
@@ -120,6 +125,8 @@ async def run_now(
         priority=row["priority"],
         queue=row["queue"],
     )
+    # Like the schedule's own ticks, the task belongs to no owner.
     return await task_service.create_task(
-        intake=intake, resources=resources, registry=registry, body=body, client=client
-    )
+        intake=intake, resources=resources, registry=registry, body=body,
+        caller=ANONYMOUS_ADMIN, client=client,
+    )  # fmt: skip

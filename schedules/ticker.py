@@ -19,9 +19,11 @@ from typing import Any
 from app.errors import is_store_error
 from app.ids import uuid7
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from schedules import repository
 from schedules.cron import Plan, Rule, cron_problem, next_after, plan, zone_problem
 from schedules.models import CATCH_UP_MODES
+from tasks import events
 from tasks import repository as task_repository
 from tasks.doorbell import Doorbell
 from tasks.handlers import Registry
@@ -125,8 +127,11 @@ async def tick_once(resources: Resources) -> int:
             last_run_at=work.last_run_at,
             last_task_id=[i if i in created else None for i in work.last_task],
         )
+    announce = events.stage(resources, [events.of_row(row, events.CREATED) for row in rows])
     try:
-        await Doorbell(resources).ring(task_repository.bell_of_row(row) for row in rows)
+        await Doorbell(resources).send(
+            ready=[task_repository.bell_of_row(row) for row in rows], also=[announce]
+        )
     except Exception as error:  # committed: the reconcile rings them after its grace
         log.warning("%d scheduled task(s) created but not rung: %s", len(rows), error)
     return len(due)
@@ -170,6 +175,7 @@ async def tick_loop(resources: Resources, registry: Registry) -> None:
     interval_s = resources.settings.schedule_interval_s
     declared = False
     while True:
+        stop_if_canceled()
         try:
             if not declared:
                 await declare_all(resources, registry, await _db_now(resources))

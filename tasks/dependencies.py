@@ -6,11 +6,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.lifespan import Resources
+from auth.dependencies import CallerDep
 from tasks import limits, repository
 from tasks.exceptions import TaskNotFound
 from tasks.feed import EventFeed
@@ -77,20 +78,22 @@ async def get_feed(request: Request) -> EventFeed:
 FeedDep = Annotated[EventFeed, Depends(get_feed)]
 
 
-async def get_client(
-    request: Request,
-    api_key: Annotated[str | None, Header(alias="X-API-Key", max_length=200)] = None,
-) -> str:
-    """Who is asking, for the rate limit: the API key (hashed), else the address."""
+async def get_client(request: Request, caller: CallerDep) -> str:
+    """Who is asking, for the rate limit: the key's owner (AUTH=keys), else the
+    X-API-Key header (hashed), else the address."""
+    if caller.key_id is not None and caller.owner is not None:
+        return limits.owner_key(caller.owner)
     address = request.client.host if request.client else None
-    return limits.client_key(api_key, address)
+    return limits.client_key(request.headers.get("x-api-key"), address)
 
 
 ClientDep = Annotated[str, Depends(get_client)]
 
 
-async def valid_task(task_id: uuid.UUID, session: SessionDep) -> Task:
-    task = await repository.get_task(session=session, task_id=task_id)
+async def valid_task(task_id: uuid.UUID, session: SessionDep, caller: CallerDep) -> Task:
+    """The task, if the caller's tenant owns it: another tenant's task is not
+    found, exactly like an id that does not exist."""
+    task = await repository.get_task(session=session, task_id=task_id, owner=caller.tenant)
     if task is None:
         raise TaskNotFound(task_id)
     return task

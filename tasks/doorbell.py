@@ -125,6 +125,18 @@ class Doorbell:
                     pipe.zadd(self.keys.ready(item.queue), {str(item.id): item.score})
                 await pipe.execute()
 
+    async def forget(self, bells: Sequence[Bell]) -> None:
+        """Take ids of tasks that ended without running (expired, canceled) out of
+        their ready, scheduled and parked sets, so nothing counts them as waiting."""
+        if bells:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for bell in bells:
+                    pipe.zrem(self.keys.ready(bell.queue), str(bell.id))
+                    pipe.zrem(self.keys.scheduled(bell.queue), f"{bell.rank}:{bell.id}")
+                    if bell.kind in self.kind_limits:
+                        pipe.zrem(self.keys.parked(bell.kind), _parked(bell))
+                await pipe.execute()
+
     async def park(self, bells: Sequence[Bell]) -> None:
         """Set aside ready tasks of a limited kind until one of its slots frees."""
         if bells:

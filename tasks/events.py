@@ -29,6 +29,7 @@ from contextlib import suppress
 from typing import Any, NamedTuple
 
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import tally
 
 log = logging.getLogger("taskline.events")
@@ -213,6 +214,7 @@ class Publisher:
                 self._sent_at_s = time.monotonic()
                 counts = self._counts_due()  # logs a failure; never raises:
                 await publish(self._resources, batch, counts)
+                stop_if_canceled()
             if self.histograms.due(tally.COUNTS_EVERY_S):
                 await publish(self._resources, [], self.histograms.take())
             self.dropped = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -31,7 +31,9 @@ HandlerFunc = Callable[["TaskContext"], Awaitable[Any]] | Callable[["TaskContext
 class TaskContext:
     """What a handler gets: the task as it was claimed. A workflow step also gets
     the result of the step before it (`parent_result`), or, after a group, every
-    member's outcome in order (`group_results`: task_id, status, result, error)."""
+    member's outcome in order (`group_results`: task_id, status, result, error).
+    `services` holds what the worker opened for its handlers (an HTTP client
+    pool: see tasks/worker/hooks.py), by name."""
 
     id: UUID
     kind: str
@@ -41,6 +43,17 @@ class TaskContext:
     workflow_id: UUID | None = None
     parent_result: Any = None
     group_results: list[dict[str, Any]] | None = None
+    max_attempts: int = 1
+    services: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+class NoRetry(Exception):
+    """Raised by a handler: this attempt failed and retrying cannot help (or would
+    do harm), so the task fails now, whatever attempts it has left."""
 
 
 @dataclass(frozen=True)
@@ -71,16 +84,19 @@ class Handler:
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_async", asyncio.iscoroutinefunction(self.func))
 
-    def check_payload(self, payload: dict[str, Any]) -> str | None:
-        """None when the payload fits the handler, else why not."""
+    def check_payload(
+        self, payload: dict[str, Any], context: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """None when the payload fits the handler, else why not. `context` reaches the
+        payload model's validators (the API passes {"settings": Settings})."""
         if self.payload_model is None:
             return None
         try:
-            self.payload_model.model_validate(payload)
+            self.payload_model.model_validate(payload, context=context)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "payload"
-            return f"payload.{where}: {first['msg']}"
+            where = "".join(f".{part}" for part in first["loc"])  # none: the whole payload
+            return f"payload{where}: {first['msg']}"
         return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import events, limits, repository, tally
 from tasks.doorbell import Bell, Doorbell
 from tasks.exceptions import IdempotencyMismatch, RateLimited
@@ -104,9 +105,11 @@ class Intake:
 
     async def _run(self) -> None:
         while True:
+            stop_if_canceled()
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
+                stop_if_canceled()
                 self._writing = self._waiting[:MAX_BATCH]
                 del self._waiting[:MAX_BATCH]
                 await self._write(self._writing)

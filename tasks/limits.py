@@ -92,6 +92,11 @@ def client_key(api_key: str | None, address: str | None) -> str:
     return "ip:" + (address or "unknown")
 
 
+def owner_key(owner: str) -> str:
+    """With API keys, a tenant's keys share one bucket (hashed: any length, any characters)."""
+    return "owner:" + hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+
 # Once a queue is found full, it is taken as full for this long without
 # asking Redis again: a flood is refused cheaply, at the cost of refusing for
 # at most this long after the workers have made room.

@@ -98,6 +98,9 @@ class Task(Base):
         Index("ix_tasks_status_id", "status", "id"),
         Index("ix_tasks_kind_id", "kind", "id"),
         Index("ix_tasks_kind_status_id", "kind", "status", "id"),
+        # A tenant's listing (API keys: each key sees its owner's tasks only).
+        Index("ix_tasks_owner_id", "owner", "id"),
+        Index("ix_tasks_owner_status_id", "owner", "status", "id"),
         # Small partial indexes keep the reconcile and the lease sweep cheap
         # however many finished rows the table holds.
         Index("ix_tasks_pending_run_at", "run_at", postgresql_where=text("status = 'pending'")),
@@ -115,6 +118,16 @@ class Task(Base):
             "status",
             "run_at",
             "id",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+        ),
+        # GET /queues of one tenant counts its active tasks from this alone.
+        Index(
+            "ix_tasks_active_owner",
+            "owner",
+            "queue",
+            "priority",
+            "status",
+            "run_at",
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
         # Messages (topics/): a queue's messages by status, for its stats, its
@@ -139,6 +152,13 @@ class Task(Base):
             postgresql_where=text("status = 'processing'"),
         ),
     )
+
+    def log_fields(self) -> dict[str, Any]:
+        """What log lines about it carry (app/logs.py); never payload or result."""
+        return {
+            "task_id": str(self.id), "kind": self.kind, "queue": self.queue,
+            "attempt": self.attempts, "worker_id": self.worker_id,
+        }  # fmt: skip
 
 
 # Active tasks per queue, priority and status, for GET /queues. Kept by

@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, TypeVar, Union
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import MAX_PRIORITY, QUEUE_PATTERN
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, CallerDep, require
 from tasks import runs
 from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep, WaitersDep
 from tasks.handlers import Registry
@@ -83,7 +85,12 @@ Endpoint = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def run_router(registry: Registry) -> APIRouter:
-    router = APIRouter(prefix="/run", tags=["run"])
+    router = APIRouter(
+        prefix="/run",
+        tags=["run"],
+        dependencies=[Security(require, scopes=[Scope.TASKS_WRITE])],
+        responses=AUTH_RESPONSES,
+    )
     for kind in registry.kinds():
         handler = registry.get(kind)
         if handler is not None and handler.payload_model is not None:
@@ -109,6 +116,7 @@ async def run_any_kind(
     registry: RegistryDep,
     waiters: WaitersDep,
     client: ClientDep,
+    caller: CallerDep,
     idempotency_key: KeyHeader = None,
     wait: WaitQuery = RUN_DEFAULT_WAIT_S,
 ) -> dict[str, Any]:
@@ -116,9 +124,10 @@ async def run_any_kind(
     `{"payload": {...}, "priority", "queue", "owner", "timeout_seconds",
     "max_attempts"}` and nothing else), wait for it and answer with its result:
     200 once completed, 502 if it failed, 504 with its id if `wait` ran out
-    first (it goes on)."""
+    first (it goes on). The task belongs to the key's owner; only an admin key may
+    name another `owner`."""
     raw = await request.json()  # as sent: FastAPI has parsed it already
-    context = runs.RunContext(intake, resources, registry, waiters, client, idempotency_key)
+    context = runs.RunContext(intake, resources, registry, waiters, client, idempotency_key, caller)
     return await runs.run(context, kind=kind, body=raw, envelope=runs.is_envelope(raw), wait_s=wait)
 
 
@@ -131,11 +140,14 @@ def _kind_endpoint(kind: str, body_type: Any) -> Endpoint:
         registry: RegistryDep,
         waiters: WaitersDep,
         client: ClientDep,
+        caller: CallerDep,
         idempotency_key: KeyHeader = None,
         wait: WaitQuery = RUN_DEFAULT_WAIT_S,
     ) -> dict[str, Any]:
         raw = await request.json()
-        context = runs.RunContext(intake, resources, registry, waiters, client, idempotency_key)
+        context = runs.RunContext(
+            intake, resources, registry, waiters, client, idempotency_key, caller
+        )
         envelope = isinstance(body, RunEnvelope)
         return await runs.run(context, kind=kind, body=raw, envelope=envelope, wait_s=wait)
 

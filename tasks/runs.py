@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.lifespan import Resources
+from auth.caller import Caller
 from tasks import service
 from tasks.doorbell import Doorbell
 from tasks.exceptions import Backlogged, NoSuchKind, RunFailed, RunTimedOut
@@ -39,6 +40,7 @@ class RunContext:
     waiters: Waiters
     client: str | None
     idempotency_key: str | None
+    caller: Caller
 
 
 def is_envelope(body: Any) -> bool:
@@ -59,12 +61,13 @@ async def run(
     started_s = time.monotonic()
     if context.registry.get(kind) is None:
         raise NoSuchKind(kind, context.registry.kinds())
-    await _check_backlog(context.resources, kind)
+    await check_backlog(context.resources, kind)
     options = dict(body) if envelope else {"payload": body}
     task = _task(kind, options)
     row, _ = await service.create_task(
         intake=context.intake, resources=context.resources, registry=context.registry,
-        body=task, idempotency_key=context.idempotency_key, client=context.client,
+        body=task, caller=context.caller, idempotency_key=context.idempotency_key,
+        client=context.client,
     )  # fmt: skip
     row = await service.wait_final(
         waiters=context.waiters, row=row, timeout_s=wait_s - (time.monotonic() - started_s)
@@ -83,7 +86,8 @@ def _task(kind: str, options: dict[str, Any]) -> TaskCreate:
         raise RequestValidationError(error.errors(include_url=False)) from None
 
 
-async def _check_backlog(resources: Resources, kind: str) -> None:
+async def check_backlog(resources: Resources, kind: str) -> None:
+    """Backlogged (503) while KIND_MAX_BACKLOG of this kind wait for a slot."""
     limit = resources.settings.kind_max_backlog.get(kind)
     if limit is None:
         return

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.config import MAX_PRIORITY, QUEUE_PATTERN
+from app.error_bodies import ErrorBody
 from tasks.models import TaskStatus
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -19,6 +20,7 @@ MAX_DELAY_S = 366 * 86400
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 OWNER_PATTERN = r"^[\x21-\x7e]{1,200}$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 def json_size(value: Any) -> int:
@@ -261,5 +263,4 @@ class QueuesOut(BaseModel):
     queues: list[QueueOut]
 
 
-class ErrorOut(BaseModel):
-    detail: str
+ErrorOut = ErrorBody  # the one error body (app/error_bodies.py), under its earlier name here

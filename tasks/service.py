@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import KindRule, Settings
 from app.ids import uuid7
 from app.lifespan import Resources
+from auth.caller import Caller
 from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.events import FINAL_STATUSES
@@ -38,13 +39,16 @@ async def create_task(
     resources: Resources,
     registry: Registry,
     body: TaskCreate,
+    caller: Caller,
     idempotency_key: str | None = None,
     client: str | None = None,
 ) -> Accepted:
-    """Check the kind and its payload, then store the task through the intake
-    (committed, then rung); answers the stored row."""
-    check_kind(registry, body.kind, body.payload)
+    """Check the owner, the kind and its payload, then store the task through the
+    intake (committed, then rung); answers the stored row. The task belongs to the
+    caller's owner; naming another owner is refused (403) unless the key is admin."""
+    owner = caller.owner_for(body.owner)
     settings = resources.settings
+    check_kind(registry, body.kind, body.payload, settings=settings)
     rule = kind_rule(settings, body.kind)
     return await intake.submit(
         NewTask(
@@ -60,18 +64,21 @@ async def create_task(
             request_hash=body.fingerprint() if idempotency_key else None,
             queue=body.queue or rule.queue or DEFAULT_QUEUE,
             priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
-            owner=body.owner,
+            owner=owner,
             client=client,
         )
     )
 
 
-def check_kind(registry: Registry, kind: str, payload: dict[str, Any]) -> None:
-    """UnknownKind or InvalidPayload unless a handler of `kind` takes `payload`."""
+def check_kind(
+    registry: Registry, kind: str, payload: dict[str, Any], *, settings: Settings
+) -> None:
+    """UnknownKind or InvalidPayload unless a handler of `kind` takes `payload`;
+    its payload model's validators see the settings (the `http` kind's allowed hosts)."""
     handler = registry.get(kind)
     if handler is None:
         raise UnknownKind(kind, registry.kinds())
-    problem = handler.check_payload(payload)
+    problem = handler.check_payload(payload, {"settings": settings})
     if problem is not None:
         raise InvalidPayload(problem)
 
@@ -93,9 +100,20 @@ def _first_set(*values: int | None) -> int:
     return next(value for value in values if value is not None)
 
 
-async def get_task(*, waiters: Waiters, task_id: uuid.UUID, wait_s: float | None) -> Any:
-    """The task's row; with `wait_s`, once it is final or when the wait runs out."""
-    row = await (waiters.wait_final(task_id, wait_s) if wait_s else waiters.read(task_id))
+async def get_task(
+    *, waiters: Waiters, task_id: uuid.UUID, wait_s: float | None, owner: str | None
+) -> Any:
+    """The task's row; with `wait_s`, once it is final or when the wait runs out.
+    `owner`: the caller's tenant (None: any); another owner's task is not found,
+    before any wait, so a wait tells nothing about it either."""
+    if owner is None and wait_s:
+        row = await waiters.wait_final(task_id, wait_s)
+    else:
+        row = await waiters.read(task_id)
+        if row is not None and owner is not None and row["owner"] != owner:
+            row = None
+        if row is not None and wait_s and not is_final(row):
+            row = await waiters.wait_final(task_id, wait_s) or row
     if row is None:
         raise TaskNotFound(task_id)
     return row
@@ -113,23 +131,25 @@ def is_final(row: Any) -> bool:
 
 
 async def cancel_task(
-    *, session: AsyncSession, resources: Resources, task: Task
+    *, session: AsyncSession, resources: Resources, task: Task, owner: str | None
 ) -> tuple[Task, bool]:
     """Cancel a task; the flag says whether the cancel is still under way.
 
     Pending: canceled at once, by one conditional UPDATE, so it cannot race a
     claim. Processing: flagged, and its worker is told to cancel the handler.
+    `owner`: the caller's tenant (None: any), as for every statement of a request.
     """
     for _ in range(3):  # a task may move between pending and processing meanwhile
-        canceled = await repository.cancel_pending(session=session, task_id=task.id)
+        canceled = await repository.cancel_pending(session=session, task_id=task.id, owner=owner)
         if canceled is not None:
+            await _forget(resources, canceled)
             await events.publish(resources, [events.of_row(canceled, events.CANCELED)])
             return canceled, False
-        flagged = await repository.request_cancel(session=session, task_id=task.id)
+        flagged = await repository.request_cancel(session=session, task_id=task.id, owner=owner)
         if flagged is not None:
-            await _announce_cancel(resources, task.id)
+            await _announce_cancel(resources, flagged)
             return flagged, True
-        current = await repository.get_task(session=session, task_id=task.id)
+        current = await repository.get_task(session=session, task_id=task.id, owner=owner)
         if current is None or current.status != TaskStatus.PENDING:
             break
     if current is not None and current.status == TaskStatus.CANCELED:
@@ -138,25 +158,38 @@ async def cancel_task(
     raise TaskConflict(f"task {task.id} is {status}; a finished task cannot be canceled")
 
 
-async def _announce_cancel(resources: Resources, task_id: uuid.UUID) -> None:
+async def _forget(resources: Resources, task: Task) -> None:
+    """A canceled task no longer waits: its id leaves Redis, so load shedding does
+    not count it. Should Redis fail here, a worker pops and skips the id later."""
     try:
-        await Doorbell(resources).announce_cancel(task_id)
+        await Doorbell(resources).forget([repository.bell_of(task)])
+    except Exception as error:
+        log.warning("could not take the canceled task out of its queue: %s", error,
+                    extra=task.log_fields())  # fmt: skip
+
+
+async def _announce_cancel(resources: Resources, task: Task) -> None:
+    try:
+        await Doorbell(resources).announce_cancel(task.id)
     except Exception as error:  # the worker's heartbeat sees the flag within lease/3
-        log.warning("could not announce the cancel of %s: %s", task_id, error)
+        log.warning("could not announce the cancel: %s", error, extra=task.log_fields())
 
 
-async def retry_task(*, session: AsyncSession, resources: Resources, task: Task) -> Task:
+async def retry_task(
+    *, session: AsyncSession, resources: Resources, task: Task, owner: str | None
+) -> Task:
     """Re-drive a failed or canceled task: pending again, with a fresh attempt budget."""
-    requeued = await repository.requeue_finished(session=session, task_id=task.id)
+    requeued = await repository.requeue_finished(session=session, task_id=task.id, owner=owner)
     if requeued is None:
-        current = await repository.get_task(session=session, task_id=task.id)
+        current = await repository.get_task(session=session, task_id=task.id, owner=owner)
         status = current.status if current is not None else task.status
         raise TaskConflict(f"task {task.id} is {status}; only failed or canceled tasks are retried")
     redriven = events.stage(resources, [events.of_row(requeued, events.REDRIVEN)])
     try:
         await Doorbell(resources).send(ready=[repository.bell_of(requeued)], also=[redriven])
     except Exception:
-        log.warning("task %s re-queued but its doorbell failed; reconcile will ring it", task.id)
+        log.warning("re-queued but its doorbell failed; reconcile will ring it",
+                    extra=requeued.log_fields())  # fmt: skip
     return requeued
 
 
@@ -167,8 +200,8 @@ async def list_tasks(
     kind: str | None,
     cursor: str | None,
     limit: int,
+    owner: str | None,
     queue: str | None = None,
-    owner: str | None = None,
 ) -> tuple[Sequence[Task], str | None]:
     try:
         before_id = uuid.UUID(cursor) if cursor else None
@@ -176,19 +209,23 @@ async def list_tasks(
         raise InvalidCursor() from None
     items = await repository.list_tasks(
         session=session, status=status, kind=kind, before_id=before_id, limit=limit + 1,
-        queue=queue, owner=owner,
+        owner=owner, queue=queue,
     )  # fmt: skip
     if len(items) > limit:
         return items[:limit], str(items[limit - 1].id)
     return items, None
 
 
-async def queue_overview(*, resources: Resources) -> list[QueueOut]:
+async def queue_overview(*, resources: Resources, owner: str | None) -> list[QueueOut]:
     """Active tasks per queue and priority (PostgreSQL), and every queue that has
-    had tasks (Redis), so an idle queue still shows."""
+    had tasks (Redis), so an idle queue still shows. For one tenant (`owner`): its
+    own active tasks, and only the queues that hold them (and `default`)."""
     async with repository.driver_connection(resources.engine) as conn:
-        rows = await repository.queue_counts(conn=conn)
-    names = await Doorbell(resources).known_queues()
+        if owner is not None:
+            rows = await repository.owner_queue_counts(conn=conn, owner=owner)
+        else:
+            rows = await repository.queue_counts(conn=conn)
+    names = await Doorbell(resources).known_queues() if owner is None else set()
     by_queue: dict[str, list[Any]] = {name: [] for name in sorted(names | {DEFAULT_QUEUE})}
     for row in rows:
         by_queue.setdefault(row["queue"], []).append(row)

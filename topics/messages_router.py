@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response, status
 
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, needs
 from tasks.dependencies import ResourcesDep
 from tasks.schemas import ErrorOut
 from topics import consuming, publishing
@@ -27,7 +29,12 @@ from topics.message_schemas import (
 from topics.router import INVALID, QUEUE_NOT_FOUND, TOPIC_NOT_FOUND, UNAVAILABLE, Responses
 from topics.waiting import unless_hung_up
 
-router = APIRouter(tags=["messages"])
+# Publishing is writing work (tasks:write); leasing and settling deliveries is
+# what an external worker does (consume); sending dead letters back, the
+# operator's (admin). README "Access control".
+router = APIRouter(tags=["messages"], responses=AUTH_RESPONSES)
+WRITE = needs(Scope.TASKS_WRITE)
+CONSUME = needs(Scope.CONSUME)
 
 RECEIPT: Responses = {
     404: {"model": ErrorOut, "description": "No such message (its queue was deleted)."},
@@ -52,6 +59,7 @@ def _messages(body: MessageIn | MessageBatchIn) -> list[MessageIn]:
     response_model=PublishOut,
     responses={201: {"description": PUBLISHED}, **TOPIC_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Publish to a topic",
+    dependencies=WRITE,
 )
 async def publish(
     topic_id: TopicId, body: MessageIn | MessageBatchIn, resources: ResourcesDep
@@ -71,6 +79,7 @@ async def publish(
     response_model=PublishOut,
     responses={201: {"description": PUBLISHED}, **QUEUE_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Put messages on one queue",
+    dependencies=WRITE,
     tags=["queues"],
 )
 async def put(
@@ -88,6 +97,7 @@ async def put(
     response_model=LeaseOut,
     responses={**QUEUE_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Lease messages",
+    dependencies=CONSUME,
     tags=["queues"],
 )
 async def lease(
@@ -117,6 +127,7 @@ async def lease(
     response_model=RedriveOut,
     responses={**QUEUE_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Send dead letters back",
+    dependencies=needs(Scope.ADMIN),
     tags=["queues"],
 )
 async def redrive(
@@ -134,6 +145,7 @@ async def redrive(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=RECEIPT,
     summary="Acknowledge a delivery",
+    dependencies=CONSUME,
 )
 async def ack(
     message_id: uuid.UUID, body: AckIn, resources: ResourcesDep, consumers: ConsumersDep
@@ -153,6 +165,7 @@ async def ack(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=RECEIPT,
     summary="Give a delivery back",
+    dependencies=CONSUME,
 )
 async def nack(
     message_id: uuid.UUID, body: NackIn, resources: ResourcesDep, consumers: ConsumersDep
@@ -174,6 +187,7 @@ async def nack(
     response_model=ExtendOut,
     responses=RECEIPT,
     summary="Extend a delivery's deadline",
+    dependencies=CONSUME,
 )
 async def extend(
     message_id: uuid.UUID, body: ExtendIn, resources: ResourcesDep, consumers: ConsumersDep

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, needs
 from tasks.dependencies import ResourcesDep
 from tasks.schemas import ErrorOut
 from topics import service
@@ -22,8 +24,12 @@ from topics.schemas import (
     TopicPage,
 )
 
-topics_router = APIRouter(prefix="/topics", tags=["topics"])
-queues_router = APIRouter(prefix="/queues", tags=["queues"])
+# Topics and queues are the operator's: an admin key manages them; a key with
+# queues:read reads them and a queue's counts (README "Access control").
+topics_router = APIRouter(prefix="/topics", tags=["topics"], responses=AUTH_RESPONSES)
+queues_router = APIRouter(prefix="/queues", tags=["queues"], responses=AUTH_RESPONSES)
+READ = needs(Scope.QUEUES_READ)
+ADMIN = needs(Scope.ADMIN)
 
 Responses = dict[int | str, dict[str, Any]]
 UNAVAILABLE: Responses = {
@@ -44,6 +50,7 @@ QUEUE_NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "No such q
         **UNAVAILABLE,
     },
     summary="Create a topic",
+    dependencies=ADMIN,
 )
 async def create_topic(body: TopicCreate, resources: ResourcesDep, response: Response) -> TopicOut:
     topic = await service.create_topic(resources=resources, topic_id=body.id)
@@ -52,7 +59,11 @@ async def create_topic(body: TopicCreate, resources: ResourcesDep, response: Res
 
 
 @topics_router.get(
-    "", response_model=TopicPage, responses={**INVALID, **UNAVAILABLE}, summary="List topics"
+    "",
+    response_model=TopicPage,
+    responses={**INVALID, **UNAVAILABLE},
+    summary="List topics",
+    dependencies=READ,
 )
 async def list_topics(
     resources: ResourcesDep,
@@ -69,6 +80,7 @@ async def list_topics(
     response_model=TopicOut,
     responses={**TOPIC_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Get a topic",
+    dependencies=READ,
 )
 async def get_topic(topic_id: TopicId, resources: ResourcesDep) -> TopicOut:
     return await service.get_topic(resources=resources, topic_id=topic_id)
@@ -84,6 +96,7 @@ async def get_topic(topic_id: TopicId, resources: ResourcesDep) -> TopicOut:
         **UNAVAILABLE,
     },
     summary="Delete a topic",
+    dependencies=ADMIN,
 )
 async def delete_topic(
     topic_id: TopicId,
@@ -106,6 +119,7 @@ async def delete_topic(
         **UNAVAILABLE,
     },
     summary="Create a queue",
+    dependencies=ADMIN,
 )
 async def create_queue(
     body: QueueCreate, resources: ResourcesDep, response: Response
@@ -122,6 +136,7 @@ async def create_queue(
     response_model=QueueResource,
     responses={**QUEUE_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Get a queue",
+    dependencies=READ,
 )
 async def get_queue(queue_id: QueueId, resources: ResourcesDep) -> QueueResource:
     return await service.get_queue(resources=resources, queue_id=queue_id)
@@ -136,6 +151,7 @@ async def get_queue(queue_id: QueueId, resources: ResourcesDep) -> QueueResource
         **UNAVAILABLE,
     },
     summary="Change a queue",
+    dependencies=ADMIN,
 )
 async def patch_queue(
     queue_id: QueueId, body: QueuePatch, resources: ResourcesDep
@@ -151,6 +167,7 @@ async def patch_queue(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**QUEUE_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Delete a queue and its messages",
+    dependencies=ADMIN,
 )
 async def delete_queue(queue_id: QueueId, resources: ResourcesDep) -> Response:
     """The queue is gone for the API at once; its messages are then deleted
@@ -164,6 +181,7 @@ async def delete_queue(queue_id: QueueId, resources: ResourcesDep) -> Response:
     response_model=QueueStats,
     responses={**QUEUE_NOT_FOUND, **INVALID, **UNAVAILABLE},
     summary="Counts of a queue",
+    dependencies=READ,
 )
 async def queue_stats(queue_id: QueueId, resources: ResourcesDep) -> QueueStats:
     """What GET /queues reports for this queue, and its message counts."""

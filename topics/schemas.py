@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.config import QUEUE_PATTERN
 from tasks.schemas import QueueOut
@@ -103,8 +104,9 @@ class QueuePatch(BaseModel):
     )
 
     topic_id: ResourceId | None = None
-    ack_deadline_seconds: AckDeadline | None = None
-    message_retention_seconds: Retention | None = None
+    # May be changed, not cleared: null is refused, so the schema does not offer it.
+    ack_deadline_seconds: AckDeadline | SkipJsonSchema[None] = None
+    message_retention_seconds: Retention | SkipJsonSchema[None] = None
     message_max_deliveries: MaxDeliveries | None = None
     dead_queue_id: ResourceId | None = None
     message_filters: MessageFilters | None = Field(None, description=_FILTERS_DOC)

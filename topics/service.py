@@ -138,7 +138,7 @@ async def queue_stats(*, resources: Resources, queue_id: str) -> QueueStats:
     async with _connect(resources) as conn:
         await _live_queue(conn, queue_id)
         row = await repository.message_stats(conn=conn, queue_id=queue_id)
-    overview = await tasks_service.queue_overview(resources=resources)
+    overview = await tasks_service.queue_overview(resources=resources, owner=None)
     counts = next((queue for queue in overview if queue.name == queue_id), None)
     counts = counts or QueueOut(
         name=queue_id, pending=0, ready=0, scheduled=0, processing=0,

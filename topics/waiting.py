@@ -21,6 +21,7 @@ from app.lifespan import Resources
 from app.redis import create_redis
 from tasks.doorbell import Doorbell, Popped
 
+MAX_WAIT_S = 20  # the longest `wait_seconds` a lease may ask for
 MIN_BLOCK_S = 0.01  # Redis reads a zero timeout as "forever"
 
 T = TypeVar("T")
@@ -29,7 +30,10 @@ T = TypeVar("T")
 class LongPoll:
     def __init__(self, resources: Resources) -> None:
         waiters = resources.settings.long_poll_max_waiters
-        self._redis = create_redis(resources.settings, max_connections=waiters)
+        # A lease waits up to 20 s on one BZMPOP: the socket must outlast it.
+        self._redis = create_redis(
+            resources.settings, max_connections=waiters, read_timeout_s=MAX_WAIT_S + 5
+        )
         self._doorbell = Doorbell(dataclasses.replace(resources, redis=self._redis))
         self._turns = asyncio.Semaphore(waiters)
 

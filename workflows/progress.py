@@ -19,6 +19,7 @@ from typing import Any
 from app.errors import is_store_error
 from app.ids import uuid7
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import repository as task_repository
 from tasks.doorbell import Bell, Doorbell
 from tasks.intake import NewTask
@@ -140,6 +141,7 @@ async def sweep_loop(resources: Resources, progress: Progress) -> None:
     interval_s = resources.settings.reconcile_interval_s
     lock = f"{resources.keys.namespace}:lock:workflows"
     while True:
+        stop_if_canceled()
         try:
             if await resources.redis.set(lock, "1", nx=True, px=max(1, int(interval_s * 900))):
                 await sweep_once(resources, progress)

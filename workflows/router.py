@@ -7,12 +7,16 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, needs
 from tasks.dependencies import RegistryDep, ResourcesDep, SessionDep
 from tasks.schemas import ErrorOut
 from workflows import service
 from workflows.schemas import WorkflowCreate, WorkflowOut, WorkflowPatch
 
-router = APIRouter(prefix="/workflows", tags=["workflows"])
+# Workflows (and the tasks they make) belong to no owner: an admin key creates
+# and cancels them; a key with tasks:read reads them (README "Access control").
+router = APIRouter(prefix="/workflows", tags=["workflows"], responses=AUTH_RESPONSES)
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable; retry later."}
@@ -31,6 +35,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         **_UNAVAILABLE,
     },
     summary="Create a workflow",
+    dependencies=needs(Scope.ADMIN),
 )
 async def create_workflow(
     body: WorkflowCreate, response: Response, resources: ResourcesDep, registry: RegistryDep
@@ -48,6 +53,7 @@ async def create_workflow(
     response_model=WorkflowOut,
     responses={**_NOT_FOUND, **_UNAVAILABLE},
     summary="Get a workflow",
+    dependencies=needs(Scope.TASKS_READ),
 )
 async def get_workflow(workflow_id: uuid.UUID, resources: ResourcesDep) -> WorkflowOut:
     """Its steps in order, each with its tasks and their statuses."""
@@ -63,6 +69,7 @@ async def get_workflow(workflow_id: uuid.UUID, resources: ResourcesDep) -> Workf
         **_UNAVAILABLE,
     },
     summary="Cancel a workflow",
+    dependencies=needs(Scope.ADMIN),
 )
 async def patch_workflow(
     workflow_id: uuid.UUID, body: WorkflowPatch, session: SessionDep, resources: ResourcesDep

@@ -60,7 +60,7 @@ def resolve(body: WorkflowCreate, resources: Resources, registry: Registry) -> l
     members = []
     for position, group in enumerate(_groups(body), start=1):
         for number, task in enumerate(group):
-            task_service.check_kind(registry, task.kind, task.payload)
+            task_service.check_kind(registry, task.kind, task.payload, settings=settings)
             rule = task_service.kind_rule(settings, task.kind)
             priority = next(
                 p for p in (task.priority, rule.priority, task_service.DEFAULT_PRIORITY)
@@ -154,9 +154,11 @@ async def cancel_workflow(
             )  # fmt: skip
         active = await repository.active_tasks(conn=conn, workflow_id=workflow_id)
     for task_id in active:
-        task = await task_repository.get_task(session=session, task_id=task_id)
+        task = await task_repository.get_task(session=session, task_id=task_id, owner=None)
         if task is None:
             continue
         with suppress(TaskConflict):  # it finished meanwhile
-            await task_service.cancel_task(session=session, resources=resources, task=task)
+            await task_service.cancel_task(
+                session=session, resources=resources, task=task, owner=None
+            )
     return await get_workflow(resources=resources, workflow_id=workflow_id)

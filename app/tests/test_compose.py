@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("migrate", "api", "worker")
+APP_SERVICES = ("migrate", "api", "worker", "gateway")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_services_run_the_expected_commands(services: dict[str, Any]) -> None:
     assert command_of(services["migrate"]) == ["taskline", "migrate"]
     assert command_of(services["api"])[:2] == ["taskline", "api"]
     assert command_of(services["worker"]) == ["python", "worker.py"]
+    assert command_of(services["gateway"]) == ["taskline", "gateway"]
 
 
 def test_app_services_share_the_image_built_from_the_dockerfile(
@@ -62,7 +63,7 @@ def _depends(service: dict[str, Any]) -> dict[str, str]:
 
 def test_start_order(services: dict[str, Any]) -> None:
     assert _depends(services["migrate"]).get("postgres") == "service_healthy"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "gateway"):
         depends = _depends(services[name])
         assert depends.get("migrate") == "service_completed_successfully", name
         assert depends.get("redis") == "service_healthy", name
@@ -103,6 +104,19 @@ def test_prometheus_scrapes_the_api_metrics(services: dict[str, Any]) -> None:
     assert "api" in _depends(prometheus)
 
 
+def test_gateway_port_is_published_on_loopback_only(services: dict[str, Any]) -> None:
+    gateway = services["gateway"]
+    assert [str(port) for port in gateway["ports"]] == ["127.0.0.1:8001:8001"]
+    assert gateway["environment"].get("GATEWAY_HOST") == "0.0.0.0"
+    assert gateway.get("profiles") == ["gateway"]  # not started until a target is set
+
+
+def test_the_workers_know_the_gateway_target(services: dict[str, Any]) -> None:
+    # The target's host is the one the http kind may always reach: workers need it.
+    for name in ("worker", "gateway"):
+        assert "GATEWAY_TARGET_BASE_URL" in services[name]["environment"], name
+
+
 def test_worker_gets_time_to_finish_its_tasks(services: dict[str, Any]) -> None:
     grace = str(services["worker"]["stop_grace_period"])
     assert grace.endswith("s") and float(grace[:-1]) > 30  # WORKER_SHUTDOWN_TIMEOUT default
@@ -122,7 +136,7 @@ def test_cli_accepts_the_subcommands_compose_uses() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    for subcommand in ("migrate", "api", "worker", "dev"):
+    for subcommand in ("migrate", "api", "worker", "dev", "gateway"):
         assert subcommand in done.stdout, done.stdout
     wrong = subprocess.run(
         [sys.executable, "-m", "taskline", "no-such-command"],
@@ -152,9 +166,18 @@ def _dockerfile_copies() -> list[str]:
 def test_every_file_the_dockerfile_copies_exists() -> None:
     sources = _dockerfile_copies()
     assert {
-        "pyproject.toml", "app", "tasks", "taskline", "alembic", "worker.py", "main.py",
-        "metrics", "dashboard",
-    } <= set(sources)  # fmt: skip
+        "pyproject.toml",
+        "app",
+        "auth",
+        "gateway",
+        "tasks",
+        "taskline",
+        "alembic",
+        "worker.py",
+        "main.py",
+        "metrics",
+        "dashboard",
+    } <= set(sources)
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == []
 
@@ -172,3 +195,72 @@ def test_readme_the_package_declares_exists() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     readme = project.get("readme")
     assert readme is None or (ROOT / str(readme)).is_file(), readme
+
+
+# Access control and secrets ---------------------------------------------------
+
+ENV_FILE = "compose.env"
+
+
+def _env_files(service: dict[str, Any]) -> list[str]:
+    files = service.get("env_file", [])
+    files = [files] if isinstance(files, str) else files
+    return [entry if isinstance(entry, str) else entry["path"] for entry in files]
+
+
+def _example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / f"{ENV_FILE}.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def test_the_api_runs_with_api_keys(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["AUTH"] == "keys", name
+
+
+def test_secrets_come_from_a_git_ignored_env_file_with_an_example(
+    services: dict[str, Any],
+) -> None:
+    for name in ("postgres", *APP_SERVICES):
+        assert _env_files(services[name]) == [ENV_FILE], name
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ENV_FILE in ignored
+    assert ENV_FILE in (ROOT / ".dockerignore").read_text().splitlines()
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", f"{ENV_FILE}.example"], cwd=ROOT, timeout=30
+    )
+    assert done.returncode == 1  # the example is committed, not ignored
+    example = _example()
+    assert {"POSTGRES_PASSWORD", "PGPASSWORD", "AUTH_PEPPER", "METRICS_TOKEN"} <= set(example)
+    assert all(value == "" for value in example.values()), "the example holds no secret"
+
+
+def test_no_secret_is_written_in_the_compose_file(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        environment = service.get("environment", {})
+        for variable in ("POSTGRES_PASSWORD", "PGPASSWORD", "AUTH_PEPPER", "METRICS_TOKEN"):
+            assert variable not in environment, (name, variable)
+        url = str(environment.get("DATABASE_URL", "postgresql://u@h/d"))
+        assert ":" not in url.split("://", 1)[1].split("@", 1)[0], "a password in DATABASE_URL"
+
+
+def test_the_compose_file_says_how_to_make_the_first_admin_key() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "taskline keys create --owner" in text and "--scopes admin" in text
+    assert f"cp {ENV_FILE}.example {ENV_FILE}" in text
+
+
+def test_the_image_loads_the_projects_handlers(services: dict[str, Any]) -> None:
+    """handlers/ is copied to /app/handlers and /app is importable by every
+    command, so TASKLINE_HANDLERS=handlers.media works in the containers."""
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert ["WORKDIR", "/app"] in lines
+    assert ["COPY", "handlers", "./handlers"] in lines
+    assert ["ENV", "PYTHONPATH=/app"] in lines
+    assert (ROOT / "handlers" / "__init__.py").is_file()
+    for name in ("api", "worker"):
+        assert "TASKLINE_HANDLERS" in services[name]["environment"], name

@@ -45,7 +45,7 @@ def test_defaults() -> None:
     assert found.worker_shutdown_timeout_s == 30
     assert found.worker_lease_s == 30
     assert found.redis_queue_name == "taskline"
-    assert found.log_level == "INFO"
+    assert (found.log_level, found.log_format, found.access_log) == ("INFO", "text", False)
     assert found.api_host == "127.0.0.1" and found.api_port == 8000
     assert found.taskline_handlers == "" and found.handler_modules == ()
     assert found.fault_skip_push is False
@@ -82,6 +82,8 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "RECONCILE_GRACE_SECONDS": "7",
         "TASKLINE_HANDLERS": "myapp.handlers, myapp.more_handlers",
         "LOG_LEVEL": "debug",
+        "LOG_FORMAT": "JSON",
+        "ACCESS_LOG": "true",
         "DB_POOL_SIZE": "3",
         "API_PORT": "9000",
         "TASKLINE_DATA_DIR": "/var/lib/taskline",
@@ -100,6 +102,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert found.reconcile_grace_s == 7
     assert found.handler_modules == ("myapp.handlers", "myapp.more_handlers")
     assert found.log_level == "DEBUG"
+    assert (found.log_format, found.access_log) == ("json", True)
     assert found.db_pool_size == 3 and found.api_port == 9000
     assert found.data_dir == Path("/var/lib/taskline")
     assert found.fault_skip_push is True
@@ -137,6 +140,7 @@ BAD_VALUES = [
     ("DATABASE_URL", "mysql://x"),
     ("REDIS_URL", "http://x"),
     ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
     ("TASKLINE_HANDLERS", "my handlers"),
 ]
 
@@ -339,3 +343,79 @@ def test_a_bad_flow_value_stops_load_settings_with_one_line(
         load_settings()
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == [lines[0]] and lines[0].startswith(f"taskline: invalid setting {name}:")
+
+
+# --- access control ------------------------------------------------------------
+
+
+def test_access_control_defaults() -> None:
+    found = settings()
+    assert found.auth == "none" and found.allow_unauthenticated is False
+    assert found.auth_pepper is None and found.metrics_token is None
+    assert found.cors_origin_list == ()
+    assert found.unauthenticated_exposure() is None  # 127.0.0.1
+
+
+def test_access_control_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "AUTH": "KEYS",
+        "AUTH_PEPPER": "p" * 32,
+        "METRICS_TOKEN": "m" * 40,
+        "ALLOW_UNAUTHENTICATED": "true",
+        "CORS_ORIGINS": "https://app.example, http://localhost:3000,https://app.example",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    found = settings()
+    assert found.auth == "keys" and found.allow_unauthenticated is True
+    assert found.auth_pepper is not None and found.auth_pepper.get_secret_value() == "p" * 32
+    assert found.metrics_token is not None
+    assert found.cors_origin_list == ("https://app.example", "http://localhost:3000")
+    assert "p" * 32 not in repr(found)  # secrets do not print
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("api.internal", False)],
+)  # fmt: skip
+def test_auth_none_serves_only_on_loopback_unless_allowed(host: str, allowed: bool) -> None:
+    found = Settings(_env_file=None, api_host=host)  # type: ignore[call-arg]
+    assert (found.unauthenticated_exposure() is None) == allowed
+    opened = Settings(_env_file=None, api_host=host, allow_unauthenticated=True)  # type: ignore[call-arg]
+    keys = Settings(_env_file=None, api_host=host, auth="keys", auth_pepper="p" * 32)  # type: ignore[call-arg]
+    assert opened.unauthenticated_exposure() is None and keys.unauthenticated_exposure() is None
+
+
+AUTH_BAD_VALUES = [
+    ({"AUTH": "maybe"}, "AUTH"),
+    ({"AUTH": "keys"}, "AUTH_PEPPER"),
+    ({"AUTH": "keys", "AUTH_PEPPER": "   "}, "AUTH_PEPPER"),
+    ({"AUTH_PEPPER": "too short"}, "AUTH_PEPPER"),
+    ({"METRICS_TOKEN": "too short"}, "METRICS_TOKEN"),
+    ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS"),
+    ({"CORS_ORIGINS": "https://ok.example,ftp://files.example"}, "CORS_ORIGINS"),
+    ({"ALLOW_UNAUTHENTICATED": "perhaps"}, "ALLOW_UNAUTHENTICATED"),
+]
+
+
+@pytest.mark.parametrize(("values", "name"), AUTH_BAD_VALUES)
+def test_a_bad_access_control_value_stops_load_settings_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    values: dict[str, str],
+    name: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert stopped.value.code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"taskline: invalid setting {name}:"), lines[0]
+    for secret in values.values():
+        if len(secret) > 8:
+            assert secret not in lines[0] or name == "CORS_ORIGINS"

@@ -123,3 +123,44 @@ def test_dev_stack_listens_on_loopback_only(start_dev, dev_env):
     assert {conn.laddr.port for conn in listening} >= ports
     assert {conn.laddr.ip for conn in listening} <= {"127.0.0.1"}
     stop_with_ctrl_c(supervisor)
+
+
+def start_again(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskline", "dev"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_second_instance_refuses_in_one_line_before_starting_anything(
+    start_dev, dev_env, tmp_path
+):
+    supervisor = start_dev()
+    # Its own children only: PostgreSQL forks and ends backends and autovacuum
+    # workers of its own at any time.
+    family = {process.pid for process in supervisor.children()}
+
+    second = start_again(dev_env)
+    assert second.returncode == 1, second.stderr
+    assert second.stdout == ""
+    [line] = second.stderr.strip().splitlines()
+    assert "another Taskline instance is running" in line and str(supervisor.pid) in line, line
+
+    # Its own data folder, but the same ports: the ports tell.
+    third = start_again({**dev_env, "TASKLINE_DATA_DIR": str(tmp_path / "other")})
+    assert third.returncode == 1, third.stderr
+    [line] = third.stderr.strip().splitlines()
+    assert "another Taskline instance is running" in line and dev_env["API_PORT"] in line, line
+    assert not (tmp_path / "other" / "postgres").exists()
+
+    # The first one carries on, untouched.
+    assert {process.pid for process in supervisor.children()} == family
+    assert answers(f"http://127.0.0.1:{dev_env['API_PORT']}/ready")
+    stop_with_ctrl_c(supervisor)
+    if os.geteuid() == 0:  # what root gets done on its behalf is said at start
+        log = (tmp_path / "dev-0.log").read_text()
+        assert "running as root: PostgreSQL runs as the system user taskline_pg" in log, log

@@ -19,6 +19,7 @@ from app.config import Settings
 from app.lifespan import Resources
 from conftest import run_full_worker
 from schedules.ticker import declare_all, tick_key, tick_once
+from tasks import events
 from tasks.handlers import Registry, Schedule
 from tasks.tests.fixtures import wait_for
 
@@ -64,6 +65,22 @@ async def test_concurrent_rounds_create_one_task_per_tick(
     row = await db.fetchrow("SELECT * FROM schedules")
     assert row["last_run_at"] == found[-1] and row["next_run_at"] > found[-1]
     assert row["last_task_id"] is not None
+
+
+async def test_the_tasks_of_a_round_are_announced_as_created(
+    client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources
+) -> None:
+    await every_second(client, "told", catch_up="all")
+    await db.execute("UPDATE schedules SET next_run_at = now() - interval '2 seconds'")
+    await tick_once(resources)
+    made = {str(row["id"]) for row in await db.fetch("SELECT id FROM tasks")}
+    announced = {
+        str(event.task_id)
+        for entry_id, fields in await resources.redis.xrange(resources.keys.events)
+        for event in events.decode(entry_id, fields)
+        if event.event == "created"
+    }
+    assert made and announced == made
 
 
 async def test_a_tick_replayed_after_a_lost_round_gets_no_second_task(

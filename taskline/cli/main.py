@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 
+from auth import cli as keys
 from taskline.cli import commands, common, listing, serve, watch
 from taskline.client import ConfigError, Refused, TasklineError
 
 DESCRIPTION = """\
-Run Taskline (dev, api, worker, migrate) and work with its API from a shell.
+Run Taskline (dev, api, worker, gateway, migrate), manage its API keys (keys)
+and work with its API from a shell.
 
 The API commands talk to TASKLINE_URL (default http://127.0.0.1:8000, or
 --url), sending TASKLINE_API_KEY as a bearer token when it is set."""
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(subcommands)
     listing.register(subcommands)
     watch.register(subcommands)
+    keys.register(subcommands)  # `taskline keys`: straight against the database
     return parser
 
 

@@ -5,13 +5,17 @@
     with Client() as taskline:  # TASKLINE_URL, else http://127.0.0.1:8000
         task = taskline.create_task("resize", kind="echo", payload={"width": 640})
         done = taskline.wait(task.id, timeout_s=60)
+        taskline.publish("orders", {"order": 42}, attributes={"region": "eu"})
+        taskline.consume("eu-orders", print)  # ack each once handled; SIGTERM stops it
 
-Answers are the API's own pydantic models (`tasks.schemas`); a refusal or an
+Answers are the API's own pydantic models (`tasks.schemas`,
+`topics.message_schemas`); a refusal or an
 unreachable server raises a `TasklineError` carrying the status and the body.
 """
 
 from taskline.client.aio import AsyncClient
 from taskline.client.calls import Call, ServerWait
+from taskline.client.consuming import Consumed
 from taskline.client.errors import (
     ConfigError,
     Conflict,
@@ -27,6 +31,7 @@ from taskline.client.errors import (
 )
 from taskline.client.sync import Client
 from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+from topics.message_schemas import ExtendOut, LeasedMessage, MessageIn, PublishOut
 
 __all__ = [
     "AsyncClient",
@@ -34,8 +39,13 @@ __all__ = [
     "Client",
     "ConfigError",
     "Conflict",
+    "Consumed",
+    "ExtendOut",
     "Invalid",
+    "LeasedMessage",
+    "MessageIn",
     "NotFound",
+    "PublishOut",
     "QueueOut",
     "RateLimited",
     "Refused",

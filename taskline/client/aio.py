@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 
-from taskline.client import calls
+from taskline.client import aconsuming, calls
 from taskline.client.calls import Call, ServerWait, TaskId
 from taskline.client.connection import DEFAULT_TIMEOUT_S, Connection, TaskFields
+from taskline.client.consuming import Consumed, Options
 from taskline.client.errors import Invalid, Unreachable
+from taskline.client.messages import Delivery, batch, one_message, receipt
 from taskline.client.waiting import WaitPlan, finished
 from tasks.models import TaskStatus
 from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+from topics.message_schemas import (
+    AckIn,
+    ExtendIn,
+    ExtendOut,
+    LeasedMessage,
+    LeaseIn,
+    MessageIn,
+    NackIn,
+    PublishOut,
+)
 
 T = TypeVar("T")
 
@@ -150,3 +162,86 @@ class AsyncClient:
 
     async def list_queues(self) -> list[QueueOut]:
         return await self.call(calls.list_queues())
+
+    # Messages ---------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, data: Any = None, *, attributes: Mapping[str, str] | None = None
+    ) -> PublishOut:
+        """One message to a topic: a copy in every subscribed queue whose filters match."""
+        return await self.call(calls.publish(topic, one_message(data, attributes)))
+
+    async def publish_batch(
+        self, topic: str, messages: Iterable[MessageIn | Mapping[str, Any]]
+    ) -> PublishOut:
+        """Up to 500 messages in one transaction (`index` in the answer says which)."""
+        return await self.call(calls.publish(topic, batch(messages)))
+
+    async def lease(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        wait_seconds: float = 0,
+        visibility_seconds: float | None = None,
+        consumer: str = "consumer",
+    ) -> list[LeasedMessage]:
+        """Up to `max_messages`, waiting up to `wait_seconds` for the first; each held
+        until `visibility_seconds` (else the queue's ack deadline)."""
+        body = LeaseIn(
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            visibility_seconds=visibility_seconds,
+            consumer=consumer,
+        )
+        return await self.call(calls.lease(queue, body))
+
+    async def ack(self, message: Delivery, receipt_handle: str | None = None) -> None:
+        """Done. Conflict when the handle no longer holds the message."""
+        message_id, handle = receipt(message, receipt_handle)
+        await self.call(calls.ack(message_id, AckIn(receipt_handle=handle)))
+
+    async def nack(
+        self, message: Delivery, receipt_handle: str | None = None, *, delay_seconds: float = 0
+    ) -> None:
+        """Give it back: visible again now, or after `delay_seconds`."""
+        message_id, handle = receipt(message, receipt_handle)
+        body = NackIn(receipt_handle=handle, delay_seconds=delay_seconds)
+        await self.call(calls.nack(message_id, body))
+
+    async def extend(
+        self,
+        message: Delivery,
+        receipt_handle: str | None = None,
+        *,
+        visibility_seconds: float,
+    ) -> ExtendOut:
+        """The deadline becomes `visibility_seconds` from now; Conflict once it has passed."""
+        message_id, handle = receipt(message, receipt_handle)
+        body = ExtendIn(receipt_handle=handle, visibility_seconds=visibility_seconds)
+        return await self.call(calls.extend(message_id, body))
+
+    async def consume(
+        self,
+        queue: str,
+        handler: Callable[[LeasedMessage], Awaitable[object]],
+        *,
+        max_messages: int = 10,
+        wait_seconds: float = 20,
+        visibility_seconds: float | None = None,
+        consumer: str = "consumer",
+        stop: asyncio.Event | None = None,
+    ) -> Consumed:
+        """Lease from `queue` and run `handler` (a coroutine function) on each message in turn:
+        ack when it returns, nack when it raises. While it runs, every held message's
+        deadline (`visibility_seconds`, else the queue's) is extended every third of
+        it. SIGTERM or SIGINT (in the main thread), or `stop`, ends it: no new lease,
+        the message in hand is finished, the rest given back; then it returns."""
+        options = Options(
+            queue=queue,
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            visibility_s=await aconsuming.visibility_s(self, queue, visibility_seconds),
+            consumer=consumer,
+        )
+        return await aconsuming.consume(self, options, handler, stop or asyncio.Event())

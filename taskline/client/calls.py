@@ -16,6 +16,19 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from taskline.client.errors import TasklineError, error_from
 from tasks.models import TaskStatus
 from tasks.schemas import QueueOut, QueuesOut, TaskCreate, TaskOut, TaskPage
+from topics.message_schemas import (
+    AckIn,
+    ExtendIn,
+    ExtendOut,
+    LeasedMessage,
+    LeaseIn,
+    LeaseOut,
+    MessageBatchIn,
+    MessageIn,
+    NackIn,
+    PublishOut,
+)
+from topics.schemas import QueueResource
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -105,6 +118,59 @@ def list_page(
 def list_queues() -> Call[list[QueueOut]]:
     read_page = expect(QueuesOut)
     return Call("GET", "/queues", lambda response: read_page(response).queues)
+
+
+# Messages ---------------------------------------------------------------------
+
+
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(part, safe="") for part in parts)
+
+
+def _body(model: BaseModel) -> Any:
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
+def _no_content(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise error_from(response)
+
+
+def publish(topic: str, body: MessageIn | MessageBatchIn) -> Call[PublishOut]:
+    return Call("POST", _path("topics", topic, "messages"), expect(PublishOut), json=_body(body))
+
+
+def put(queue: str, body: MessageIn | MessageBatchIn) -> Call[PublishOut]:
+    return Call("POST", _path("queues", queue, "messages"), expect(PublishOut), json=_body(body))
+
+
+def get_queue(queue: str) -> Call[QueueResource]:
+    return Call("GET", _path("queues", queue), expect(QueueResource))
+
+
+def lease(queue: str, body: LeaseIn) -> Call[list[LeasedMessage]]:
+    """Held by the server up to `wait_seconds`: added to the read timeout."""
+    read_page = expect(LeaseOut)
+    return Call(
+        "POST",
+        _path("queues", queue, "lease"),
+        lambda response: read_page(response).messages,
+        json=body.model_dump(mode="json"),
+        held_s=body.wait_seconds,
+    )
+
+
+def ack(message_id: TaskId, body: AckIn) -> Call[None]:
+    return Call("POST", _path("messages", str(message_id), "ack"), _no_content, json=_body(body))
+
+
+def nack(message_id: TaskId, body: NackIn) -> Call[None]:
+    return Call("POST", _path("messages", str(message_id), "nack"), _no_content, json=_body(body))
+
+
+def extend(message_id: TaskId, body: ExtendIn) -> Call[ExtendOut]:
+    path = _path("messages", str(message_id), "extend")
+    return Call("POST", path, expect(ExtendOut), json=_body(body))
 
 
 _SCHEMA = TypeAdapter(dict[str, Any])

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 
-from taskline.client import calls
+from taskline.client import calls, consuming
 from taskline.client.calls import Call, ServerWait, TaskId
 from taskline.client.connection import DEFAULT_TIMEOUT_S, Connection, TaskFields
+from taskline.client.consuming import Consumed, Options
 from taskline.client.errors import Invalid, Unreachable
+from taskline.client.messages import Delivery, batch, one_message, receipt
 from taskline.client.waiting import WaitPlan, finished
 from tasks.models import TaskStatus
 from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+from topics.message_schemas import (
+    AckIn,
+    ExtendIn,
+    ExtendOut,
+    LeasedMessage,
+    LeaseIn,
+    MessageIn,
+    NackIn,
+    PublishOut,
+)
 
 T = TypeVar("T")
 
@@ -147,3 +160,86 @@ class Client:
 
     def list_queues(self) -> list[QueueOut]:
         return self.call(calls.list_queues())
+
+    # Messages ---------------------------------------------------------------
+
+    def publish(
+        self, topic: str, data: Any = None, *, attributes: Mapping[str, str] | None = None
+    ) -> PublishOut:
+        """One message to a topic: a copy in every subscribed queue whose filters match."""
+        return self.call(calls.publish(topic, one_message(data, attributes)))
+
+    def publish_batch(
+        self, topic: str, messages: Iterable[MessageIn | Mapping[str, Any]]
+    ) -> PublishOut:
+        """Up to 500 messages in one transaction (`index` in the answer says which)."""
+        return self.call(calls.publish(topic, batch(messages)))
+
+    def lease(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        wait_seconds: float = 0,
+        visibility_seconds: float | None = None,
+        consumer: str = "consumer",
+    ) -> list[LeasedMessage]:
+        """Up to `max_messages`, waiting up to `wait_seconds` for the first; each held
+        until `visibility_seconds` (else the queue's ack deadline)."""
+        body = LeaseIn(
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            visibility_seconds=visibility_seconds,
+            consumer=consumer,
+        )
+        return self.call(calls.lease(queue, body))
+
+    def ack(self, message: Delivery, receipt_handle: str | None = None) -> None:
+        """Done. Conflict when the handle no longer holds the message."""
+        message_id, handle = receipt(message, receipt_handle)
+        self.call(calls.ack(message_id, AckIn(receipt_handle=handle)))
+
+    def nack(
+        self, message: Delivery, receipt_handle: str | None = None, *, delay_seconds: float = 0
+    ) -> None:
+        """Give it back: visible again now, or after `delay_seconds`."""
+        message_id, handle = receipt(message, receipt_handle)
+        body = NackIn(receipt_handle=handle, delay_seconds=delay_seconds)
+        self.call(calls.nack(message_id, body))
+
+    def extend(
+        self,
+        message: Delivery,
+        receipt_handle: str | None = None,
+        *,
+        visibility_seconds: float,
+    ) -> ExtendOut:
+        """The deadline becomes `visibility_seconds` from now; Conflict once it has passed."""
+        message_id, handle = receipt(message, receipt_handle)
+        body = ExtendIn(receipt_handle=handle, visibility_seconds=visibility_seconds)
+        return self.call(calls.extend(message_id, body))
+
+    def consume(
+        self,
+        queue: str,
+        handler: Callable[[LeasedMessage], object],
+        *,
+        max_messages: int = 10,
+        wait_seconds: float = 20,
+        visibility_seconds: float | None = None,
+        consumer: str = "consumer",
+        stop: threading.Event | None = None,
+    ) -> Consumed:
+        """Lease from `queue` and run `handler` (a callable) on each message in turn:
+        ack when it returns, nack when it raises. While it runs, every held message's
+        deadline (`visibility_seconds`, else the queue's) is extended every third of
+        it. SIGTERM or SIGINT (in the main thread), or `stop`, ends it: no new lease,
+        the message in hand is finished, the rest given back; then it returns."""
+        options = Options(
+            queue=queue,
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            visibility_s=consuming.visibility_s(self, queue, visibility_seconds),
+            consumer=consumer,
+        )
+        return consuming.consume(self, options, handler, stop or threading.Event())

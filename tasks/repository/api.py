@@ -8,17 +8,31 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, func, select, text, update
+from sqlalchemy import ColumnElement, any_, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from tasks.models import Task, TaskStatus
 
 # API side -----------------------------------------------------------------
+#
+# Every statement a request runs takes `owner`, with no default: the tenant
+# whose tasks it may see or change (the caller's `tenant`), or None for every
+# tenant (an admin key, or AUTH=none). Another tenant's task is simply not
+# found, so the API answers it as it answers an unknown id.
 
 
-async def get_task(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
-    return await session.get(Task, task_id, populate_existing=True)
+def _owned(owner: str | None) -> ColumnElement[bool]:
+    return true() if owner is None else Task.owner == owner
+
+
+async def get_task(*, session: AsyncSession, task_id: uuid.UUID, owner: str | None) -> Task | None:
+    statement = (
+        select(Task)
+        .where(Task.id == task_id, _owned(owner))
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
 
 
 async def list_tasks(
@@ -28,13 +42,14 @@ async def list_tasks(
     kind: str | None,
     before_id: uuid.UUID | None,
     limit: int,
+    owner: str | None,
     queue: str | None = None,
-    owner: str | None = None,
 ) -> Sequence[Task]:
     """Newest first by the time-ordered id; `before_id` is the keyset cursor.
 
     The page's ids come first, from an index alone ((status, id), (kind, id) or
-    (kind, status, id)), then their rows by primary key. As one plain query,
+    (kind, status, id), and (owner, id) or (owner, status, id) for a tenant), then
+    their rows by primary key. As one plain query,
     PostgreSQL may walk the primary key backwards filtering on status instead,
     which reads most of the table when the status is rare among recent rows.
     """
@@ -58,10 +73,12 @@ async def list_tasks(
     return (await session.scalars(statement)).all()
 
 
-async def cancel_pending(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+async def cancel_pending(
+    *, session: AsyncSession, task_id: uuid.UUID, owner: str | None
+) -> Task | None:
     statement = (
         update(Task)
-        .where(Task.id == task_id, Task.status == TaskStatus.PENDING.value)
+        .where(Task.id == task_id, Task.status == TaskStatus.PENDING.value, _owned(owner))
         .values(
             status=TaskStatus.CANCELED.value,
             finished_at=text("now()"),
@@ -74,11 +91,13 @@ async def cancel_pending(*, session: AsyncSession, task_id: uuid.UUID) -> Task |
     return (await session.scalars(statement)).one_or_none()
 
 
-async def request_cancel(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+async def request_cancel(
+    *, session: AsyncSession, task_id: uuid.UUID, owner: str | None
+) -> Task | None:
     """Flag a running task; its worker cancels the handler and ends it `canceled`."""
     statement = (
         update(Task)
-        .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING.value)
+        .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING.value, _owned(owner))
         .values(cancel_requested=True, updated_at=text("now()"))
         .returning(Task)
         .execution_options(synchronize_session=False, populate_existing=True)
@@ -86,13 +105,16 @@ async def request_cancel(*, session: AsyncSession, task_id: uuid.UUID) -> Task |
     return (await session.scalars(statement)).one_or_none()
 
 
-async def requeue_finished(*, session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+async def requeue_finished(
+    *, session: AsyncSession, task_id: uuid.UUID, owner: str | None
+) -> Task | None:
     """Dead-letter re-drive: a failed or canceled task starts over with a fresh budget."""
     statement = (
         update(Task)
         .where(
             Task.id == task_id,
             Task.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELED.value]),
+            _owned(owner),
         )
         .values(
             status=TaskStatus.PENDING.value,
@@ -184,6 +206,26 @@ _RELEASE_KEY = """
 async def release_expired_key(*, conn: Any, key: str, key_ttl_s: float) -> None:
     """An idempotency key older than its time to live may be used again."""
     await conn.execute(_RELEASE_KEY, key, key_ttl_s)
+
+
+_OWNER_QUEUE_COUNTS = """
+    SELECT queue, priority,
+           count(*) FILTER (WHERE status = 'pending') AS pending,
+           count(*) FILTER (WHERE status = 'processing') AS processing,
+           count(*) FILTER (WHERE status = 'pending' AND run_at > now()) AS scheduled,
+           extract(epoch FROM now() - min(run_at) FILTER (
+               WHERE status = 'pending' AND run_at <= now()))::float8 AS oldest_ready_age_s
+      FROM tasks
+     WHERE owner = $1 AND status IN ('pending', 'processing')
+     GROUP BY queue, priority
+     ORDER BY queue, priority
+"""
+
+
+async def owner_queue_counts(*, conn: Any, owner: str) -> list[Any]:
+    """queue_counts for one tenant's tasks, counted from its active rows
+    (ix_tasks_active_owner), in the same shape."""
+    return list(await conn.fetch(_OWNER_QUEUE_COUNTS, owner))
 
 
 _BY_IDS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"

@@ -115,7 +115,11 @@ async def claim_limited(
     return claimed, no_slot
 
 
-_RETRY = "o.status = 'failed' AND NOT t.cancel_requested AND t.attempts < t.max_attempts"
+# A negative retry_in_s: the handler said retrying cannot help (NoRetry).
+_RETRY = (
+    "o.status = 'failed' AND o.retry_in_s >= 0"
+    " AND NOT t.cancel_requested AND t.attempts < t.max_attempts"
+)
 _FINISH = f"""
     UPDATE tasks AS t
        SET status = CASE WHEN {_RETRY} THEN 'pending'

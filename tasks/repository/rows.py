@@ -31,6 +31,13 @@ class ClaimedTask:
     lease_expires_at: datetime | None = None
     owner: str | None = None
 
+    def log_fields(self) -> dict[str, Any]:
+        """What its log lines carry (app/logs.py); never the payload."""
+        return {
+            "task_id": str(self.id), "kind": self.kind,
+            "queue": self.bell.queue, "attempt": self.attempt,
+        }  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -38,6 +45,7 @@ class Outcome:
 
     A failed attempt goes back to pending after `retry_in_s` while attempts
     remain (and no cancel was asked for); the database decides, in the UPDATE.
+    A negative `retry_in_s` fails the task now (the handler raised NoRetry).
     """
 
     task_id: uuid.UUID
@@ -47,6 +55,13 @@ class Outcome:
     error: str | None = None
     retry_in_s: float = 0.0
     in_flow: bool = False  # a workflow step: recorded with its workflow's next move
+    kind: str = ""  # for log lines about it
+    queue: str = ""
+
+    def log_fields(self) -> dict[str, Any]:
+        """What its log lines carry (app/logs.py); never the result."""
+        fields: dict[str, Any] = {"task_id": str(self.task_id), "attempt": self.attempt}
+        return {**fields, "kind": self.kind, "queue": self.queue} if self.kind else fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.handlers import TaskContext, handler
+from tasks.handlers import NoRetry, TaskContext, handler
 
 _pools: dict[tuple[str, int], asyncpg.Pool] = {}
 
@@ -64,6 +64,24 @@ def blocking(task: TaskContext) -> dict[str, Any]:
 @handler("boom")
 async def boom(task: TaskContext) -> None:
     raise ValueError(f"boom: {task.message}")
+
+
+@handler("give_up")
+async def give_up(task: TaskContext) -> None:
+    raise NoRetry(f"no point retrying {task.message}")
+
+
+@handler("context")
+async def context(task: TaskContext) -> dict[str, Any]:
+    """What the handler was given: attempts, and the worker's services (their `open`)."""
+    if task.payload.get("fail_before_last") and not task.last_attempt:
+        raise RuntimeError("not yet")
+    return {
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "last_attempt": task.last_attempt,
+        "services": {name: getattr(value, "open", None) for name, value in task.services.items()},
+    }
 
 
 @handler("not_json")

@@ -4,6 +4,7 @@ API process: filters, Last-Event-ID resume, a slow consumer dropped, Redis lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import time
@@ -149,10 +150,16 @@ async def _after(url: str, task_id: str, seen: list[dict[str, Any]]) -> list[dic
     return found
 
 
-async def test_a_slow_consumer_is_dropped_with_a_final_event(
+async def test_a_slow_consumer_is_dropped_with_a_final_event_and_a_quiet_one_hears_keep_alives(
     spawn_api: SpawnApi, resources: Resources
 ) -> None:
-    url = await spawn_api(EVENTS_SUBSCRIBER_QUEUE="5")
+    url = await spawn_api(EVENTS_SUBSCRIBER_QUEUE="5", EVENTS_HEARTBEAT_SECONDS="0.2")
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+        http.stream("GET", "/events") as quiet,
+    ):
+        async with asyncio.timeout(20):  # a quiet stream still hears a keep-alive
+            assert ": keep-alive" in [line async for line in _lines_until_comment(quiet)]
     burst = [
         events.Event(uuid.uuid4(), "created", "pending", "default", "echo", None, 0)
         for _ in range(50)
@@ -162,6 +169,13 @@ async def test_a_slow_consumer_is_dropped_with_a_final_event(
         found = [event async for event in _until_end(stream)]
     assert found[-1]["event"] == "dropped" and found[-1]["data"]["detail"]
     assert len(found) <= 6
+
+
+async def _lines_until_comment(response: httpx.Response) -> AsyncIterator[str]:
+    async for line in response.aiter_lines():
+        yield line
+        if line.startswith(":"):
+            return
 
 
 async def _until_end(stream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -226,3 +240,23 @@ async def test_a_stopping_api_ends_streams_and_waits_at_once(
     assert [e["event"] for e in found] == ["unavailable"]
     assert answer.status_code == 200 and answer.json()["status"] == "pending"
     assert time.monotonic() - started < 60, "the shutdown waited for the requests"
+
+
+async def test_a_resume_from_beyond_the_trimmed_stream_says_so(
+    spawn_api: SpawnApi, resources: Resources
+) -> None:
+    short = dataclasses.replace(
+        resources, settings=resources.settings.model_copy(update={"event_stream_max_entries": 100})
+    )
+    first = events.Event(uuid.uuid4(), "created", "pending", "default", "echo", None, 0)
+    await events.publish(short, [first])
+    oldest = (await resources.redis.xrange(resources.keys.events, count=1))[0][0]
+    for _ in range(400):  # whole nodes of the stream get trimmed past about 100 entries
+        await events.publish(short, [first])
+    remaining = (await resources.redis.xrange(resources.keys.events, count=1))[0][0]
+    assert remaining != oldest, "nothing was trimmed"
+    url = await spawn_api()
+    async with sse(url, headers={"Last-Event-ID": f"{oldest}:0"}) as resumed:
+        found = await take(resumed, 2)
+    assert found[0]["event"] == "gap" and found[0]["data"]["detail"]
+    assert found[1]["event"] == "message"

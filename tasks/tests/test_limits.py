@@ -18,7 +18,14 @@ import pytest
 from app.config import Settings, parse_rate_limit
 from main import create_app
 from tasks import limits
-from tasks.tests.fixtures import Stores, WorkerFactory, app_client, make_settings, wait_for
+from tasks.tests.fixtures import (
+    Stores,
+    WorkerFactory,
+    app_client,
+    make_settings,
+    wait_for,
+    wait_status,
+)
 
 
 def limited(database_url: str, stores: Stores, namespace: str, **overrides: Any) -> Settings:
@@ -89,6 +96,38 @@ async def test_queue_max_pending_sheds_load_until_workers_catch_up(
             return (await post(http)).status_code == 201
 
         await wait_for(admitted, what="a POST admitted once the backlog drained")
+
+
+async def test_tasks_that_end_without_running_no_longer_count_as_waiting(
+    database_url: str,
+    stores: Stores,
+    namespace: str,
+    db: asyncpg.Connection,
+    start_worker: WorkerFactory,
+) -> None:
+    settings = limited(database_url, stores, namespace, queue_max_pending=2)
+    async with app_client(settings) as http:
+        expiring = await http.post("/tasks", json={"message": "x", "ttl_seconds": 0.2})
+        canceled = await post(http)
+        assert (expiring.status_code, canceled.status_code) == (201, 201)
+        assert (await post(http)).status_code == 503
+
+        async def admitted() -> bool:
+            return (await post(http)).status_code == 201
+
+        cancel = {"status": "canceled"}
+        assert (await http.patch(canceled.headers["location"], json=cancel)).status_code == 200
+        await wait_for(admitted, what="a POST admitted once the canceled task left the queue")
+        assert (await post(http)).status_code == 503
+        # This worker sweeps expired tasks but never pops the default queue.
+        await start_worker(worker_queues="elsewhere")
+        await wait_status(db, [expiring.json()["id"]], "expired")
+        await wait_for(admitted, what="a POST admitted once the expired task left the queue")
+        assert (await post(http)).status_code == 503
+        default = next(
+            q for q in (await http.get("/queues")).json()["queues"] if q["name"] == "default"
+        )
+        assert default["pending"] == 2
 
 
 @pytest.mark.parametrize(

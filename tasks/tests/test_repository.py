@@ -71,8 +71,8 @@ async def test_insert_then_get_returns_the_stored_task(resources: Resources) -> 
     )
     task_id = fresh.id
     async with resources.sessionmaker() as session:
-        task = await repository.get_task(session=session, task_id=task_id)
-        missing = await repository.get_task(session=session, task_id=uuid7())
+        task = await repository.get_task(session=session, task_id=task_id, owner=None)
+        missing = await repository.get_task(session=session, task_id=uuid7(), owner=None)
     assert task is not None and missing is None
     assert (task.kind, task.message, task.payload) == ("sleep", "nap", {"seconds": 1})
     assert (task.status, task.attempts, task.max_attempts) == ("pending", 0, 3)
@@ -89,7 +89,8 @@ async def test_list_is_newest_first_filtered_and_keyset_paged(
     newest_first = sorted(echoes + sleeps, reverse=True)
 
     async def listed(**filters: Any) -> list[uuid.UUID]:
-        args = {"status": None, "kind": None, "before_id": None, "limit": 50, **filters}
+        args = {"status": None, "kind": None, "before_id": None, "limit": 50, "owner": None}
+        args.update(filters)
         async with resources.sessionmaker() as session:
             return [task.id for task in await repository.list_tasks(session=session, **args)]
 
@@ -108,6 +109,41 @@ async def test_list_is_newest_first_filtered_and_keyset_paged(
     assert await listed(kind="echo", before_id=echoes[2]) == [echoes[1], echoes[0]]
 
 
+async def test_every_api_statement_sees_only_the_owner_it_is_given(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    """owner=None is every owner (an admin); an owner sees and changes its own tasks only."""
+    mine = [new_task(n, owner="a") for n in range(2)]
+    theirs = [new_task(n, owner="b") for n in range(2)]
+    async with connection(resources) as conn:
+        await repository.insert_tasks(conn=conn, tasks=[*mine, *theirs])
+        await conn.execute("UPDATE tasks SET status = 'failed' WHERE owner = 'b'")
+    a_pending, b_failed = mine[0].id, theirs[0].id
+    async with resources.sessionmaker() as session:
+        get = repository.get_task
+        assert await get(session=session, task_id=b_failed, owner="a") is None
+        assert await get(session=session, task_id=b_failed, owner="b") is not None
+        assert await get(session=session, task_id=b_failed, owner=None) is not None
+        listed = await repository.list_tasks(
+            session=session, status=None, kind=None, before_id=None, limit=50, owner="a"
+        )
+        assert {task.id for task in listed} == {task.id for task in mine}
+        assert (
+            await repository.cancel_pending(session=session, task_id=a_pending, owner="b") is None
+        )
+        assert (
+            await repository.requeue_finished(session=session, task_id=b_failed, owner="a") is None
+        )
+        assert (
+            await repository.request_cancel(session=session, task_id=a_pending, owner="b") is None
+        )
+    assert await db.fetchval("SELECT status FROM tasks WHERE id = $1", a_pending) == "pending"
+    assert await db.fetchval("SELECT status FROM tasks WHERE id = $1", b_failed) == "failed"
+    async with connection(resources) as conn:
+        counts = await repository.owner_queue_counts(conn=conn, owner="a")
+    assert [(r["queue"], r["pending"], r["processing"]) for r in counts] == [("default", 2, 0)]
+
+
 async def test_cancel_pending_touches_only_pending_tasks(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
@@ -115,10 +151,13 @@ async def test_cancel_pending_touches_only_pending_tasks(
     await claim(resources, [claimed], "w1")
     await db.execute("UPDATE tasks SET status = 'completed' WHERE id = $1", done)
     async with resources.sessionmaker() as session:
-        canceled = await repository.cancel_pending(session=session, task_id=pending)
+        canceled = await repository.cancel_pending(session=session, task_id=pending, owner=None)
         assert canceled is not None and canceled.status == "canceled"
         for task_id in (pending, claimed, done, uuid7()):
-            assert await repository.cancel_pending(session=session, task_id=task_id) is None
+            assert (
+                await repository.cancel_pending(session=session, task_id=task_id, owner=None)
+                is None
+            )
         await session.commit()
     assert (await row(db, pending))["finished_at"] is not None
     assert (await row(db, claimed))["status"] == "processing"
@@ -433,7 +472,7 @@ async def test_list_queries_use_an_index_on_a_large_table(
             captured.clear()
             async with resources.sessionmaker() as session:
                 found = await repository.list_tasks(
-                    session=session, status=status, kind=kind, before_id=None, limit=51
+                    session=session, status=status, kind=kind, before_id=None, limit=51, owner=None
                 )
             assert len(found) == 51
             statement, params = next(c for c in captured if "FROM tasks" in c[0])

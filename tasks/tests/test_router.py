@@ -83,10 +83,13 @@ async def executions(db: asyncpg.Connection, task_id: str) -> int:
     return int(await db.fetchval(query, uuid.UUID(task_id)))
 
 
-def assert_json_error(response: httpx.Response, status: int) -> Any:
+def assert_json_error(response: httpx.Response, status: int) -> str:
+    """The one error shape: a sentence in `detail` (and `errors` for a schema problem)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    return response.json()["detail"]
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail, response.text
+    return detail
 
 
 # Create ---------------------------------------------------------------------
@@ -217,7 +220,8 @@ async def test_create_size_limits(
     exact = head + b"x" * (MIB - len(head) - 3) + b'"}}'
     assert len(exact) == MIB
     response = await client.post("/tasks", content=exact, headers=JSON)
-    assert ["body", "payload"] in [error["loc"] for error in assert_json_error(response, 422)]
+    assert_json_error(response, 422)
+    assert ["body", "payload"] in [error["loc"] for error in response.json()["errors"]]
     await nothing_written()
     # A message of exactly 64 KiB is accepted.
     body = await create(client, "a" * (64 * 1024))

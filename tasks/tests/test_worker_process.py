@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
@@ -207,3 +208,29 @@ async def test_worker_survives_redis_going_away(
         assert await exit_code(worker, 20) == 0, worker.log()
     finally:
         valkey.stop()
+
+
+async def test_json_logs_carry_the_task_and_never_its_payload_or_result(
+    client: httpx.AsyncClient, db: asyncpg.Connection, spawn_worker: Spawn
+) -> None:
+    worker = spawn_worker(LOG_FORMAT="json", LOG_LEVEL="DEBUG")
+    failing = await client.post(
+        "/tasks",
+        json={"message": "kaboom", "kind": "boom", "max_attempts": 1,
+              "payload": {"secret": "PAYLOAD-MARKER"}},
+    )  # fmt: skip
+    echoed = await post(client, "RESULT-MARKER")
+    await wait_status(db, [failing.json()["id"]], "failed")
+    await wait_status(db, [echoed], "completed")
+    worker.signal(signal.SIGTERM)
+    assert await exit_code(worker, 30) == 0
+
+    text = worker.log()
+    entries = [json.loads(line) for line in text.splitlines()]  # one JSON object a line
+    [failure] = [entry for entry in entries if entry["message"].startswith("failed:")]
+    assert {key: failure[key] for key in ("task_id", "kind", "queue", "attempt")} == {
+        "task_id": failing.json()["id"], "kind": "boom", "queue": "default", "attempt": 1,
+    }  # fmt: skip
+    assert failure["worker_id"] and all(entry.get("worker_id") for entry in entries
+                                        if entry["logger"] == "taskline.worker")  # fmt: skip
+    assert "PAYLOAD-MARKER" not in text and "RESULT-MARKER" not in text

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.handlers import Handler, Registry, TaskContext
+from tasks.handlers import Handler, NoRetry, Registry, TaskContext
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
 
 log = logging.getLogger("taskline.worker")
 
 MAX_ERROR_CHARS = 4000
+NO_RETRY_S = -1.0  # an Outcome's retry_in_s that the database reads as "do not retry"
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,15 @@ class Policy:
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
         return random.uniform(ceiling / 2, ceiling)
 
-    def failed(self, task: ClaimedTask, error: str) -> Outcome:
+    def failed(self, task: ClaimedTask, error: str, *, retry: bool = True) -> Outcome:
         return Outcome(
             task.id,
             task.attempt,
             TaskStatus.FAILED,
             error=error[:MAX_ERROR_CHARS],
-            retry_in_s=self.retry_in_s(task.attempt),
+            retry_in_s=self.retry_in_s(task.attempt) if retry else NO_RETRY_S,
+            kind=task.kind,
+            queue=task.bell.queue,
         )
 
 
@@ -47,7 +52,9 @@ async def call_handler(handler: Handler, context: TaskContext, executor: Executo
     if handler.is_async:
         return await handler.func(context)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, handler.func, context)
+    # In the runner's context, so the handler's own log lines carry the task too.
+    run = contextvars.copy_context().run
+    return await loop.run_in_executor(executor, run, handler.func, context)
 
 
 def _error_text(error: BaseException) -> str:
@@ -67,19 +74,26 @@ def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
             f"result is {len(result_json)} bytes of JSON, over RESULT_MAX_BYTES"
             f" ({policy.result_max_bytes})",
         )
-    return Outcome(task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json)
+    return Outcome(
+        task.id, task.attempt, TaskStatus.COMPLETED, result_json=result_json,
+        kind=task.kind, queue=task.bell.queue,
+    )  # fmt: skip
 
 
-def _context(task: ClaimedTask) -> TaskContext:
+def _context(task: ClaimedTask, services: Mapping[str, Any]) -> TaskContext:
     inputs = task.inputs or {}
     return TaskContext(
         task.id, task.kind, task.message, task.payload, task.attempt, task.workflow_id,
-        inputs.get("parent_result"), inputs.get("group_results"),
+        inputs.get("parent_result"), inputs.get("group_results"), task.max_attempts, services,
     )  # fmt: skip
 
 
 async def execute(
-    task: ClaimedTask, registry: Registry, executor: Executor, policy: Policy
+    task: ClaimedTask,
+    registry: Registry,
+    executor: Executor,
+    policy: Policy,
+    services: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Never raises but for cancellation: every other ending becomes an Outcome.
 
@@ -90,7 +104,7 @@ async def execute(
     handler = registry.get(task.kind)
     if handler is None:
         return policy.failed(task, f"no handler for kind {task.kind!r}")
-    context = _context(task)
+    context = _context(task, services or {})
     timeout_s = task.timeout_seconds or policy.default_timeout_s
     deadline = asyncio.timeout(timeout_s)
     try:
@@ -99,9 +113,14 @@ async def execute(
     except TimeoutError as error:
         if not deadline.expired():  # the handler's own TimeoutError
             return policy.failed(task, _error_text(error))
-        log.info("task %s (%s) timed out after %ss", task.id, task.kind, timeout_s)
+        log.info("timed out after %ss", timeout_s)
         return policy.failed(task, f"TimeoutError: timed out after {timeout_s:g}s")
+    except NoRetry as error:
+        log.info("task %s (%s) failed for good: %s", task.id, task.kind, _error_text(error))
+        return policy.failed(task, _error_text(error), retry=False)
     except Exception as error:
-        log.info("task %s (%s) failed: %s", task.id, task.kind, _error_text(error))
+        # The error's type only: its text may quote the payload (a validation error
+        # does); it is kept on the task, for its owner to read.
+        log.info("failed: %s", type(error).__name__)
         return policy.failed(task, _error_text(error))
     return encode_result(task, result, policy)

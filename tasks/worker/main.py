@@ -16,7 +16,7 @@ from tasks.worker.worker import Worker, WorkerCrashed
 def main(extensions: Callable[[Registry], Extensions] | None = None) -> None:
     """Run one worker; `extensions` adds what features above tasks bring (worker.py)."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     registry = load_handlers(settings.handler_modules)
     added = extensions(registry) if extensions is not None else None
     worker = Worker(settings, registry, extensions=added)

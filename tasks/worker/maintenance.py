@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import is_store_error
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import events, repository, tally
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
@@ -50,6 +51,7 @@ async def heartbeat(
     """
     renewed_at = time.monotonic()
     while True:
+        stop_if_canceled()
         if report is not None:
             await _report(report)
         sent_at = time.monotonic()
@@ -88,7 +90,7 @@ async def reconcile_once(db: AsyncEngine, resources: Resources) -> tuple[int, in
     """
     settings, doorbell = resources.settings, Doorbell(resources)
     recovered = await recover_dead_workers(db, resources, doorbell)
-    await sweep_finished(db, resources)
+    await sweep_finished(db, resources, doorbell)
     async with repository.driver_connection(db) as conn:
         await repository.fold_count_changes(conn=conn)
     # A parked task waits for a finished task of its kind; should that signal
@@ -151,8 +153,9 @@ async def ring_lost(db: AsyncEngine, doorbell: Doorbell, *, grace_s: float) -> i
     return rung
 
 
-async def sweep_finished(db: AsyncEngine, resources: Resources) -> None:
-    """Expire overdue pending tasks; delete finished ones past the retention, in batches."""
+async def sweep_finished(db: AsyncEngine, resources: Resources, doorbell: Doorbell) -> None:
+    """Expire overdue pending tasks (and take their ids out of Redis, where load
+    shedding would count them); delete finished ones past the retention, in batches."""
     retention_days = resources.settings.retention_days
     older_than = datetime.now(UTC) - timedelta(days=retention_days)
     expired: list[repository.Recorded] = []
@@ -165,6 +168,7 @@ async def sweep_finished(db: AsyncEngine, resources: Resources) -> None:
                 deleted = await repository.purge_finished(
                     conn=conn, older_than=older_than, limit=SWEEP_LIMIT
                 )
+        await doorbell.forget([r.bell for r in batch])
         await events.publish(resources, events.of_recorded(batch, pending=""))
         expired, purged = expired + batch, purged + deleted
         if len(batch) < SWEEP_LIMIT and deleted < SWEEP_LIMIT:
@@ -179,6 +183,7 @@ async def reconcile(db: AsyncEngine, resources: Resources) -> None:
     interval_s = resources.settings.reconcile_interval_s
     lock_ms = max(1, int(interval_s * 900))
     while True:
+        stop_if_canceled()
         try:
             # One sweep per interval across the fleet is enough; the lock expires by itself.
             if await resources.redis.set(resources.keys.reconcile_lock, "1", nx=True, px=lock_ms):
@@ -194,6 +199,7 @@ async def promote_scheduled(resources: Resources, *, interval_s: float = 0.25) -
     """Ring scheduled tasks (retries after their backoff) once they are due."""
     backoff = Backoff(base_s=interval_s, cap_s=5.0)
     while True:
+        stop_if_canceled()
         try:
             await Doorbell(resources).promote_due(now_s=time.time())
             backoff.reset()
@@ -215,6 +221,7 @@ async def listen_for_cancels(resources: Resources, cancel_requested: CancelTasks
                 await pubsub.subscribe(resources.keys.cancel_channel)
                 backoff.reset()
                 while True:
+                    stop_if_canceled()
                     # A bounded wait rather than listen(): cancel reaches us between reads.
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:

@@ -13,6 +13,7 @@ import uuid
 
 from app.errors import is_store_error
 from app.lifespan import Resources
+from app.loops import stop_if_canceled
 from tasks import events, repository
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
@@ -72,9 +73,11 @@ class Recorder:
     async def run(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                stop_if_canceled()
                 batch = self._pending[:MAX_BATCH]
                 try:
                     await self._write(batch)
@@ -105,8 +108,7 @@ class Recorder:
             for outcome in batch:
                 if outcome.task_id not in written:
                     log.warning(
-                        "outcome of task %s attempt %d dropped: the task is no longer this "
-                        "worker's (lease lost or canceled)",
-                        outcome.task_id,
-                        outcome.attempt,
+                        "outcome dropped: the task is no longer this worker's"
+                        " (lease lost or canceled)",
+                        extra=outcome.log_fields(),
                     )

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -27,13 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
+from app.logs import bind_task, bind_worker
+from app.loops import stop_if_canceled
 from tasks import events, presence, repository, tally
-from tasks.doorbell import Bell, Doorbell, Popped
+from tasks.doorbell import Doorbell, Popped
 from tasks.handlers import Registry
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
 from tasks.worker import maintenance
 from tasks.worker.backoff import Backoff
+from tasks.worker.claiming import claim_popped
 from tasks.worker.execution import Policy, execute
 from tasks.worker.hooks import Extensions
 from tasks.worker.recorder import Recorder
@@ -76,6 +79,7 @@ class Worker:
         self.stop_requested = asyncio.Event()
         self.exit_now = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
+        self.services: dict[str, Any] = {}
 
     # Lifecycle -------------------------------------------------------------
 
@@ -98,10 +102,16 @@ class Worker:
             flow_hook=self.extensions.flow_hook,
             publisher=self.publisher,
         )
+        bind_worker(self.worker_id)  # every line of this worker's loops and tasks
         signals = self._install_signal_handlers() if handle_signals else []
         log.info("worker %s started: %d slots", self.worker_id, self.slots.capacity)
         try:
-            await self._serve()
+            # Services outlive the handlers: closed once the shutdown is over.
+            async with AsyncExitStack() as services:
+                for name, open_service in self.extensions.services.items():
+                    opened = open_service(self.resources)
+                    self.services[name] = await services.enter_async_context(opened)
+                await self._serve()
         finally:
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
@@ -177,6 +187,7 @@ class Worker:
     async def _pull(self) -> None:
         backoff = Backoff()
         while True:
+            stop_if_canceled()
             count = await self.slots.take_free()
             try:
                 claimed = await self._pull_batch(count)
@@ -211,75 +222,42 @@ class Worker:
         return claimed
 
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
-        ids = [item.id for item in popped]
-        limits = self.settings.kind_concurrency
-        no_slot: list[Bell] = []
-        try:
-            async with repository.driver_connection(self.db) as conn:
-                claimed = await repository.claim(
-                    conn=conn,
-                    ids=ids,
-                    worker_id=self.worker_id,
-                    lease_s=self.settings.worker_lease_s,
-                    limited_kinds=list(limits),
-                )
-                if limits and len(claimed) < len(ids):
-                    more, no_slot = await repository.claim_limited(
-                        conn=conn,
-                        ids=ids,
-                        worker_id=self.worker_id,
-                        lease_s=self.settings.worker_lease_s,
-                        limits=limits,
-                    )
-                    claimed += more
-            # Set aside until a slot of their kind frees; no worker spins on them.
-            await self.doorbell.park(no_slot)
-        except Exception:
-            # The ids have left Redis: put them back rather than wait for the reconcile.
-            with suppress(Exception):
-                await self.doorbell.put_back(popped)
-            raise
-        if len(claimed) + len(no_slot) < len(ids):
-            taken = {task.id for task in claimed} | {bell.id for bell in no_slot}
-            await self._skipped([task_id for task_id in ids if task_id not in taken])
-        return claimed
-
-    async def _skipped(self, ids: list[uuid.UUID]) -> None:
-        """Ids the claim refused: end those past their expires_at now (else the
-        sweep does), and say which."""
-        try:
-            async with repository.driver_connection(self.db) as conn:
-                expired = await repository.expire_ids(conn=conn, ids=ids)
-            self.publisher.publish(events.of_recorded(expired, pending=""))
-        except Exception as error:  # the sweep expires them later
-            log.warning("could not expire refused task(s): %s", error)
-        names = ", ".join(str(task_id) for task_id in ids[:10])
-        log.info("skipped %d id(s) not pending (canceled, done, expired, unknown or twice): %s",
-                 len(ids), names)  # fmt: skip
+        return await claim_popped(
+            popped,
+            db=self.db,
+            doorbell=self.doorbell,
+            publisher=self.publisher,
+            settings=self.settings,
+            worker_id=self.worker_id,
+        )
 
     async def _schedule(self) -> None:
         while True:
             task = await self.local.get()
             runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
             self.running[task.id] = runner
-            runner.add_done_callback(partial(self._task_done, task.id))
+            runner.add_done_callback(partial(self._task_done, task))
 
     async def _run_task(self, task: ClaimedTask) -> None:
+        bind_task(task)  # this runner's log lines, and its handler's, carry the task
         started_s = time.monotonic()
         try:
-            outcome = await execute(task, self.registry, self.executor, self.policy)
+            outcome = await execute(task, self.registry, self.executor, self.policy, self.services)
             self.publisher.observe(tally.DURATION, task.kind, time.monotonic() - started_s)
         except asyncio.CancelledError:
             if task.id in self._lease_lost:
-                return  # another worker may own it now; nothing to record here
+                log.warning("lease lost: handler stopped, another worker may own the task now")
+                return  # nothing to record here
             if task.id not in self._cancel_asked:
                 raise  # shutdown: the task is given back
+            log.info("handler canceled: a cancel was requested")
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
             outcome = Outcome(
-                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running"
-            )
+                task.id, task.attempt, TaskStatus.CANCELED, error="canceled while running",
+                kind=task.kind, queue=task.bell.queue,
+            )  # fmt: skip
         if task.workflow_id is not None:
             outcome = replace(outcome, in_flow=True)
         # The handler is over: a cancel arriving now must not lose its outcome.
@@ -290,7 +268,6 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._cancel_asked:
-                log.info("canceling task %s: cancel requested", task_id)
                 self._cancel_asked.add(task_id)
                 runner.cancel()
 
@@ -303,17 +280,16 @@ class Worker:
         for task_id in ids:
             runner = self.running.get(task_id)
             if runner is not None and task_id not in self._lease_lost:
-                log.warning("lease of task %s lost; stopping its handler", task_id)
                 self._lease_lost.add(task_id)
                 runner.cancel()
 
-    def _task_done(self, task_id: uuid.UUID, runner: asyncio.Task[None]) -> None:
-        self.running.pop(task_id, None)
-        self._cancel_asked.discard(task_id)
-        self._lease_lost.discard(task_id)
+    def _task_done(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
+        self.running.pop(task.id, None)
+        self._cancel_asked.discard(task.id)
+        self._lease_lost.discard(task.id)
         self.slots.give_back()
         if not runner.cancelled() and runner.exception() is not None:
-            log.error("task %s runner failed", task_id, exc_info=runner.exception())
+            log.error("runner failed", exc_info=runner.exception(), extra=task.log_fields())
 
     # Shutdown ---------------------------------------------------------------
 
@@ -370,15 +346,19 @@ class Worker:
 
 
 async def _cancel(*tasks: asyncio.Task[None], timeout_s: float = 5.0) -> None:
-    """Cancel and wait, but not forever: a client library that swallows a cancel
-    (seen with a blocked pub/sub read) must not hold the shutdown up."""
+    """Cancel and wait, but not forever. A cancel a client library loses is
+    caught by the loops themselves (app/loops.py); should one still get stuck,
+    the shutdown goes on without it and the log says where it waited."""
     for task in tasks:
         task.cancel()
     if not tasks:
         return
     _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
     for task in stuck:
-        log.warning("%s did not stop within %.0fs of being canceled", task.get_name(), timeout_s)
+        frames = task.get_stack(limit=1)
+        where = f" (at {frames[0].f_code.co_filename}:{frames[0].f_lineno})" if frames else ""
+        log.warning("%s did not stop within %.0fs of being canceled%s",
+                    task.get_name(), timeout_s, where)  # fmt: skip
 
 
 def _error_of(task: asyncio.Task[Any]) -> BaseException | None:

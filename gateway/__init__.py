@@ -1,0 +1,1 @@
+"""The gateway: a priority queue in front of a REST API, and the `http` task kind."""
