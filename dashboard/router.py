@@ -15,6 +15,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from app.config import QUEUE_PATTERN
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, needs
 from dashboard import filters as template_filters
 from dashboard import views
 from tasks.dependencies import ResourcesDep, SessionDep, TaskDep
@@ -32,8 +34,14 @@ PAGE_CSP = (
 templates = Jinja2Templates(directory=HERE / "templates")
 template_filters.install(templates.env)
 
-# Every route of the router is guarded by what this list holds (access control's).
-router = APIRouter(prefix="/dashboard", tags=["dashboard"], dependencies=[])
+# An admin key for every page and file (anyone with AUTH=none): the pages show
+# every owner's tasks.
+router = APIRouter(
+    prefix="/dashboard",
+    tags=["dashboard"],
+    dependencies=needs(Scope.ADMIN),
+    responses=AUTH_RESPONSES,
+)
 
 _HTML: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "An HTML page."},

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from auth.dependencies import AUTH_RESPONSES, require_metrics
 from metrics import snapshot
 from metrics.collector import SnapshotCollector
 from tasks.dependencies import ResourcesDep
 from tasks.schemas import ErrorOut
 
-# Every route of the router is guarded by what this list holds (access control's).
-router = APIRouter(tags=["metrics"], dependencies=[])
+# METRICS_TOKEN as a bearer token (a scraper's), or an admin key; anyone with AUTH=none.
+router = APIRouter(
+    tags=["metrics"], dependencies=[Depends(require_metrics)], responses=AUTH_RESPONSES
+)
 
 
 @router.get(

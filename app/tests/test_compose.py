@@ -96,12 +96,19 @@ def test_prometheus_scrapes_the_api_metrics(services: dict[str, Any]) -> None:
     assert prometheus["image"].startswith("prom/prometheus:")
     mounts = [str(volume).split(":") for volume in prometheus["volumes"]]
     config = next(host for host, target, *_ in mounts if target.endswith("prometheus.yml"))
-    assert f"--config.file={next(t for h, t, *_ in mounts if h == config)}" in prometheus["command"]
+    target = next(t for h, t, *_ in mounts if h == config)
+    command = " ".join(command_of(prometheus))
+    assert f"--config.file={target}" in command
     scrape = yaml.safe_load((ROOT / config).read_text())["scrape_configs"]
     targets = [t for job in scrape for group in job["static_configs"] for t in group["targets"]]
     assert [job.get("metrics_path", "/metrics") for job in scrape] == ["/metrics"]
     assert targets == ["api:8000"]  # the API's service name and port inside compose
     assert "api" in _depends(prometheus)
+    # AUTH=keys in compose: the scrape sends METRICS_TOKEN, written where the config reads it
+    [job] = scrape
+    token_file = job["authorization"]["credentials_file"]
+    assert f'"$$METRICS_TOKEN" > {token_file}' in command
+    assert prometheus["env_file"] == "compose.env"
 
 
 def test_gateway_port_is_published_on_loopback_only(services: dict[str, Any]) -> None:
