@@ -15,13 +15,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from app.config import QUEUE_PATTERN
+from app.error_bodies import error_responses
 from auth.caller import Scope
 from auth.dependencies import AUTH_RESPONSES, needs
 from dashboard import filters as template_filters
 from dashboard import views
 from tasks.dependencies import ResourcesDep, SessionDep, TaskDep
 from tasks.models import TaskStatus
-from tasks.schemas import KIND_PATTERN, OWNER_PATTERN, ErrorOut, TaskOut
+from tasks.schemas import KIND_PATTERN, OWNER_PATTERN, UUID_PATTERN, TaskOut
 
 HERE = FilePath(__file__).resolve().parent
 STATIC = {path.name: path for path in (HERE / "static").iterdir() if path.is_file()}
@@ -43,11 +44,14 @@ router = APIRouter(
     responses=AUTH_RESPONSES,
 )
 
-_HTML: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/html": {}}, "description": "An HTML page."},
-    503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable."},
+_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The page."}
 }
-Cursor = Annotated[str | None, Query(max_length=64)]
+# Errors are JSON, as everywhere in the API
+_HTML = {**_PAGE, **error_responses(503)}
+_FILTERED = {**_HTML, **error_responses((422, "A bad filter or cursor."))}
+Cursor = Annotated[str | None, Query(max_length=64)]  # the last id of the page before
+TaskCursor = Annotated[str | None, Query(pattern=UUID_PATTERN)]
 
 
 def page(request: Request, template: str, **context: Any) -> HTMLResponse:
@@ -57,7 +61,7 @@ def page(request: Request, template: str, **context: Any) -> HTMLResponse:
     return response
 
 
-@router.get("", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: overview")
+@router.get("", responses=_HTML, summary="Dashboard: overview")
 async def overview(request: Request, resources: ResourcesDep) -> HTMLResponse:
     """Per queue: ready, scheduled, processing, failed in the last hour, oldest
     ready age; and a chart of the last 15 minutes' throughput."""
@@ -67,7 +71,7 @@ async def overview(request: Request, resources: ResourcesDep) -> HTMLResponse:
 
 @router.get(
     "/throughput",
-    responses={503: _HTML[503]},
+    responses=error_responses(503),
     summary="Dashboard: events per minute, last 15 minutes",
 )
 async def throughput(resources: ResourcesDep) -> JSONResponse:
@@ -78,8 +82,7 @@ async def throughput(resources: ResourcesDep) -> JSONResponse:
 
 @router.get(
     "/tasks",
-    response_class=HTMLResponse,
-    responses={**_HTML, 422: {"model": ErrorOut, "description": "A bad filter or cursor."}},
+    responses=_FILTERED,
     summary="Dashboard: tasks",
 )
 async def tasks(
@@ -89,7 +92,7 @@ async def tasks(
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
     owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
-    cursor: Cursor = None,
+    cursor: TaskCursor = None,
 ) -> HTMLResponse:
     """Newest first, filtered, a keyset page at a time; live from /events."""
     filters = views.Filters(status, kind, queue, owner)
@@ -102,8 +105,7 @@ async def tasks(
 
 @router.get(
     "/tasks/{task_id}",
-    response_class=HTMLResponse,
-    responses={**_HTML, 404: {"model": ErrorOut, "description": "No such task."}},
+    responses={**_HTML, **error_responses((404, "No such task."), (422, "Not a task id."))},
     summary="Dashboard: one task",
 )
 async def task(request: Request, task: TaskDep) -> HTMLResponse:
@@ -112,7 +114,7 @@ async def task(request: Request, task: TaskDep) -> HTMLResponse:
     return page(request, "task.html", nav="tasks", task=TaskOut.model_validate(task))
 
 
-@router.get("/workers", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: workers")
+@router.get("/workers", responses=_HTML, summary="Dashboard: workers")
 async def workers(request: Request, resources: ResourcesDep) -> HTMLResponse:
     """Live workers: slots busy and total, queues served, last heartbeat."""
     return page(request, "workers.html", nav="workers", workers=await views.workers(resources))
@@ -120,8 +122,7 @@ async def workers(request: Request, resources: ResourcesDep) -> HTMLResponse:
 
 @router.get(
     "/dead",
-    response_class=HTMLResponse,
-    responses={**_HTML, 422: {"model": ErrorOut, "description": "A bad filter or cursor."}},
+    responses=_FILTERED,
     summary="Dashboard: dead letters",
 )
 async def dead(
@@ -129,7 +130,7 @@ async def dead(
     session: SessionDep,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
-    cursor: Cursor = None,
+    cursor: TaskCursor = None,
 ) -> HTMLResponse:
     """Failed tasks, newest first, to retry one by one or in bulk."""
     filters = views.Filters(TaskStatus.FAILED, kind, queue)
@@ -140,9 +141,7 @@ async def dead(
     )  # fmt: skip
 
 
-@router.get(
-    "/schedules", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: schedules"
-)
+@router.get("/schedules", responses=_FILTERED, summary="Dashboard: schedules")
 async def schedules(
     request: Request, resources: ResourcesDep, cursor: Cursor = None
 ) -> HTMLResponse:
@@ -151,9 +150,7 @@ async def schedules(
     return page(request, "schedules.html", nav="schedules", items=items, next_cursor=next_cursor)
 
 
-@router.get(
-    "/topics", response_class=HTMLResponse, responses=_HTML, summary="Dashboard: topics and queues"
-)
+@router.get("/topics", responses=_FILTERED, summary="Dashboard: topics and queues")
 async def topics(request: Request, resources: ResourcesDep, cursor: Cursor = None) -> HTMLResponse:
     """Topics with their queues; declared queues with undelivered, leased and dead counts."""
     return page(request, "topics.html", nav="topics", **await views.topics(resources, cursor))
@@ -162,7 +159,13 @@ async def topics(request: Request, resources: ResourcesDep, cursor: Cursor = Non
 @router.get(
     "/static/{name}",
     response_class=FileResponse,
-    responses={404: {"model": ErrorOut, "description": "No such file."}},
+    responses={
+        200: {
+            "content": {"text/css": {}, "text/javascript": {}},
+            "description": "A stylesheet or a script.",
+        },
+        **error_responses((404, "No such file.")),
+    },
     summary="Dashboard: its script and style files",
 )
 async def static(name: Annotated[str, Path(max_length=64)]) -> FileResponse:

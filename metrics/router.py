@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from app.error_bodies import error_responses
 from auth.dependencies import AUTH_RESPONSES, require_metrics
 from metrics import snapshot
 from metrics.collector import SnapshotCollector
 from tasks.dependencies import ResourcesDep
-from tasks.schemas import ErrorOut
 
 # METRICS_TOKEN as a bearer token (a scraper's), or an admin key; anyone with AUTH=none.
 router = APIRouter(
@@ -25,7 +25,7 @@ router = APIRouter(
             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
             "description": "Prometheus text exposition format.",
         },
-        503: {"model": ErrorOut, "description": "PostgreSQL or Redis is unreachable."},
+        **error_responses(503),
     },
     summary="Prometheus metrics",
 )
