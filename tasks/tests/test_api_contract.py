@@ -73,7 +73,7 @@ def test_the_api_keeps_its_openapi_contract(api_url: str, tmp_path: Path) -> Non
             "--phases", "examples,coverage,fuzzing",
             "--max-examples", str(MAX_EXAMPLES),
             "--seed", "1",
-            "--workers", "2",
+            "--workers", "1",  # hypothesis parses lambda sources in a thread-unsafe way
         ],
         cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
