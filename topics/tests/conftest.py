@@ -8,8 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from app.config import Settings
 from app.lifespan import Resources
-from tasks.tests.fixtures import ROOT, TEST_HANDLERS, free_port, plain_dsn, wait_for
+from tasks.tests.fixtures import ROOT, TEST_HANDLERS, plain_dsn, wait_for
 from tasks.worker import maintenance
 
 # Python workers of these tests also handle `message` (see handlers.py).
@@ -90,56 +88,6 @@ async def expire_and_recover(db: asyncpg.Connection, resources: Resources, *ids:
 
     await wait_for(expired, timeout_s=30, what="the leases to expire")
     await maintenance.reconcile_once(resources.engine, resources)
-
-
-@pytest.fixture
-def spawn_api(
-    settings: Settings, database_url: str, tmp_path: Path
-) -> Iterator[Callable[..., Awaitable[str]]]:
-    """`taskline api` as a real process on a free port; its URL once it is ready."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    async def spawn(**env_overrides: str) -> str:
-        port = free_port()
-        env = {
-            **os.environ,
-            "API_PORT": str(port),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": settings.cache_url,
-            "REDIS_QUEUE_NAME": settings.redis_queue_name,
-            "TASKLINE_HANDLERS": TEST_HANDLERS,
-            "LOG_LEVEL": "WARNING",
-            **env_overrides,
-        }
-        log_path = tmp_path / f"api-{len(started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "taskline", "api"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url) as http:
-
-            async def ready() -> bool:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    return (await http.get("/ready")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(ready, timeout_s=30, what="the API process to be ready")
-        return url
-
-    yield spawn
-    for process in started:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(20)
 
 
 @pytest.fixture
