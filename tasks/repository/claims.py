@@ -74,10 +74,13 @@ _LIMITED_CANDIDATES = f"""
      WHERE id = ANY($1::uuid[]) AND kind = ANY($2::text[]) AND {_CLAIMABLE}
      ORDER BY priority + fair_level, run_at
 """
+# Two statements, not one: under READ COMMITTED a statement sees the rows
+# committed before it started, so a count in the statement that waited for the
+# lock would miss the claims of the transaction that held it.
+_KIND_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('taskline.kind:' || $1, 0))"
 _SLOTS_TAKEN = """
-    SELECT pg_advisory_xact_lock(hashtextextended('taskline.kind:' || $1, 0)),
-           (SELECT count(*) FROM tasks
-             WHERE kind = $1 AND status = 'processing' AND lease_expires_at > now())
+    SELECT count(*) FROM tasks
+     WHERE kind = $1 AND status = 'processing' AND lease_expires_at > clock_timestamp()
 """
 
 
@@ -106,7 +109,8 @@ async def claim_limited(
             by_kind.setdefault(bell.kind, []).append(bell)
         for kind in sorted(by_kind):
             bells = by_kind[kind]
-            _, taken = await conn.fetchrow(_SLOTS_TAKEN, kind)
+            await conn.execute(_KIND_LOCK, kind)
+            taken = await conn.fetchval(_SLOTS_TAKEN, kind)
             free = max(0, limits[kind] - int(taken))
             chosen = [bell.id for bell in bells[:free]]
             rows = await conn.fetch(_CLAIM, chosen, worker_id, lease_s, []) if chosen else []

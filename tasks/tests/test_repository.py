@@ -332,6 +332,34 @@ async def test_concurrent_recovery_recovers_each_expired_task_once(
     assert await db.fetchval("SELECT count(*) FROM tasks WHERE attempts <> 1") == 0
 
 
+async def test_a_kind_limit_counts_the_claims_committed_while_it_waited(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    first = await add_tasks(resources, 2, kind="report")
+    second = await add_tasks(resources, 2, kind="report")
+    limits = {"report": 2}
+    async with connection(resources) as holder, connection(resources) as waiter:
+        async with holder.transaction():
+            taken, _ = await repository.claim_limited(
+                conn=holder, ids=first, worker_id="w1", lease_s=60, limits=limits
+            )
+            assert len(taken) == 2
+            waiting = asyncio.create_task(
+                repository.claim_limited(
+                    conn=waiter, ids=second, worker_id="w2", lease_s=60, limits=limits
+                )
+            )
+            deadline = asyncio.get_running_loop().time() + 10
+            while not await db.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the second claim never waited"
+                await asyncio.sleep(0.01)
+        claimed, no_slot = await waiting
+    assert claimed == [], "the second worker took slots the first had just filled"
+    assert sorted(bell.id for bell in no_slot) == sorted(second)
+
+
 async def test_pending_chunks_walk_every_pending_task_in_take_order(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
