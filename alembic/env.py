@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app.config import load_settings
-from app.db import Base
+from app.db import Base, driver_options
 from auth import models as auth_models  # noqa: F401  (registers the tables)
 from schedules import models as schedule_models  # noqa: F401  (registers the tables)
 from tasks import models  # noqa: F401  (registers the tables on Base.metadata)
@@ -32,6 +32,11 @@ def _url() -> str:
     return str(url) if url else load_settings().db_url
 
 
+def _pooler() -> str:
+    pooler = config.attributes.get("pooler")
+    return str(pooler) if pooler else load_settings().database_pooler
+
+
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
@@ -45,7 +50,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    engine = create_async_engine(_url(), connect_args=driver_options(_pooler()))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     db_pool_size: int = Field(10, ge=1, le=200)
+    # `transaction`: DATABASE_URL is a pooler in transaction mode (PgBouncer), so
+    # no statement may rely on the server connection of the one before it.
+    database_pooler: Literal["none", "transaction"] = "none"
 
     data_dir: Path = Field(Path(".taskline"), validation_alias=_env("TASKLINE_DATA_DIR"))
     embedded_pg_port: int = Field(54329, ge=1, le=65535)
@@ -178,6 +181,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_pooler", mode="before")
+    @classmethod
+    def _lower_pooler(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod

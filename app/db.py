@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,6 +28,21 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def driver_options(pooler: str) -> dict[str, Any]:
+    """asyncpg's connect arguments for DATABASE_POOLER.
+
+    Behind a pooler in transaction mode, two statements of one client may run on
+    two server connections, so a statement prepared by name on one is unknown on
+    the other (or its name already taken there). With both statement caches off,
+    asyncpg's and SQLAlchemy's, every statement is the unnamed one, parsed,
+    bound and run in one exchange that the pooler keeps on one server
+    connection. Costs a parse per statement, which is why it is not the default.
+    """
+    if pooler == "transaction":
+        return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    return {}
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process.
 
@@ -40,7 +57,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={
+            "timeout": 5,
+            "command_timeout": 30,
+            **driver_options(settings.database_pooler),
+        },
         echo=False,
     )
     return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -12,21 +12,23 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
+from app.db import driver_options
 
 log = logging.getLogger("taskline.migrate")
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, *, pooler: str = "none") -> Config:
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["url"] = url
+    config.attributes["pooler"] = pooler
     config.attributes["configure_logging"] = False
     return config
 
 
-async def _ping(url: str) -> None:
-    engine = create_async_engine(url)
+async def _ping(url: str, pooler: str) -> None:
+    engine = create_async_engine(url, connect_args=driver_options(pooler))
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -34,11 +36,11 @@ async def _ping(url: str) -> None:
         await engine.dispose()
 
 
-def wait_for_database(url: str, *, timeout_s: float = 60.0) -> None:
+def wait_for_database(url: str, *, pooler: str = "none", timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            asyncio.run(_ping(url))
+            asyncio.run(_ping(url, pooler))
             return
         except Exception as error:
             if time.monotonic() > deadline:
@@ -49,6 +51,7 @@ def wait_for_database(url: str, *, timeout_s: float = 60.0) -> None:
             time.sleep(1)
 
 
-def upgrade(url: str, *, revision: str = "head") -> None:
-    wait_for_database(url)
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, *, revision: str = "head", pooler: str = "none") -> None:
+    """`pooler`: DATABASE_POOLER, when `url` is a pooler (see app/db.py)."""
+    wait_for_database(url, pooler=pooler)
+    command.upgrade(alembic_config(url, pooler=pooler), revision)

@@ -85,7 +85,7 @@ def _run(settings: Settings, commands: Mapping[str, list[str]]) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with embedded_stores(settings) as env:
-            upgrade(env.get("DATABASE_URL", settings.db_url))
+            upgrade(env.get("DATABASE_URL", settings.db_url), pooler=settings.database_pooler)
             for name, argv in commands.items():
                 children[name] = _spawn(argv, env)
             log.info("Taskline is up: http://%s:%d (docs at /docs). Ctrl-C stops everything.",

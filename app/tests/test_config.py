@@ -53,6 +53,7 @@ def test_defaults() -> None:
     assert found.event_stream_max_entries == 10_000
     assert found.events_subscriber_queue == 1000 and found.events_heartbeat_s == 15
     assert found.kind_max_backlog == {}
+    assert found.database_pooler == "none"
 
 
 def test_unset_urls_fall_back_to_the_embedded_dev_stack() -> None:
@@ -85,6 +86,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "LOG_FORMAT": "JSON",
         "ACCESS_LOG": "true",
         "DB_POOL_SIZE": "3",
+        "DATABASE_POOLER": "Transaction",
         "API_PORT": "9000",
         "TASKLINE_DATA_DIR": "/var/lib/taskline",
         "TASKLINE_FAULT_SKIP_PUSH": "true",
@@ -104,6 +106,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert found.log_level == "DEBUG"
     assert (found.log_format, found.access_log) == ("json", True)
     assert found.db_pool_size == 3 and found.api_port == 9000
+    assert found.database_pooler == "transaction"
     assert found.data_dir == Path("/var/lib/taskline")
     assert found.fault_skip_push is True
 
@@ -142,6 +145,7 @@ BAD_VALUES = [
     ("LOG_LEVEL", "LOUD"),
     ("LOG_FORMAT", "xml"),
     ("TASKLINE_HANDLERS", "my handlers"),
+    ("DATABASE_POOLER", "session"),
 ]
 
 

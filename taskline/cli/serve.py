@@ -123,5 +123,6 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_migrate(args: argparse.Namespace) -> int:
     from app.migrate import upgrade
 
-    upgrade(_settings().db_url)
+    settings = _settings()
+    upgrade(settings.db_url, pooler=settings.database_pooler)
     return 0
