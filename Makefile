@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint install bench clean browser
+.PHONY: run test lint install bench clean browser pgbouncer
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Taskline needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -33,7 +33,17 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: lint browser
+# The PgBouncer tests (tasks/tests/test_pgbouncer.py) start Debian's pgbouncer;
+# where it cannot be installed they are skipped, and say why.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+		command -v apt-get >/dev/null || { echo "no pgbouncer and no apt-get: the PgBouncer tests will be skipped"; exit 0; }; \
+		echo "installing Debian's pgbouncer for the PgBouncer tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		{ $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; } \
+			|| echo "could not install pgbouncer: the PgBouncer tests will be skipped"; }
+
+test: lint browser pgbouncer
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -1,4 +1,5 @@
-"""Embedded PostgreSQL and Valkey for `make run` and the test suite.
+"""Embedded PostgreSQL and Valkey for `make run` and the test suite (and, for
+the tests of DATABASE_POOLER, Debian's PgBouncer in front of the PostgreSQL).
 
 Each server runs as a direct child process listening on 127.0.0.1 only, so
 stopping is a signal and a wait, and on Linux a child is told to stop if its
@@ -14,11 +15,13 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import redis
@@ -241,3 +244,58 @@ class EmbeddedValkey(_ChildServer):
             return False
         finally:
             client.close()
+
+
+class EmbeddedPgBouncer(_ChildServer):
+    """Debian's `pgbouncer` in transaction mode in front of a PostgreSQL, for tests
+    of DATABASE_POOLER=transaction. Clients log in as anyone (`auth_type = any`);
+    PgBouncer logs in to the server as the user (and password) of `server_url`."""
+
+    name = "pgbouncer"
+    application_name = "taskline-pgbouncer"  # of its server connections
+
+    def __init__(self, data_dir: Path, port: int, server_url: str, *, pool_size: int = 4) -> None:
+        super().__init__(data_dir, port)
+        self.server = urlsplit(server_url)
+        self.pool_size = pool_size
+
+    @staticmethod
+    def binary() -> str | None:
+        """Where pgbouncer is (Debian puts it in /usr/sbin, not on every PATH)."""
+        return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://taskline@127.0.0.1:{self.port}/{database}"
+
+    def _config(self) -> str:
+        login = (
+            f"user={self.server.username or 'postgres'} application_name={self.application_name}"
+        )
+        if self.server.password:
+            login += f" password={self.server.password}"
+        # The embedded PostgreSQL runs as a borrowed user when we are root; so does PgBouncer.
+        user = _unprivileged_user()
+        return "\n".join([
+            "[databases]",
+            f"* = host={self.server.hostname} port={self.server.port or 5432} {login}",
+            "[pgbouncer]",
+            "listen_addr = 127.0.0.1", f"listen_port = {self.port}", "unix_socket_dir =",
+            "auth_type = any", "pool_mode = transaction", f"default_pool_size = {self.pool_size}",
+            "max_client_conn = 1000", "max_db_connections = 0", "server_lifetime = 0",
+            *([f"user = {user}"] if user else []), "",
+        ])  # fmt: skip
+
+    def start(self, *, timeout_s: float = 30.0) -> None:
+        binary = self.binary()
+        if binary is None:
+            raise ServerError("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "pgbouncer.ini"
+        config.write_text(self._config())  # read before it drops root, if it was root
+        self._spawn([binary, str(config)])
+        self._wait_ready(self._listening, timeout_s)
+
+    def _listening(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
