@@ -31,6 +31,7 @@ def _env(name: str) -> AliasChoices:
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PRIORITY = 9
+MAX_WORKER_PROCESSES = 256
 # A gateway request's body travels base64-encoded in a task payload (256 KiB of JSON).
 MAX_GATEWAY_REQUEST_BYTES = 160 * 1024
 GATEWAY_RETRY_REASONS = ("5xx", "connect", "timeout")
@@ -56,6 +57,8 @@ class Settings(BaseSettings):
     redis_queue_name: str = Field("taskline", min_length=1, max_length=100)
 
     worker_queue_maxsize: int = Field(10, ge=1, le=1000)
+    # Above 1: `taskline worker` supervises this many worker processes (app/fleet.py).
+    worker_processes: int = Field(1, ge=1, le=MAX_WORKER_PROCESSES)
     worker_shutdown_timeout_s: float = Field(
         30.0, ge=0, le=3600, validation_alias=_env("WORKER_SHUTDOWN_TIMEOUT")
     )

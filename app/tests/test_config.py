@@ -53,7 +53,7 @@ def test_defaults() -> None:
     assert found.event_stream_max_entries == 10_000
     assert found.events_subscriber_queue == 1000 and found.events_heartbeat_s == 15
     assert found.kind_max_backlog == {}
-    assert found.database_pooler == "none"
+    assert found.database_pooler == "none" and found.worker_processes == 1
 
 
 def test_unset_urls_fall_back_to_the_embedded_dev_stack() -> None:
@@ -77,6 +77,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "REDIS_URL": "redis://cache:6379/2",
         "REDIS_QUEUE_NAME": "orders",
         "WORKER_QUEUE_MAXSIZE": "25",
+        "WORKER_PROCESSES": "4",
         "WORKER_SHUTDOWN_TIMEOUT": "12.5",
         "WORKER_LEASE_SECONDS": "90",
         "RECONCILE_INTERVAL_SECONDS": "2",
@@ -98,6 +99,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert found.cache_url == "redis://cache:6379/2"
     assert found.redis_queue_name == "orders"
     assert found.worker_queue_maxsize == 25
+    assert found.worker_processes == 4
     assert found.worker_shutdown_timeout_s == 12.5
     assert found.worker_lease_s == 90
     assert found.reconcile_interval_s == 2
@@ -146,6 +148,7 @@ BAD_VALUES = [
     ("LOG_FORMAT", "xml"),
     ("TASKLINE_HANDLERS", "my handlers"),
     ("DATABASE_POOLER", "session"),
+    ("WORKER_PROCESSES", "0"),
 ]
 
 

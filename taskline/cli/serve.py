@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from app.config import Settings, load_settings
+from app.config import MAX_WORKER_PROCESSES, Settings, load_settings
 from app.logs import configure_logging
 
 
@@ -25,7 +25,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
     api.add_argument("--workers", type=int, default=1, help="API processes")
     api.set_defaults(run=run_api)
-    worker = commands.add_parser("worker", help="run one worker")
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker (or N worker processes)",
+        description="One worker in this process; with --processes N (or WORKER_PROCESSES)"
+        " above 1, a supervisor of N worker processes that restarts one that dies and"
+        " passes SIGTERM/SIGINT on to all of them (each drains its running tasks).",
+    )
+    worker.add_argument(
+        "--processes",
+        type=_process_count,
+        metavar="N",
+        help=f"worker processes, 1..{MAX_WORKER_PROCESSES} (default: WORKER_PROCESSES, 1)",
+    )
     worker.set_defaults(run=run_worker)
     gateway = commands.add_parser(
         "gateway",
@@ -39,6 +51,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "migrate", help="apply database migrations (waits for the database)"
     )
     migrate.set_defaults(run=run_migrate)
+
+
+def _process_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKER_PROCESSES:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1..{MAX_WORKER_PROCESSES}")
+    return int(text)
 
 
 def _settings() -> Settings:
@@ -116,7 +134,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker import main as worker_main
 
     _settings()
-    worker_main()
+    worker_main(args.processes, [sys.executable, "-m", "taskline", "worker"])
     return 0
 
 

@@ -286,10 +286,11 @@ class WorkerProcess:
 def spawn_worker(
     settings: Settings, database_url: str, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start `python worker.py` as a real process; killed at the end if still running."""
+    """Start `python worker.py` (or `python ARGS...`) as a real process; killed at
+    the end if still running."""
     spawned: list[WorkerProcess] = []
 
-    def spawn(**env_overrides: str) -> WorkerProcess:
+    def spawn(*args: str, **env_overrides: str) -> WorkerProcess:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -308,7 +309,7 @@ def spawn_worker(
         log_path = tmp_path / f"worker-{len(spawned)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "worker.py"],
+                [sys.executable, *(args or ["worker.py"])],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
