@@ -1,11 +1,12 @@
 """How fast does one worker (concurrency 10) drain no-op tasks?
 
-Starts one `python worker.py`, inserts N pending `echo` tasks and rings their
-doorbells, and measures from the first claim to the last recorded outcome, as
-PostgreSQL saw them (every state change committed), and the CPU time the
-worker spent on them.
+Starts one `python worker.py` (with --processes N: WORKER_PROCESSES=N, a
+supervisor of N worker processes), inserts N pending `echo` tasks and rings
+their doorbells, and measures from the first claim to the last recorded
+outcome, as PostgreSQL saw them (every state change committed), and the CPU
+time the worker processes spent on them.
 
-    .venv/bin/python bench/drain.py [--tasks 20000] [--concurrency 10]
+    .venv/bin/python bench/drain.py [--tasks 20000] [--concurrency 10] [--processes 1]
 """
 
 from __future__ import annotations
@@ -78,32 +79,56 @@ async def wait_drained(found: Stack, count: int, timeout_s: float) -> tuple[floa
         await conn.close()
 
 
+async def wait_workers(found: Stack, count: int, timeout_s: float = 120) -> None:
+    """Until `count` workers have reported (their heartbeat runs once they are up)."""
+    redis = Redis.from_url(found.redis_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while await redis.zcard(Keys(found.namespace).workers) < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{count} workers did not start within {timeout_s:.0f}s")
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+
+
+def cpu_s(processes: list[psutil.Process]) -> float:
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--processes", type=int, default=1, help="worker processes")
     args = parser.parse_args()
     with stack() as found:
-        worker = start_worker(found, WORKER_QUEUE_MAXSIZE=str(args.concurrency))
+        worker = start_worker(
+            found,
+            WORKER_QUEUE_MAXSIZE=str(args.concurrency),
+            WORKER_PROCESSES=str(args.processes),
+        )
         try:
-            # The worker's CPU for the drain alone (not its start-up) is steadier
+            # The workers' CPU for the drain alone (not their start-up) is steadier
             # than the rate on a machine shared with other work.
+            asyncio.run(wait_workers(found, args.processes))
             time.sleep(STARTUP_S)
-            before = psutil.Process(worker.pid).cpu_times()
+            supervisor = psutil.Process(worker.pid)
+            processes = [supervisor, *supervisor.children()]
+            before = cpu_s(processes)
             asyncio.run(enqueue(found, args.tasks))
             span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
-            after = psutil.Process(worker.pid).cpu_times()
-            cpu_s = after.user + after.system - before.user - before.system
+            spent_s = cpu_s(processes) - before
             entries = asyncio.run(event_entries(found))
         finally:
             worker.terminate()
             worker.wait(60)
     rate = completed / span_s if span_s else 0.0
-    cpu_ms = cpu_s * 1000 / max(completed, 1)
+    cpu_ms = spent_s * 1000 / max(completed, 1)
     print(
         f"drain: {completed}/{args.tasks} tasks completed in {span_s:.2f}s "
-        f"= {rate:,.0f} tasks/s (1 worker, concurrency {args.concurrency}); "
-        f"worker CPU {cpu_ms:.3f} ms per task; {entries} event entries"
+        f"= {rate:,.0f} tasks/s ({args.processes} worker process(es), concurrency "
+        f"{args.concurrency} each); worker CPU {cpu_ms:.3f} ms per task; {entries} event entries"
     )
 
 
