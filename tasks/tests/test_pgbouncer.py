@@ -23,9 +23,9 @@ import pytest
 
 from app.config import Settings
 from app.embedded import EmbeddedPgBouncer
-from app.lifespan import close_resources, open_resources
+from app.lifespan import Resources, close_resources, open_resources
 from app.migrate import upgrade
-from tasks import repository
+from tasks import presence, repository
 from tasks.tests.fixtures import (
     Stores,
     WorkerProcess,
@@ -148,8 +148,14 @@ async def test_tasks_posted_by_many_clients_all_run_through_the_pooler(
     pooled_url: str,
     spawn_worker: Spawn,
     db: asyncpg.Connection,
+    resources: Resources,
 ) -> None:
     workers = [spawn_pooled(spawn_worker, pooled_url) for _ in range(2)]
+
+    async def both_up() -> bool:
+        return len(await presence.live_workers(resources)) == 2
+
+    await wait_for(both_up, timeout_s=60, what="both workers to report")
     gate = asyncio.Semaphore(24)
 
     async def submit(n: int) -> str:
