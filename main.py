@@ -34,6 +34,7 @@ from tasks.router import events_router, queues_router
 from tasks.router import router as tasks_router
 from tasks.run_router import run_router
 from tasks.waiters import Waiters
+from tasks.workers_router import workers_router
 from topics.dependencies import close_consumers, open_consumers
 from topics.messages_router import router as messages_router
 from topics.router import queues_router as queue_resources_router
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queue_resources_router)
     app.include_router(messages_router)
     app.include_router(events_router)
+    app.include_router(workers_router)
     app.include_router(run_router(app.state.registry))
     app.include_router(metrics_router)
     app.include_router(dashboard_router)
