@@ -22,6 +22,7 @@ from app.shutdown import on_exit_signal
 from auth.exceptions import AuthError
 from auth.lifespan import keyring_lifespan
 from auth.router import router as keys_router
+from dashboard.login import router as dashboard_login_router
 from dashboard.router import router as dashboard_router
 from gateway import kind as http_kind
 from metrics.router import router as metrics_router
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(run_router(app.state.registry))
     app.include_router(metrics_router)
     app.include_router(dashboard_router)
+    app.include_router(dashboard_login_router)
     return app
 
 
