@@ -56,7 +56,7 @@ session_scheme = APIKeyCookie(
 )
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ApiKeyDep = Annotated[str | None, Depends(api_key_scheme)]
-SessionDep = Annotated[str | None, Depends(session_scheme)]
+SessionCookieDep = Annotated[str | None, Depends(session_scheme)]
 
 
 async def require(
@@ -64,10 +64,11 @@ async def require(
     request: Request,
     bearer: BearerDep,
     api_key: ApiKeyDep,
-    session_value: SessionDep,
+    session_value: SessionCookieDep,
 ) -> Caller:
-    """The caller, if it holds every scope asked for: 401 without a valid key,
-    403 naming a missing scope. With AUTH=none everyone is an anonymous admin."""
+    """The caller, if it holds every scope asked for: 401 without a valid key (or
+    dashboard session), 403 naming a missing scope. With AUTH=none everyone is an
+    anonymous admin."""
     caller: Caller | None = getattr(request.state, "caller", None)
     if caller is None:
         caller = await _resolve(request, bearer, api_key, session_value)
@@ -123,7 +124,7 @@ METRICS_CALLER = Caller(key_id=None, owner=None, scopes=frozenset({"metrics"}))
 
 
 async def require_metrics(
-    request: Request, bearer: BearerDep, api_key: ApiKeyDep, session_value: SessionDep
+    request: Request, bearer: BearerDep, api_key: ApiKeyDep, session_value: SessionCookieDep
 ) -> Caller:
     """For /metrics: METRICS_TOKEN as a bearer token (what a Prometheus scraper
     holds), else an admin key (or the dashboard's sign-in)."""

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.security import SecurityScopes
 
 from auth.caller import Caller
-from auth.dependencies import ApiKeyDep, BearerDep, SessionDep, require
+from auth.dependencies import ApiKeyDep, BearerDep, SessionCookieDep, require
 from auth.exceptions import InvalidKey, InvalidSession, MissingKey, SignInRequired
 
 LOGIN_PATH = "/dashboard/login"
@@ -22,7 +22,7 @@ async def require_page(
     request: Request,
     bearer: BearerDep,
     api_key: ApiKeyDep,
-    session_value: SessionDep,
+    session_value: SessionCookieDep,
 ) -> Caller:
     """As `require`; but a browser opening a page (a GET that accepts HTML) with
     no key in a header and no valid sign-in gets a 303 to the sign-in page, which
