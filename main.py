@@ -22,6 +22,7 @@ from app.shutdown import on_exit_signal
 from auth.exceptions import AuthError
 from auth.lifespan import keyring_lifespan
 from auth.router import router as keys_router
+from dashboard.login import router as dashboard_login_router
 from dashboard.router import router as dashboard_router
 from gateway import kind as http_kind
 from metrics.router import router as metrics_router
@@ -34,6 +35,7 @@ from tasks.router import events_router, queues_router
 from tasks.router import router as tasks_router
 from tasks.run_router import run_router
 from tasks.waiters import Waiters
+from tasks.workers_router import workers_router
 from topics.dependencies import close_consumers, open_consumers
 from topics.messages_router import router as messages_router
 from topics.router import queues_router as queue_resources_router
@@ -127,9 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queue_resources_router)
     app.include_router(messages_router)
     app.include_router(events_router)
+    app.include_router(workers_router)
     app.include_router(run_router(app.state.registry))
     app.include_router(metrics_router)
     app.include_router(dashboard_router)
+    app.include_router(dashboard_login_router)
     return app
 
 

@@ -59,3 +59,33 @@ class KeysNotConfigured(AuthError):
 
     def __init__(self) -> None:
         super().__init__("AUTH_PEPPER is not set, so API keys can be neither made nor checked")
+
+
+class InvalidSession(AuthError):
+    """The dashboard's sign-in cookie is forged, expired, or its key no longer valid."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the dashboard session is not valid (expired, or its key was revoked):"
+            " sign in again at /dashboard/login, or send an API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class CrossSiteRequest(AuthError):
+    status_code = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a request that changes something with the dashboard's session cookie must come"
+            " from a page of this host (its Origin or Referer header); send an API key instead"
+        )
+
+
+class SignInRequired(AuthError):
+    """A browser without a key or session: sent to the sign-in page, not answered 401."""
+
+    status_code = 303
+
+    def __init__(self, location: str) -> None:
+        super().__init__("sign in with an admin key first", headers={"Location": location})

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from app.config import Settings
 from app.lifespan import Resources
-from auth import repository, tokens
-from auth.cache import CACHE_TTL_S
-from auth.caller import Caller
-from auth.exceptions import InvalidKey, KeyNotFound, KeysNotConfigured, MissingKey
+from auth import repository, session, tokens
+from auth.cache import CACHE_TTL_S, KeyRecord
+from auth.caller import Caller, Scope
+from auth.exceptions import (
+    InvalidKey,
+    InvalidSession,
+    KeyNotFound,
+    KeysNotConfigured,
+    MissingKey,
+    MissingScope,
+)
 from auth.keyring import KeyRing
 from auth.models import ApiKey
 
@@ -35,10 +43,36 @@ async def authenticate(*, keyring: KeyRing, settings: Settings, token: str | Non
     record = await keyring.lookup(key_id)
     if record is None or not tokens.matches(pepper(settings), key_id, secret, record.secret_hash):
         raise InvalidKey()
+    if not _in_force(record):
+        raise InvalidKey()
+    keyring.note_use(key_id)
+    return Caller(key_id=record.id, owner=record.owner, scopes=record.scopes)
+
+
+def _in_force(record: KeyRecord) -> bool:
     if record.revoked_at is not None:
-        raise InvalidKey()
-    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
-        raise InvalidKey()
+        return False
+    return record.expires_at is None or record.expires_at > datetime.now(UTC)
+
+
+async def open_session(*, keyring: KeyRing, settings: Settings, token: str | None) -> str:
+    """The dashboard's session cookie value for an admin key: InvalidKey (401) for
+    a key that is not valid, MissingScope (403) for one that is not an admin's."""
+    caller = await authenticate(keyring=keyring, settings=settings, token=token)
+    if not caller.is_admin or caller.key_id is None:
+        raise MissingScope(Scope.ADMIN)
+    return session.issue(pepper(settings), caller.key_id, now_s=time.time())
+
+
+async def resume_session(*, keyring: KeyRing, settings: Settings, value: str) -> Caller:
+    """The caller a session cookie stands for, checked as its key is checked on
+    every request (revoked or expired: InvalidSession, 401)."""
+    key_id = session.verify(pepper(settings), value, now_s=time.time())
+    if key_id is None:
+        raise InvalidSession()
+    record = await keyring.lookup(key_id)
+    if record is None or not _in_force(record) or Scope.ADMIN not in record.scopes:
+        raise InvalidSession()
     keyring.note_use(key_id)
     return Caller(key_id=record.id, owner=record.owner, scopes=record.scopes)
 

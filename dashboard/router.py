@@ -10,16 +10,17 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Security
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from app.config import QUEUE_PATTERN
-from app.error_bodies import error_responses
+from app.error_bodies import ErrorBody, error_responses
 from auth.caller import Scope
-from auth.dependencies import AUTH_RESPONSES, needs
+from auth.dependencies import AUTH_RESPONSES
 from dashboard import filters as template_filters
 from dashboard import views
+from dashboard.access import require_page
 from tasks.dependencies import ResourcesDep, SessionDep, TaskDep
 from tasks.models import TaskStatus
 from tasks.schemas import KIND_PATTERN, OWNER_PATTERN, UUID_PATTERN, TaskOut
@@ -36,12 +37,20 @@ templates = Jinja2Templates(directory=HERE / "templates")
 template_filters.install(templates.env)
 
 # An admin key for every page and file (anyone with AUTH=none): the pages show
-# every owner's tasks.
+# every owner's tasks. A browser signs in at /dashboard/login (dashboard/login.py).
 router = APIRouter(
     prefix="/dashboard",
     tags=["dashboard"],
-    dependencies=needs(Scope.ADMIN),
-    responses=AUTH_RESPONSES,
+    dependencies=[Security(require_page, scopes=[Scope.ADMIN])],
+    responses={
+        303: {
+            "model": ErrorBody,
+            "description": "AUTH=keys, a browser (Accept: text/html) with neither a key nor"
+            " a valid sign-in: to the sign-in page (`Location`), which sends it back.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **AUTH_RESPONSES,
+    },
 )
 
 _PAGE: dict[int | str, dict[str, Any]] = {
@@ -54,10 +63,16 @@ Cursor = Annotated[str | None, Query(max_length=64)]  # the last id of the page 
 TaskCursor = Annotated[str | None, Query(pattern=UUID_PATTERN)]
 
 
-def page(request: Request, template: str, **context: Any) -> HTMLResponse:
-    response = templates.TemplateResponse(request, template, context)
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    signed_in = getattr(request.state, "signed_in", False)  # by the sign-in cookie
+    context = {"signed_in": signed_in, **context}
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = PAGE_CSP
     response.headers["Cache-Control"] = "no-store"
+    # Not no-referrer: a browser that leaves Origin out of the pages' own calls
+    # then still sends the Referer that a call made with the sign-in cookie must
+    # show (auth/session.py); other sites still get none.
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 

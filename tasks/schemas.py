@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from app.config import MAX_PRIORITY, QUEUE_PATTERN
 from app.error_bodies import ErrorBody
 from tasks.models import TaskStatus
+from tasks.presence import WorkerReport
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -264,3 +265,33 @@ class QueuesOut(BaseModel):
 
 
 ErrorOut = ErrorBody  # the one error body (app/error_bodies.py), under its earlier name here
+
+
+class WorkerOut(BaseModel):
+    """A live worker, as its last heartbeat report says (every WORKER_LEASE_SECONDS / 3)."""
+
+    id: str = Field(description="`host:pid:suffix`, the `worker_id` its tasks carry.")
+    host: str
+    pid: int
+    queues: list[str] = Field(description="The queues it takes tasks from.")
+    slots_busy: int = Field(description="Slots running a handler now.")
+    slots_total: int = Field(description="Its slots (WORKER_QUEUE_MAXSIZE).")
+    heartbeat_at: AwareDatetime = Field(description="When it last reported.")
+    heartbeat_age_s: float = Field(description="Seconds since it last reported.")
+    started_at: AwareDatetime
+
+    @classmethod
+    def from_report(cls, report: WorkerReport) -> WorkerOut:
+        return cls(
+            id=report.id, host=report.host, pid=report.pid, queues=report.queues,
+            slots_busy=report.slots_busy, slots_total=report.slots_total,
+            heartbeat_at=datetime.fromtimestamp(report.heartbeat_at_s, UTC),
+            heartbeat_age_s=round(report.heartbeat_age_s, 3),
+            started_at=datetime.fromtimestamp(report.started_at_s, UTC),
+        )  # fmt: skip
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut] = Field(
+        description="By id; a worker drops out once its report expires."
+    )

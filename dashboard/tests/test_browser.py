@@ -4,6 +4,8 @@ process and a real worker process on the test's stores."""
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,11 @@ import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+from pydantic import SecretStr
 
+from app.config import Settings
+from app.lifespan import close_resources, open_resources
+from auth import service as keys_service
 from dashboard.tests.browser import chromium, open_page
 from tasks.tests.fixtures import WorkerProcess, wait_status
 
@@ -134,3 +140,50 @@ async def test_overview_draws_the_chart_and_every_page_and_the_docs_load(
         await expect(page.locator(".swagger-ui .title")).to_contain_text("Taskline")
         await page.goto("/redoc")
         await expect(page.locator("h1")).to_contain_text("Taskline")
+
+
+async def admin_key(settings: Settings, pepper: str) -> str:
+    """An admin key, made as `taskline keys create --scopes admin` makes it."""
+    keyed = settings.model_copy(update={"auth": "keys", "auth_pepper": SecretStr(pepper)})
+    resources = open_resources(keyed)
+    try:
+        _, token = await keys_service.create_key(
+            resources=resources, owner="ops", scopes=["admin"], expires_at=None
+        )
+    finally:
+        await close_resources(resources)
+    return token
+
+
+async def test_with_keys_on_sign_in_see_the_overview_and_cancel_a_task(
+    spawn_api: Callable[..., Awaitable[str]],
+    settings: Settings,
+    browser: Browser,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+) -> None:
+    pepper = secrets.token_hex(32)  # no worker: a task waiting an hour is what gets canceled
+    url, admin = await asyncio.gather(
+        spawn_api(AUTH="keys", AUTH_PEPPER=pepper), admin_key(settings, pepper)
+    )
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": admin}) as http:
+        task_id = await create(http, message="later", delay_seconds=3600)
+    async with open_page(browser, url, tmp_path) as page:
+        await page.goto("/dashboard")  # no key yet: sent to sign in
+        await expect(page).to_have_url(re.compile(r"/dashboard/login\?next=%2Fdashboard$"))
+        await page.fill("#key", admin)
+        await page.click("#signin button[type=submit]")
+        await expect(page).to_have_url(url + "/dashboard")
+        await expect(page.locator('#queues tr[data-queue="default"]')).to_be_visible()
+        await expect(page.locator("#throughput polyline")).to_have_count(3)  # its own fetch
+        await page.goto("/dashboard/tasks")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "on")  # /events
+        await row(page, task_id).locator("a").click()
+        await page.click("#cancel")  # PATCH /tasks/{id} with the cookie, from this page
+        await expect(page.locator("#answer")).to_have_text("200: now canceled")
+        await expect(page.locator("#status")).to_have_text("canceled")
+        await page.click("#signout")
+        await expect(page).to_have_url(url + "/dashboard/login")
+        await page.goto("/dashboard/workers")
+        await expect(page).to_have_url(re.compile(r"/dashboard/login\?next="))
+    await wait_status(db, [task_id], "canceled")

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from tasks.schemas import QueueOut, TaskOut
+from tasks.schemas import QueueOut, TaskOut, WorkerOut
 
 ROW = (
     "{id:<36}  {status:<10}  {kind:<12}  {queue:<10}  {priority:>3}  {tries:>5}  {created:<19}"
@@ -115,4 +115,19 @@ def queues_table(queues: list[QueueOut], trends: dict[str, str] | None = None) -
         if trends is not None:
             cells.append(trends.get(queue.name, ""))
         table.add_row(*cells)
+    return table
+
+
+def workers_table(workers: list[WorkerOut]) -> Table:
+    """One row per live worker: its queues, slots busy of total, and heartbeat age."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for title in ("WORKER", "QUEUES", "BUSY/SLOTS", "HEARTBEAT"):
+        table.add_column(title, justify="right" if title == "BUSY/SLOTS" else "left")
+    for worker in workers:
+        table.add_row(
+            worker.id,
+            ",".join(worker.queues),
+            f"{worker.slots_busy}/{worker.slots_total}",
+            age(worker.heartbeat_age_s) + " ago",
+        )
     return table

@@ -1,4 +1,4 @@
-"""taskline queues (once) and taskline top (a live view of the queues)."""
+"""taskline queues (once) and taskline top (a live view of the queues and workers)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ from datetime import UTC, datetime
 
 from rich.console import Group
 from rich.live import Live
+from rich.table import Table
 from rich.text import Text
 
 from taskline.cli.common import OK, UsageError, api_options, client_from, console, json_option, out
 from taskline.cli.common import to_json as models_json
-from taskline.cli.show import queues_table
+from taskline.cli.show import queues_table, workers_table
 from taskline.client import Client, TasklineError
 from tasks.schemas import QueueOut
 
 TOP_HELP = """\
 Every --interval seconds: each queue's pending (ready + scheduled) and
 processing tasks, how long its oldest ready task has waited, and how fast its
-pending count grows (+) or drains (-). Ctrl-C quits. With --json, one line of
-JSON per refresh: {"at": ..., "queues": [...]}.
+pending count grows (+) or drains (-); below, each live worker's queues, slots
+busy of total and heartbeat age. Ctrl-C quits; --count 1 prints one view and
+exits (for scripts). With --json, one line of JSON per refresh:
+{"at": ..., "queues": [...], "workers": [...]}.
 """
 
 
@@ -35,7 +38,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )  # fmt: skip
     queues.set_defaults(run=run_queues)
     top = commands.add_parser(
-        "top", parents=parents, help="a live view of the queues", description=TOP_HELP,
+        "top", parents=parents, help="a live view of the queues and workers",
+        description=TOP_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     top.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh every S")
@@ -95,10 +99,10 @@ def _print_snapshots(args: argparse.Namespace, client: Client) -> None:
     for number in _refreshes(args):
         if number:
             time.sleep(args.interval)
-        queues = client.list_queues()
+        queues, workers = client.list_queues(), client.list_workers()
         at = datetime.now(UTC).isoformat()
-        queues_json = json.loads(models_json(queues))
-        out(json.dumps({"at": at, "queues": queues_json}))
+        lists = {"queues": models_json(queues), "workers": models_json(workers)}
+        out(json.dumps({"at": at, **{name: json.loads(text) for name, text in lists.items()}}))
 
 
 def _live(args: argparse.Namespace, client: Client) -> None:
@@ -121,4 +125,14 @@ def _view(args: argparse.Namespace, client: Client, trends: Trends) -> Group:
         queues = client.list_queues()
     except TasklineError as error:  # keep watching: the server may come back
         return Group(title, Text(f"no answer: {error}", style="red"))
-    return Group(title, Text(""), queues_table(queues, trends.update(queues)))
+    return Group(
+        title, Text(""), queues_table(queues, trends.update(queues)), Text(""), _workers(client)
+    )
+
+
+def _workers(client: Client) -> Table | Text:
+    try:
+        workers = client.list_workers()
+    except TasklineError as error:  # a 404 from an API older than GET /workers, say
+        return Text(f"workers: {error}", style="red")
+    return workers_table(workers) if workers else Text("no live worker", style="yellow")

@@ -30,7 +30,7 @@ from taskline.client.errors import (
     WaitTimedOut,
 )
 from taskline.client.sync import Client
-from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage, WorkerOut
 from topics.message_schemas import ExtendOut, LeasedMessage, MessageIn, PublishOut
 
 __all__ = [
@@ -58,4 +58,5 @@ __all__ = [
     "Unavailable",
     "Unreachable",
     "WaitTimedOut",
+    "WorkerOut",
 ]

@@ -17,7 +17,7 @@ from taskline.client.errors import Invalid, Unreachable
 from taskline.client.messages import Delivery, batch, one_message, receipt
 from taskline.client.waiting import WaitPlan, finished
 from tasks.models import TaskStatus
-from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage
+from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage, WorkerOut
 from topics.message_schemas import (
     AckIn,
     ExtendIn,
@@ -158,10 +158,14 @@ class AsyncClient:
             self._server_wait_known = True
         return self._server_wait
 
-    # Queues -----------------------------------------------------------------
+    # Queues and workers -----------------------------------------------------
 
     async def list_queues(self) -> list[QueueOut]:
         return await self.call(calls.list_queues())
+
+    async def list_workers(self) -> list[WorkerOut]:
+        """The live workers: queues served, slots busy and total, last heartbeat."""
+        return await self.call(calls.list_workers())
 
     # Messages ---------------------------------------------------------------
 

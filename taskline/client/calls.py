@@ -15,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from taskline.client.errors import TasklineError, error_from
 from tasks.models import TaskStatus
-from tasks.schemas import QueueOut, QueuesOut, TaskCreate, TaskOut, TaskPage
+from tasks.schemas import QueueOut, QueuesOut, TaskCreate, TaskOut, TaskPage, WorkerOut, WorkersOut
 from topics.message_schemas import (
     AckIn,
     ExtendIn,
@@ -118,6 +118,11 @@ def list_page(
 def list_queues() -> Call[list[QueueOut]]:
     read_page = expect(QueuesOut)
     return Call("GET", "/queues", lambda response: read_page(response).queues)
+
+
+def list_workers() -> Call[list[WorkerOut]]:
+    read_page = expect(WorkersOut)
+    return Call("GET", "/workers", lambda response: read_page(response).workers)
 
 
 # Messages ---------------------------------------------------------------------

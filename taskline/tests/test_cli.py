@@ -9,6 +9,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pytest
 
 from taskline.cli import main
 from taskline.tests.conftest import SCRIPT
-from tasks.tests.fixtures import free_port
+from tasks.tests.fixtures import WorkerProcess, free_port
 
 
 def taskline(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -168,8 +169,10 @@ async def test_retry_failed_sends_every_failed_task_round_again(
 def test_top_and_ls_follow(api: str, cli: Callable[..., Ran]) -> None:
     view = cli(api, "top", "--count", "1")
     assert view.returncode == 0 and "QUEUE" in view.stdout and "default" in view.stdout
+    assert "no live worker" in view.stdout
     snapshot = json.loads(cli(api, "top", "--count", "1", "--json").stdout)
     assert "default" in {queue["name"] for queue in snapshot["queues"]}
+    assert snapshot["workers"] == []
 
     env = {**os.environ, "TASKLINE_URL": api}
     command = [str(SCRIPT), "ls", "--follow", "--json", "--interval", "0.2"]
@@ -188,3 +191,21 @@ def test_top_and_ls_follow(api: str, cli: Callable[..., Ran]) -> None:
             follow.send_signal(signal.SIGINT)
             assert follow.wait(30) == 0  # Ctrl-C is how one leaves --follow
             reader.join(10)
+
+
+def test_top_shows_each_live_worker(api: str, spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """`top --count 1` in its own process, as a script runs it, against a real worker."""
+    worker = spawn_worker(WORKER_QUEUES="default,mail")
+    deadline = time.monotonic() + 30
+    while not (listed := httpx.get(api + "/workers", timeout=5).json()["workers"]):
+        assert worker.process.poll() is None, worker.log()
+        assert time.monotonic() < deadline, "the worker did not report within 30 s"
+        time.sleep(0.05)
+    [worker_id] = [entry["id"] for entry in listed]
+    view = taskline(api, "top", "--count", "1")
+    assert view.returncode == 0, view.stderr
+    assert "WORKER" in view.stdout and "BUSY/SLOTS" in view.stdout
+    [row] = [line for line in view.stdout.splitlines() if worker_id in line]
+    assert "default,mail" in row and "0/10" in row and "ago" in row
+    snapshot = json.loads(taskline(api, "top", "--count", "1", "--json").stdout)
+    assert [(w["id"], w["slots_total"]) for w in snapshot["workers"]] == [(worker_id, 10)]

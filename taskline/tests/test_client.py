@@ -54,6 +54,8 @@ def test_sync_client_creates_waits_lists_and_maps_refusals(api: str, worker: Non
         again = taskline.retry(failed.id)
         assert (again.status, again.redrives) == ("pending", 1)
         assert taskline.wait(failed.id, timeout_s=30).status == "failed"
+        [worker] = taskline.list_workers()  # the worker fixture's, reporting since it started
+        assert worker.queues == ["default"] and worker.slots_total == 10
 
 
 def test_list_tasks_follows_the_keyset_pages(api: str) -> None:
@@ -65,6 +67,7 @@ def test_list_tasks_follows_the_keyset_pages(api: str) -> None:
         pending = list(taskline.list_tasks(status="pending", kind="echo", page_size=2))
         assert len(pending) == 7
         assert "default" in {queue.name for queue in taskline.list_queues()}
+        assert taskline.list_workers() == []
 
 
 async def test_async_client_does_the_same(api: str, worker: None) -> None:
@@ -87,6 +90,8 @@ async def test_async_client_does_the_same(api: str, worker: None) -> None:
         with pytest.raises(Invalid):  # not a UUID: the server says so, nothing is guessed here
             await taskline.get_task("not-a-uuid")
         assert "default" in {queue.name for queue in await taskline.list_queues()}
+        [worker] = await taskline.list_workers()
+        assert worker.queues == ["default"] and worker.heartbeat_age_s >= 0
 
 
 async def test_wait_gives_up_at_its_timeout_with_the_last_state(api: str) -> None:
