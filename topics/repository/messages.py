@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from tasks.doorbell import Bell
-from tasks.repository.rows import bell_from
+from tasks.repository.rows import Recorded, recorded_from
 
 _LIVE_QUEUE_COLUMNS = """id, ack_deadline_seconds, message_retention_seconds,
        message_max_deliveries, message_filters"""
@@ -83,14 +82,15 @@ _REDRIVE = f"""
       FROM queues q, chosen
      WHERE q.id = $1 AND t.id = chosen.id
        AND (t.status = 'failed' OR (t.status = 'pending' AND t.dead_from = $1))
- RETURNING t.id, t.queue, t.priority + t.fair_level, extract(epoch FROM t.run_at)::float8, t.kind
+ RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
-async def redrive(*, conn: Any, queue_id: str, limit: int) -> list[Bell]:
+async def redrive(*, conn: Any, queue_id: str, limit: int) -> list[Recorded]:
     """Send up to `limit` dead letters of a queue back to it, as new messages
-    there (attempts from 0); returns where they wait now."""
-    return [bell_from(row) for row in await conn.fetch(_REDRIVE, queue_id, limit)]
+    there (attempts from 0); returns them as they are now (pending, where they wait)."""
+    return [recorded_from(row) for row in await conn.fetch(_REDRIVE, queue_id, limit)]
 
 
 _MESSAGE_STATS = """
