@@ -102,7 +102,7 @@ async def topics(resources: Resources, cursor: str | None) -> dict[str, Any]:
         resources=resources, cursor=cursor, limit=PAGE_SIZE
     )
     async with repository.driver_connection(resources.engine) as conn:
-        dead = await topics_repository.dead_counts(conn=conn, limit=500)
+        dead = await topics_repository.message_summaries(conn=conn)
         consumers = await topics_repository.leasing_consumers(conn=conn, limit=500)
     counts = {
         queue.name: queue for queue in await service.queue_overview(resources=resources, owner=None)

@@ -5,7 +5,8 @@ own to scrape).
 - counters and histograms: the Redis hash that writers add to (tasks/tally.py)
 - queue depth and oldest ready age: the trigger-kept counts behind GET /queues
 - workers: their heartbeat reports (tasks/presence.py)
-- schedules and topic queues: one small statement each
+- schedules and declared queues' dead letters: one small statement each (the
+  dead letters from the trigger-kept counts too)
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from tasks import presence, repository, service, tally
 from tasks.presence import WorkerReport
 from tasks.schemas import QueueOut
 from topics import repository as topics_repository
-
-MAX_TOPIC_QUEUES = 500  # dead-letter counts are reported for the first ones by id
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,6 @@ async def _database_summaries(resources: Resources) -> tuple[Schedules, dict[str
     late_s = settings.schedule_misfire_grace_s + 4 * settings.schedule_interval_s
     async with repository.driver_connection(resources.engine) as conn:
         row: Any = await schedules_repository.summary(conn=conn, late_s=late_s)
-        dead = await topics_repository.dead_counts(conn=conn, limit=MAX_TOPIC_QUEUES)
+        dead = await topics_repository.message_summaries(conn=conn)
     schedules = Schedules(row["enabled"], row["disabled"], row["overdue"])
     return schedules, {r["queue"]: int(r["dead"]) for r in dead}

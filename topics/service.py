@@ -136,8 +136,9 @@ async def delete_queue(*, resources: Resources, queue_id: str, batch: int = DELE
 
 async def queue_stats(*, resources: Resources, queue_id: str) -> QueueStats:
     async with _connect(resources) as conn:
-        await _live_queue(conn, queue_id)
         row = await repository.message_stats(conn=conn, queue_id=queue_id)
+    if row is None:
+        raise QueueNotFound(queue_id)
     overview = await tasks_service.queue_overview(resources=resources, owner=None)
     counts = next((queue for queue in overview if queue.name == queue_id), None)
     counts = counts or QueueOut(
