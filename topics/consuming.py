@@ -10,7 +10,7 @@ nack are the workers' outcome write (tasks.repository.finish), conditional on
 
 Each request announces its state changes as the workers do (tasks/events.py),
 after its commit, in the one pipeline that also rings what it made ready: a
-lease `started`, an ack
+lease `started` (and the consumer's last lease, topics/presence.py), an ack
 `completed`, a nack `retried`, `dead_lettered` or `failed`, a redrive
 `redriven`.
 """
@@ -33,7 +33,7 @@ from tasks.doorbell import Bell, Doorbell, Popped
 from tasks.events import Event
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
-from topics import repository
+from topics import presence, repository
 from topics.exceptions import MessageNotFound, QueueNotFound, StaleReceipt
 from topics.message_schemas import LeasedMessage, LeaseIn
 from topics.models import MESSAGE_KIND
@@ -60,7 +60,10 @@ async def lease(
     worker_id = f"http:{body.consumer}:{secrets.token_hex(6)}"
     visibility_s = body.visibility_seconds or float(queue["ack_deadline_seconds"])
     claimed = await _take(resources, long_poll, queue_id, body, worker_id, visibility_s)
-    announcing = asyncio.ensure_future(_send(resources, announced=events.of_claimed(claimed)))
+    seen = presence.stage_lease(resources, queue_id, body.consumer, took=bool(claimed))
+    announcing = asyncio.ensure_future(
+        _send(resources, announced=events.of_claimed(claimed), also=[seen])
+    )
     try:
         await asyncio.shield(announcing)
     except asyncio.CancelledError:  # the client hung up: it gets nothing, so keeps nothing
