@@ -114,6 +114,17 @@ class Keys:
         return f"{self.namespace}:tally:minute:{minute}"
 
     @property
+    def consumers_polled(self) -> str:
+        """Sorted set of HTTP consumers (`<queue> <consumer>`) scored by when a
+        lease of theirs last answered (Unix seconds), trimmed by topics/presence.py."""
+        return f"{self.namespace}:consumers:polled"
+
+    @property
+    def consumers_leased(self) -> str:
+        """The same, scored by when a lease of theirs last took messages."""
+        return f"{self.namespace}:consumers:leased"
+
+    @property
     def workers(self) -> str:
         """Sorted set of worker ids scored by their last heartbeat (Unix seconds)."""
         return f"{self.namespace}:workers"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +17,10 @@ from tasks import presence, repository, service, tally
 from tasks.models import Task, TaskStatus
 from tasks.presence import WorkerReport
 from tasks.schemas import QueueOut
+from topics import presence as topics_presence
 from topics import repository as topics_repository
 from topics import service as topics_service
+from topics.presence import Consumer
 
 CHART_MINUTES = 15
 FAILED_WINDOW_MINUTES = 60
@@ -90,25 +93,42 @@ async def schedules(resources: Resources, cursor: str | None) -> tuple[list[Any]
 
 
 @dataclass(frozen=True)
-class DeclaredQueue:
-    id: str
-    dead: int
-    counts: QueueOut | None
+class ConsumerRow:
+    queue: str
+    name: str
+    leased_now: int  # messages it holds now (PostgreSQL)
+    last_lease_at: datetime | float | None  # when it last took messages
+    last_poll_at: float | None  # when a lease of its last answered (Redis)
 
 
 async def topics(resources: Resources, cursor: str | None) -> dict[str, Any]:
-    """Topics with their queues, and every declared queue with its counts."""
+    """Topics with their queues, every declared queue with its messages, and
+    the HTTP consumers: seen lately (Redis) or holding leases now (PostgreSQL)."""
     topic_items, next_cursor = await topics_service.list_topics(
         resources=resources, cursor=cursor, limit=PAGE_SIZE
     )
     async with repository.driver_connection(resources.engine) as conn:
-        dead = await topics_repository.dead_counts(conn=conn, limit=500)
-        consumers = await topics_repository.leasing_consumers(conn=conn, limit=500)
-    counts = {
-        queue.name: queue for queue in await service.queue_overview(resources=resources, owner=None)
-    }
-    queues = [DeclaredQueue(r["queue"], int(r["dead"]), counts.get(r["queue"])) for r in dead]
+        summaries = await topics_repository.message_summaries(conn=conn)
+        leasing = await topics_repository.leasing_consumers(
+            conn=conn, limit=topics_repository.MAX_SUMMARIES
+        )
+    counts = await service.queue_overview(resources=resources, owner=None)
+    queues = topics_service.queue_messages(summaries, counts)
     return {
         "topics": topic_items, "next_cursor": next_cursor, "queues": queues,
-        "consumers": consumers,
+        "consumers": _consumers(await topics_presence.seen(resources), leasing),
     }  # fmt: skip
+
+
+def _consumers(seen: list[Consumer], leasing: list[Any]) -> list[ConsumerRow]:
+    rows = {
+        (c.queue, c.name): ConsumerRow(c.queue, c.name, 0, c.leased_at_s, c.polled_at_s)
+        for c in seen
+    }
+    for row in leasing:
+        key = (row["queue"], row["consumer"] or "?")
+        known = rows.get(key)
+        last_lease_at = known.last_lease_at if known else row["last_lease_at"]
+        last_poll_at = known.last_poll_at if known else None
+        rows[key] = ConsumerRow(*key, int(row["leased"]), last_lease_at, last_poll_at)
+    return [rows[key] for key in sorted(rows)]

@@ -1,8 +1,9 @@
 """The metrics of a Snapshot as Prometheus families, for prometheus_client.
 
-Labels take bounded values only: queue, kind, event, state, reason, and the
-worker id of each live worker (a worker drops out once its report expires).
-Never a task id.
+Labels take bounded values only: queue, kind, event, state, reason, the
+worker id of each live worker (a worker drops out once its report expires),
+and the name of each HTTP consumer seen lately (at most
+topics.presence.MAX_CONSUMERS, dropped after CONSUMER_KEEP_S). Never a task id.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HISTOGRAMS = {
 }
 REASONS = (tally.RATE_LIMIT, tally.QUEUE_FULL)
 QUEUE_STATES = ("ready", "scheduled", "processing")
+MESSAGE_STATES = ("undelivered", "leased", "dead")
 
 
 class SnapshotCollector(Collector):
@@ -41,6 +43,8 @@ class SnapshotCollector(Collector):
         yield from self._counters()
         yield from self._histograms()
         yield from self._queues()
+        yield from self._messages()
+        yield from self._consumers()
         yield from self._workers()
         yield from self._schedules()
 
@@ -49,7 +53,7 @@ class SnapshotCollector(Collector):
         events = CounterMetricFamily(
             "taskline_task_events",
             "Task state changes: created, started, completed, failed, retried, canceled,"
-            " expired, redriven, released.",
+            " expired, redriven, released, dead_lettered.",
             labels=["event", "queue", "kind"],
         )
         for name, n in sorted(counts.items()):
@@ -102,14 +106,52 @@ class SnapshotCollector(Collector):
             for state in QUEUE_STATES:
                 tasks.add_metric([queue.name, state], getattr(queue, state))
             oldest.add_metric([queue.name], queue.oldest_ready_age_s or 0.0)
-        dead = GaugeMetricFamily(
-            "taskline_queue_dead_messages",
-            "Dead letters of a declared queue (POST /queues): what a redrive brings back.",
+        yield from (tasks, oldest)
+
+    def _messages(self) -> Iterator[Metric]:
+        messages = GaugeMetricFamily(
+            "taskline_queue_messages",
+            "Messages of a declared queue (POST /queues) now: undelivered (waiting,"
+            " or nacked with a delay), leased (held by a consumer or a worker), dead"
+            " (dead letters: failed in it, or waiting in its dead queue).",
+            labels=["queue", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "taskline_queue_oldest_unacked_message_age_seconds",
+            "Age of a declared queue's oldest message not acked (undelivered or"
+            " leased), since it was published; 0 when there is none.",
             labels=["queue"],
         )
-        for queue_id, n in sorted(self.snapshot.dead.items()):
-            dead.add_metric([queue_id], n)
-        yield from (tasks, oldest, dead)
+        dead = GaugeMetricFamily(
+            "taskline_queue_dead_messages",
+            "Dead letters of a declared queue: what a redrive brings back (the same as"
+            ' taskline_queue_messages{state="dead"}).',
+            labels=["queue"],
+        )
+        for queue in self.snapshot.messages:
+            for state in MESSAGE_STATES:
+                messages.add_metric([queue.queue, state], getattr(queue, state))
+            oldest.add_metric([queue.queue], queue.oldest_unacked_age_s or 0.0)
+            dead.add_metric([queue.queue], queue.dead)
+        yield from (messages, oldest, dead)
+
+    def _consumers(self) -> Iterator[Metric]:
+        polled = GaugeMetricFamily(
+            "taskline_consumer_last_poll_timestamp_seconds",
+            "When a lease request of an HTTP consumer (its `consumer` name) on a queue"
+            " last answered, with messages or empty (Unix time).",
+            labels=["queue", "consumer"],
+        )
+        leased = GaugeMetricFamily(
+            "taskline_consumer_last_lease_timestamp_seconds",
+            "When an HTTP consumer last leased messages from a queue (Unix time).",
+            labels=["queue", "consumer"],
+        )
+        for consumer in self.snapshot.consumers:
+            polled.add_metric([consumer.queue, consumer.name], consumer.polled_at_s)
+            if consumer.leased_at_s is not None:
+                leased.add_metric([consumer.queue, consumer.name], consumer.leased_at_s)
+        yield from (polled, leased)
 
     def _workers(self) -> Iterator[Metric]:
         workers = self.snapshot.workers

@@ -1,11 +1,12 @@
 """The task event log: every state change, announced after its commit.
 
 Writers (the intake, the worker's claim and recorder, the sweeps, the API's
-cancel and re-drive) hand `publish` a batch of events; the batch becomes ONE
-entry of a capped Redis stream (`XADD ... MAXLEN ~ EVENT_STREAM_MAX_ENTRIES`,
-in a script that also adds the batch to the counters /metrics reads: see
-tasks/tally.py), so a batch of 500 state changes costs one round trip, or none
-of its own when staged into a pipeline the writer sends anyway (`stage`).
+cancel and re-drive, topics/' publishing and HTTP consumers) hand `publish` a
+batch of events; the batch becomes ONE entry of a capped Redis stream (`XADD
+... MAXLEN ~ EVENT_STREAM_MAX_ENTRIES`, in a script that also adds the batch to
+the counters /metrics reads: see tasks/tally.py), so a batch of 500 state
+changes costs one round trip, or none of its own when staged into a pipeline
+the writer sends anyway (`stage`).
 
 An event is a hint, never the truth: publishing may fail (it is logged, and
 the state change stands), an entry may be trimmed or lost with a Redis
@@ -37,7 +38,13 @@ log = logging.getLogger("taskline.events")
 CREATED, STARTED, COMPLETED, FAILED = "created", "started", "completed", "failed"
 RETRIED, CANCELED, EXPIRED = "retried", "canceled", "expired"
 REDRIVEN, RELEASED = "redriven", "released"
-EVENTS = (CREATED, STARTED, COMPLETED, FAILED, RETRIED, CANCELED, EXPIRED, REDRIVEN, RELEASED)
+# A message (topics/) whose last delivery failed, moved to its queue's dead
+# queue: pending there, `queue` the dead queue, `attempt` 0.
+DEAD_LETTERED = "dead_lettered"
+EVENTS = (
+    CREATED, STARTED, COMPLETED, FAILED, RETRIED, CANCELED, EXPIRED, REDRIVEN, RELEASED,
+    DEAD_LETTERED,
+)  # fmt: skip
 FINAL_STATUSES = frozenset({"completed", "failed", "canceled", "expired"})
 
 
@@ -83,12 +90,18 @@ _BY_STATUS = {"completed": COMPLETED, "failed": FAILED, "canceled": CANCELED, "e
 
 def of_recorded(recorded: Iterable[Any], *, pending: str) -> list[Event]:
     """From repository.Recorded rows (outcomes, give-backs, sweeps); a row that is
-    pending again is announced as `pending` (retried or released)."""
+    pending again is announced as `pending` (retried or released), or as
+    dead_lettered (see _of_recorded)."""
     return [_of_recorded(r, pending) for r in recorded]
 
 
 def _of_recorded(r: Any, pending: str) -> Event:
     event = _BY_STATUS.get(r.status, pending)
+    if event == RETRIED and r.attempt == 0:
+        # A failed attempt leaves a retried task at the attempt it used (1 or
+        # more); only the dead-letter trigger (migration 0010) starts a message
+        # over at 0, in its dead queue, in the statement that failed it.
+        event = DEAD_LETTERED
     return Event(r.task_id, event, r.status, r.bell.queue, r.bell.kind, r.owner, r.attempt)
 
 

@@ -164,6 +164,7 @@ class Task(Base):
 # Active tasks per queue, priority and status, for GET /queues. Kept by
 # statement triggers (migration 0006): each statement appends its net change
 # to task_count_changes, and the reconcile sweep folds those into task_counts.
+# Row triggers add declared queues' dead letters, as status `dead` (0012).
 task_counts = Table(
     "task_counts",
     Base.metadata,

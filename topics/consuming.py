@@ -7,6 +7,12 @@ held by one consumer or one worker at a time, and a deadline that passes
 brings it back through the reconcile's lease recovery like any task. Ack and
 nack are the workers' outcome write (tasks.repository.finish), conditional on
 (id, attempt, status 'processing', worker_id) from the receipt handle.
+
+Each request announces its state changes as the workers do (tasks/events.py),
+after its commit, in the one pipeline that also rings what it made ready: a
+lease `started` (and the consumer's last lease, topics/presence.py), an ack
+`completed`, a nack `retried`, `dead_lettered` or `failed`, a redrive
+`redriven`.
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ import asyncio
 import logging
 import secrets
 import uuid
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from app.lifespan import Resources
+from tasks import events
 from tasks import repository as tasks_repository
 from tasks.doorbell import Bell, Doorbell, Popped
+from tasks.events import Event
 from tasks.models import TaskStatus
 from tasks.repository import ClaimedTask, Outcome
-from topics import repository
+from topics import presence, repository
 from topics.exceptions import MessageNotFound, QueueNotFound, StaleReceipt
 from topics.message_schemas import LeasedMessage, LeaseIn
 from topics.models import MESSAGE_KIND
@@ -51,6 +60,16 @@ async def lease(
     worker_id = f"http:{body.consumer}:{secrets.token_hex(6)}"
     visibility_s = body.visibility_seconds or float(queue["ack_deadline_seconds"])
     claimed = await _take(resources, long_poll, queue_id, body, worker_id, visibility_s)
+    seen = presence.stage_lease(resources, queue_id, body.consumer, took=bool(claimed))
+    announcing = asyncio.ensure_future(
+        _send(resources, announced=events.of_claimed(claimed), also=[seen])
+    )
+    try:
+        await asyncio.shield(announcing)
+    except asyncio.CancelledError:  # the client hung up: it gets nothing, so keeps nothing
+        await announcing
+        await _give_back(resources, claimed, worker_id, started=[])
+        raise
     return [_leased(task, signer, worker_id) for task in claimed]
 
 
@@ -78,7 +97,8 @@ async def _take(
             claimed, gave_back = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # The client hung up mid-claim: finish it, then give the messages back.
-            await _give_back(resources, (await claiming)[0], worker_id)
+            taken = (await claiming)[0]
+            await _give_back(resources, taken, worker_id, started=events.of_claimed(taken))
             raise
         # Only stale ids (acked, expired, deleted): pop again while the wait lasts.
         if claimed or gave_back or loop.time() >= deadline:
@@ -112,15 +132,22 @@ async def _claim(
     return claimed, bool(others)
 
 
-async def _give_back(resources: Resources, claimed: list[ClaimedTask], worker_id: str) -> None:
-    """The workers' give-back: pending again, the delivery not counted, rung."""
+async def _give_back(
+    resources: Resources, claimed: list[ClaimedTask], worker_id: str, *, started: list[Event]
+) -> None:
+    """The workers' give-back: pending again, the delivery not counted, rung,
+    and announced (after the claim's `started` events not announced yet)."""
     if not claimed:
         return
     async with _connect(resources) as conn:
         released = await tasks_repository.release(
             conn=conn, ids=[task.id for task in claimed], worker_id=worker_id
         )
-    await _ring(resources, [r.bell for r in released if r.status == TaskStatus.PENDING])
+    await _send(
+        resources,
+        ready=[r.bell for r in released if r.status == TaskStatus.PENDING],
+        announced=started + events.of_recorded(released, pending=events.RELEASED),
+    )
 
 
 def _leased(task: ClaimedTask, signer: ReceiptSigner, worker_id: str) -> LeasedMessage:
@@ -165,25 +192,34 @@ async def nack(
     outcome = Outcome(
         message_id, delivery.attempt, TaskStatus.FAILED, error=NACKED, retry_in_s=delay_s
     )
-    recorded = await _finish(resources, delivery, outcome)
-    await _ring(resources, [r.bell for r in recorded if r.status == TaskStatus.PENDING],
-                delay_s=delay_s)  # fmt: skip
+    await _finish(resources, delivery, outcome, delay_s=delay_s)
 
 
 async def _finish(
-    resources: Resources, delivery: Delivery, outcome: Outcome
-) -> list[tasks_repository.Recorded]:
+    resources: Resources, delivery: Delivery, outcome: Outcome, *, delay_s: float = 0
+) -> None:
+    """Record the outcome, then ring and announce it: a retry after `delay_s`
+    is scheduled; a dead letter waits in its dead queue from now."""
     async with _connect(resources) as conn:
         recorded = await tasks_repository.finish(
             conn=conn, outcomes=[outcome], worker_id=delivery.worker_id
         )
         if not recorded:
             await _refuse(conn, delivery.message_id)
+    announced = events.of_recorded(recorded, pending=events.RETRIED)
+    again = [(r.bell, e.event) for r, e in zip(recorded, announced, strict=True)
+             if r.status == TaskStatus.PENDING]  # fmt: skip
+    later = delay_s > 0
+    await _send(
+        resources,
+        ready=[bell for bell, event in again if not later or event == events.DEAD_LETTERED],
+        later=[bell for bell, event in again if later and event != events.DEAD_LETTERED],
+        announced=announced,
+    )
     try:  # frees a KIND_CONCURRENCY slot of `message`, if it is limited
         await Doorbell(resources).slots_freed(r.bell.kind for r in recorded)
     except Exception as error:
         log.warning("could not free kind slots (%s); the reconcile will", error)
-    return recorded
 
 
 async def extend(
@@ -216,13 +252,22 @@ async def _refuse(conn: Any, message_id: uuid.UUID) -> None:
     raise StaleReceipt(message_id, "that delivery is over (acked, nacked, or past its deadline)")
 
 
-async def _ring(resources: Resources, bells: list[Bell], *, delay_s: float = 0) -> None:
-    """Committed is accepted: should Redis fail here, the reconcile rings them."""
-    doorbell = Doorbell(resources)
+async def _send(
+    resources: Resources,
+    *,
+    ready: Sequence[Bell] = (),
+    later: Sequence[Bell] = (),
+    announced: Sequence[Event] = (),
+    also: Sequence[Callable[[Any], None]] = (),
+) -> None:
+    """Ring, schedule and announce in one round trip. Committed is accepted:
+    should Redis fail here, the reconcile rings them (the events are lost)."""
+    steps = [events.stage(resources, announced), *also] if announced else list(also)
     try:
-        await (doorbell.schedule(bells) if delay_s > 0 else doorbell.ring(bells))
+        await Doorbell(resources).send(ready=ready, later=later, also=steps)
     except Exception as error:
-        log.warning("%d message(s) not rung (%s); reconcile will", len(bells), error)
+        log.warning("%d message(s) not rung or announced (%s); reconcile rings them",
+                    len(ready) + len(later), error)  # fmt: skip
 
 
 async def redrive(*, resources: Resources, queue_id: str, limit: int) -> int:
@@ -231,6 +276,10 @@ async def redrive(*, resources: Resources, queue_id: str, limit: int) -> int:
         # Locked, so that a DELETE of the queue cannot miss what comes back to it.
         if await repository.lock_queue(conn=conn, queue_id=queue_id) is None:
             raise QueueNotFound(queue_id)
-        bells = await repository.redrive(conn=conn, queue_id=queue_id, limit=limit)
-    await _ring(resources, bells)
-    return len(bells)
+        redriven = await repository.redrive(conn=conn, queue_id=queue_id, limit=limit)
+    await _send(
+        resources,
+        ready=[r.bell for r in redriven],
+        announced=events.of_recorded(redriven, pending=events.REDRIVEN),
+    )
+    return len(redriven)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response, status
 
 from auth.caller import Scope
-from auth.dependencies import AUTH_RESPONSES, needs
+from auth.dependencies import AUTH_RESPONSES, CallerDep, needs
 from tasks.dependencies import ResourcesDep
 from tasks.schemas import ErrorOut
 from topics import consuming, publishing
@@ -62,14 +62,16 @@ def _messages(body: MessageIn | MessageBatchIn) -> list[MessageIn]:
     dependencies=WRITE,
 )
 async def publish(
-    topic_id: TopicId, body: MessageIn | MessageBatchIn, resources: ResourcesDep
+    topic_id: TopicId, body: MessageIn | MessageBatchIn, resources: ResourcesDep, caller: CallerDep
 ) -> PublishOut:
     """One message `{"data", "attributes"}`, or up to 500 as `{"messages": [...]}`.
     Each goes to every subscribed queue whose filters it matches, all in one
-    transaction; a message that matches none is dropped."""
+    transaction; a message that matches none is dropped. The messages belong to
+    the key's owner, as its tasks do."""
     published = await publishing.publish(
-        resources=resources, topic_id=topic_id, messages=_messages(body)
-    )
+        resources=resources, topic_id=topic_id, messages=_messages(body),
+        owner=caller.owner_for(None),
+    )  # fmt: skip
     return PublishOut(messages=published)
 
 
@@ -83,12 +85,13 @@ async def publish(
     tags=["queues"],
 )
 async def put(
-    queue_id: QueueId, body: MessageIn | MessageBatchIn, resources: ResourcesDep
+    queue_id: QueueId, body: MessageIn | MessageBatchIn, resources: ResourcesDep, caller: CallerDep
 ) -> PublishOut:
     """Straight onto this queue, whatever its topic and filters."""
     published = await publishing.put(
-        resources=resources, queue_id=queue_id, messages=_messages(body)
-    )
+        resources=resources, queue_id=queue_id, messages=_messages(body),
+        owner=caller.owner_for(None),
+    )  # fmt: skip
     return PublishOut(messages=published)
 
 

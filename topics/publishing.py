@@ -1,5 +1,7 @@
 """Publishing: a message becomes one task of kind `message` in every subscribed
-queue whose filters it matches, all of them in one transaction, then rung."""
+queue whose filters it matches, all of them in one transaction, then rung and
+announced (`created` events) in one round trip, as the tasks' intake does. A
+message belongs to the owner of the key that published it, like a task."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from app.ids import uuid7
 from app.lifespan import Resources
+from tasks import events
 from tasks import repository as tasks_repository
 from tasks.doorbell import Doorbell
 from tasks.intake import NewTask
@@ -29,7 +32,9 @@ def matches(filters: dict[str, list[str]], attributes: dict[str, str]) -> bool:
     return all(attributes.get(name) in accepted for name, accepted in filters.items())
 
 
-def new_message(queue: Any, message: MessageIn, origin: str, now: datetime) -> NewTask:
+def new_message(
+    queue: Any, message: MessageIn, origin: str, now: datetime, owner: str | None = None
+) -> NewTask:
     """The task that carries `message` in `queue` (a row of lock_queue)."""
     return NewTask(
         id=uuid7(),
@@ -41,11 +46,16 @@ def new_message(queue: Any, message: MessageIn, origin: str, now: datetime) -> N
         expires_at=now + timedelta(seconds=queue["message_retention_seconds"]),
         queue=queue["id"],
         priority=MESSAGE_PRIORITY,
+        owner=owner,
     )
 
 
 async def publish(
-    *, resources: Resources, topic_id: str, messages: Sequence[MessageIn]
+    *,
+    resources: Resources,
+    topic_id: str,
+    messages: Sequence[MessageIn],
+    owner: str | None = None,
 ) -> list[PublishedMessage]:
     """Fan out to the subscribed queues whose filters match. The queues are
     locked until the insert commits, so none is deleted half-way; a message
@@ -56,7 +66,7 @@ async def publish(
             raise TopicNotFound(topic_id)
         now = datetime.now(UTC)
         planned = [
-            (index, new_message(queue, message, f"published to topic {topic_id}", now))
+            (index, new_message(queue, message, f"published to topic {topic_id}", now, owner))
             for index, message in enumerate(messages)
             for queue in queues
             if matches(queue["message_filters"], message.attributes)
@@ -67,7 +77,11 @@ async def publish(
 
 
 async def put(
-    *, resources: Resources, queue_id: str, messages: Sequence[MessageIn]
+    *,
+    resources: Resources,
+    queue_id: str,
+    messages: Sequence[MessageIn],
+    owner: str | None = None,
 ) -> list[PublishedMessage]:
     """Messages straight onto one queue (its filters do not apply)."""
     async with tasks_repository.driver_connection(resources.engine) as conn, conn.transaction():
@@ -75,7 +89,7 @@ async def put(
         if queue is None:
             raise QueueNotFound(queue_id)
         now = datetime.now(UTC)
-        tasks = [new_message(queue, message, f"put on queue {queue_id}", now)
+        tasks = [new_message(queue, message, f"put on queue {queue_id}", now, owner)
                  for message in messages]  # fmt: skip
         rows = await _insert(conn, tasks)
     await ring(resources, rows)
@@ -88,10 +102,15 @@ async def _insert(conn: Any, tasks: list[NewTask]) -> list[Any]:
 
 
 async def ring(resources: Resources, rows: list[Any]) -> None:
+    """Ring the new messages and announce them: one pipeline for the request."""
     if resources.settings.fault_skip_push or not rows:
         return
+    created = [events.of_row(row, events.CREATED) for row in rows]
     try:
-        await Doorbell(resources).ring(tasks_repository.bell_of_row(row) for row in rows)
+        await Doorbell(resources).send(
+            ready=[tasks_repository.bell_of_row(row) for row in rows],
+            also=[events.stage(resources, created)],
+        )
     except Exception as error:
         # Committed is accepted: the reconcile rings them.
         log.warning("%d message(s) committed but not rung (%s); reconcile will", len(rows), error)

@@ -4,6 +4,8 @@ and deleted, and what a queue's stats are."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -136,8 +138,9 @@ async def delete_queue(*, resources: Resources, queue_id: str, batch: int = DELE
 
 async def queue_stats(*, resources: Resources, queue_id: str) -> QueueStats:
     async with _connect(resources) as conn:
-        await _live_queue(conn, queue_id)
         row = await repository.message_stats(conn=conn, queue_id=queue_id)
+    if row is None:
+        raise QueueNotFound(queue_id)
     overview = await tasks_service.queue_overview(resources=resources, owner=None)
     counts = next((queue for queue in overview if queue.name == queue_id), None)
     counts = counts or QueueOut(
@@ -181,3 +184,36 @@ def _reference_error(error: Any, values: dict[str, Any]) -> InvalidReference:
     if "topic" in str(getattr(error, "constraint_name", "")):
         return InvalidReference(f"topic_id: no topic {values.get('topic_id')!r}")
     return InvalidReference(f"dead_queue_id: no queue {values.get('dead_queue_id')!r}")
+
+
+# Declared queues' messages, for /metrics and the dashboard ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessages:
+    """A declared queue's messages, as GET /queues/{id}/stats counts them."""
+
+    queue: str
+    undelivered: int  # pending: ready, or due later (a nack's delay)
+    leased: int  # processing: held by a consumer or a worker
+    dead: int
+    oldest_unacked_age_s: float | None
+
+
+def queue_messages(summaries: Sequence[Any], counts: Sequence[QueueOut]) -> list[QueueMessages]:
+    """Each declared queue (a row of repository.message_summaries) with its
+    counts from tasks.service.queue_overview (the trigger-kept counts)."""
+    by_name = {queue.name: queue for queue in counts}
+    found = []
+    for row in summaries:
+        queue = by_name.get(row["queue"])
+        found.append(
+            QueueMessages(
+                queue=row["queue"],
+                undelivered=queue.pending if queue else 0,
+                leased=queue.processing if queue else 0,
+                dead=int(row["dead"]),
+                oldest_unacked_age_s=row["oldest_unacked_age_s"],
+            )
+        )
+    return found

@@ -139,4 +139,37 @@ async def test_workers_schedules_and_topics_pages(
     assert 'data-schedule="nightly"' in schedules and "0 2 * * *" in schedules
     assert 'data-topic="orders"' in topics and 'data-queue="eu-orders"' in topics
     consumer = topics[topics.index('data-consumer="eu-orders/billing-1"') :].split("</tr>")[0]
-    assert '<td class="num">1</td>' in consumer
+    assert '<td class="num leased">1</td>' in consumer
+
+
+def row_of(html: str, attribute: str) -> dict[str, str]:
+    """The cells of the table row with this data attribute, by their last class."""
+    row = html[html.index(attribute) :].split("</tr>")[0]
+    cells = re.findall(r'<td class="(?:num )?([a-z-]+)(?: bad)?">([^<]*)</td>', row)
+    return {name: text.strip() for name, text in cells}
+
+
+async def test_topics_page_counts_messages_and_shows_consumers(settings: Settings) -> None:
+    async with app_client(settings) as http:
+        for body in ({"id": "dead"}, {"id": "quiet"}, {"id": "work", "dead_queue_id": "dead",
+                                                       "message_max_deliveries": 1}):  # fmt: skip
+            assert (await http.post("/queues", json=body)).status_code == 201
+        put = {"messages": [{"data": n} for n in range(5)]}
+        assert (await http.post("/queues/work/messages", json=put)).status_code == 201
+        lease = {"max_messages": 3, "consumer": "billing-1"}
+        leased = (await http.post("/queues/work/lease", json=lease)).json()["messages"]
+        receipt = {"receipt_handle": leased[0]["receipt_handle"]}
+        nacked = await http.post(f"/messages/{leased[0]['id']}/nack", json=receipt)
+        assert nacked.status_code == 204  # its only delivery: to the dead queue
+        idle = await http.post("/queues/quiet/lease", json={"consumer": "idle-1"})
+        assert idle.json() == {"messages": []}
+        html = (await http.get("/dashboard/topics")).text
+    work, dead = row_of(html, 'data-queue="work"'), row_of(html, 'data-queue="dead"')
+    assert (work["undelivered"], work["leased"], work["dead"]) == ("2", "2", "1")
+    assert work["oldest"].endswith("s") and (dead["undelivered"], dead["leased"]) == ("1", "0")
+    billing = row_of(html, 'data-consumer="work/billing-1"')
+    assert billing["leased"] == "2" and billing["last-lease"].endswith("s ago")
+    assert billing["last-poll"].endswith("s ago")
+    idle_row = row_of(html, 'data-consumer="quiet/idle-1"')
+    assert (idle_row["leased"], idle_row["last-lease"]) == ("0", "-")
+    assert idle_row["last-poll"].endswith("s ago")

@@ -174,15 +174,17 @@ async def purge_finished(*, conn: Any, older_than: datetime, limit: int) -> int:
 
 
 # Active tasks per queue and priority from the trigger-kept counters (migration
-# 0006); the split of pending into ready and scheduled, and the oldest ready
-# task, from ix_tasks_active_queue, one range per group: their cost grows with
-# the number of scheduled tasks and groups, not with the number of rows.
+# 0006; since 0012 they also count dead letters, status `dead`, left out here);
+# the split of pending into ready and scheduled, and the oldest ready task,
+# from ix_tasks_active_queue, one range per group: their cost grows with the
+# number of scheduled tasks and groups, not with the number of rows.
 QUEUE_COUNTS = """
     WITH active AS (
         SELECT queue, priority, status, sum(n) AS n
           FROM (SELECT queue, priority, status, count AS n FROM task_counts
                 UNION ALL
                 SELECT queue, priority, status, delta FROM task_count_changes) AS c
+         WHERE status IN ('pending', 'processing')
          GROUP BY 1, 2, 3
     ), groups AS (
         SELECT queue, priority,

@@ -3,13 +3,10 @@ connection (`tasks.repository.driver_connection`). Messages are tasks: their
 claim, outcome and recovery statements are the tasks' own."""
 
 from topics.repository.messages import (
-    dead_counts,
     extend_delivery,
-    leasing_consumers,
     lock_queue,
     lock_topic_queues,
     message_exists,
-    message_stats,
     pending_of_other_kinds,
     receipt_key,
     redrive,
@@ -26,9 +23,15 @@ from topics.repository.resources import (
     mark_queue_deleting,
     update_queue,
 )
+from topics.repository.stats import (
+    MAX_SUMMARIES,
+    leasing_consumers,
+    message_stats,
+    message_summaries,
+)
 
 __all__ = [
-    "dead_counts",
+    "MAX_SUMMARIES",
     "delete_queue_messages",
     "delete_queue_row",
     "delete_topic",
@@ -44,6 +47,7 @@ __all__ = [
     "mark_queue_deleting",
     "message_exists",
     "message_stats",
+    "message_summaries",
     "pending_of_other_kinds",
     "receipt_key",
     "redrive",

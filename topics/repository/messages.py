@@ -1,5 +1,5 @@
 """SQL of messages beyond the tasks' own statements: where a publish goes, a
-delivery's deadline, redrives, a queue's message counts, the signing key."""
+delivery's deadline, redrives, the signing key."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from tasks.doorbell import Bell
-from tasks.repository.rows import bell_from
+from tasks.repository.rows import Recorded, recorded_from
 
 _LIVE_QUEUE_COLUMNS = """id, ack_deadline_seconds, message_retention_seconds,
        message_max_deliveries, message_filters"""
@@ -83,36 +82,15 @@ _REDRIVE = f"""
       FROM queues q, chosen
      WHERE q.id = $1 AND t.id = chosen.id
        AND (t.status = 'failed' OR (t.status = 'pending' AND t.dead_from = $1))
- RETURNING t.id, t.queue, t.priority + t.fair_level, extract(epoch FROM t.run_at)::float8, t.kind
+ RETURNING t.status, t.id, t.queue, t.priority + t.fair_level,
+           extract(epoch FROM t.run_at)::float8, t.kind, t.owner, t.attempts
 """
 
 
-async def redrive(*, conn: Any, queue_id: str, limit: int) -> list[Bell]:
+async def redrive(*, conn: Any, queue_id: str, limit: int) -> list[Recorded]:
     """Send up to `limit` dead letters of a queue back to it, as new messages
-    there (attempts from 0); returns where they wait now."""
-    return [bell_from(row) for row in await conn.fetch(_REDRIVE, queue_id, limit)]
-
-
-_MESSAGE_STATS = """
-    SELECT extract(epoch FROM now() - (
-               SELECT min(created_at) FROM (
-                   (SELECT created_at FROM tasks
-                     WHERE queue = $1 AND kind = 'message' AND status = 'pending'
-                     ORDER BY id LIMIT 1)
-                   UNION ALL
-                   (SELECT created_at FROM tasks
-                     WHERE queue = $1 AND kind = 'message' AND status = 'processing'
-                     ORDER BY id LIMIT 1)) AS oldest))::float8 AS oldest_unacked_age_s,
-           (SELECT count(*) FROM tasks
-             WHERE dead_from = $1 AND kind = 'message' AND status = 'pending')
-         + (SELECT count(*) FROM tasks
-             WHERE queue = $1 AND kind = 'message' AND status = 'failed') AS dead
-"""
-
-
-async def message_stats(*, conn: Any, queue_id: str) -> Any:
-    """The age of a queue's oldest unacked message and the count of its dead letters."""
-    return await conn.fetchrow(_MESSAGE_STATS, queue_id)
+    there (attempts from 0); returns them as they are now (pending, where they wait)."""
+    return [recorded_from(row) for row in await conn.fetch(_REDRIVE, queue_id, limit)]
 
 
 async def pending_of_other_kinds(
@@ -146,39 +124,3 @@ async def receipt_key(*, conn: Any, proposal: bytes) -> bytes:
     )
     key: bytes = await conn.fetchval("SELECT secret FROM receipt_keys WHERE name = $1", _KEY_NAME)
     return key
-
-
-_DEAD_COUNTS = """
-    SELECT q.id AS queue,
-           (SELECT count(*) FROM tasks
-             WHERE dead_from = q.id AND kind = 'message' AND status = 'pending')
-         + (SELECT count(*) FROM tasks
-             WHERE queue = q.id AND kind = 'message' AND status = 'failed') AS dead
-      FROM queues q
-     WHERE q.deleting_at IS NULL
-     ORDER BY q.id
-     LIMIT $1
-"""
-
-
-async def dead_counts(*, conn: Any, limit: int) -> list[Any]:
-    """Each declared queue (the first `limit` by id) and its dead letters, as
-    message_stats counts them."""
-    return list(await conn.fetch(_DEAD_COUNTS, limit))
-
-
-_LEASING_CONSUMERS = """
-    SELECT queue, substring(worker_id FROM '^http:(.*):[0-9a-f]{12}$') AS consumer,
-           count(*) AS leased, max(started_at) AS last_lease_at
-      FROM tasks
-     WHERE status = 'processing' AND kind = 'message' AND worker_id LIKE 'http:%'
-     GROUP BY 1, 2
-     ORDER BY 1, 2
-     LIMIT $1
-"""
-
-
-async def leasing_consumers(*, conn: Any, limit: int) -> list[Any]:
-    """HTTP consumers holding leases now: per queue and consumer name, how many
-    messages and when the latest was leased (the processing rows only)."""
-    return list(await conn.fetch(_LEASING_CONSUMERS, limit))

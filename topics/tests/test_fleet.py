@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from app.lifespan import Resources
+from tasks import events
 from tasks.tests.fixtures import WorkerProcess
 from topics.tests.conftest import HANDLERS, create_queue, lease, stop, wait_for
 
@@ -119,7 +120,10 @@ async def test_leases_of_a_sigkilled_consumer_come_back_after_their_deadline(
 
 @pytest.mark.chaos
 async def test_a_message_a_python_handler_fails_for_the_last_time_is_dead_lettered(
-    spawn_api: SpawnApi, spawn_worker: SpawnWorker, deliveries: asyncpg.Connection
+    spawn_api: SpawnApi,
+    spawn_worker: SpawnWorker,
+    deliveries: asyncpg.Connection,
+    resources: Resources,
 ) -> None:
     db = deliveries
     url = await spawn_api()
@@ -139,3 +143,19 @@ async def test_a_message_a_python_handler_fails_for_the_last_time_is_dead_letter
     assert dead["id"] == published["id"] and dead["delivery_attempts"] == 1
     attempts = await db.fetch("SELECT attempt FROM deliveries ORDER BY attempt")
     assert [row["attempt"] for row in attempts] == [1, 2]
+
+    async def announced() -> list[tuple[str, str, int]]:  # as a nack would have been
+        entries = await resources.redis.xrange(resources.keys.events)
+        found = [e for entry in entries for e in events.decode(*entry)]
+        return [(e.event, e.queue, e.attempt) for e in found if str(e.task_id) == dead["id"]]
+
+    async def all_announced() -> bool:
+        return len(await announced()) == 6  # and its lease from the dead queue
+
+    await wait_for(all_announced, timeout_s=30, what="the worker's events")
+    found = await announced()
+    leased_again = ("started", "dead", 1)  # by the API, maybe before the worker's last
+    assert leased_again in found and [e for e in found if e != leased_again] == [
+        ("created", "work", 0), ("started", "work", 1), ("retried", "work", 1),
+        ("started", "work", 2), ("dead_lettered", "dead", 0),
+    ]  # fmt: skip
