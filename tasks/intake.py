@@ -232,7 +232,9 @@ async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -
                 conn=conn, keys=[key], key_ttl_s=IDEMPOTENCY_KEY_TTL_S
             )
             row = found[key]
-        if row["request_hash"] != task.request_hash:
+        # Keys are one namespace for every owner: another owner's task under the
+        # same key is refused like another body, never handed to this caller.
+        if row["request_hash"] != task.request_hash or row["owner"] != task.owner:
             settled[task.id] = IdempotencyMismatch(key)
         else:
             settled[task.id] = (row, False)
