@@ -26,6 +26,8 @@ from dashboard.router import router as dashboard_router
 from gateway import kind as http_kind
 from metrics.router import router as metrics_router
 from schedules.router import router as schedules_router
+from tasks.batch_router import batch_router
+from tasks.batch_schemas import BATCH_MAX_BODY_BYTES
 from tasks.exceptions import TaskError
 from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
@@ -103,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
     http_kind.register(app.state.registry)  # the `http` kind (gateway/kind.py)
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(BodySizeLimit, larger={"/tasks/batch": BATCH_MAX_BODY_BYTES})
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -119,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
+    app.include_router(batch_router)
     app.include_router(queues_router)
     app.include_router(keys_router)
     app.include_router(schedules_router)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,7 +27,7 @@ from tasks.exceptions import IdempotencyMismatch, RateLimited
 
 log = logging.getLogger("taskline.api")
 
-MAX_BATCH = 500
+MAX_BATCH = 500  # tasks per INSERT; a larger group (POST /tasks/batch) goes alone
 REFUSALS_EVERY_S = 1.0
 
 
@@ -54,6 +55,7 @@ class NewTask:
 # What a request gets: the row and whether it was created now (201) or replayed (200).
 Accepted = tuple[Any, bool]
 Settled = dict[uuid.UUID, Accepted | Exception]
+Entry = tuple[NewTask, "asyncio.Future[Accepted]"]
 
 IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 
@@ -61,10 +63,12 @@ IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 class Intake:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
-        self._waiting: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
+        # Groups of entries, each written whole: a POST is a group of one, a
+        # POST /tasks/batch one group of all the tasks it admits
+        self._waiting: deque[list[Entry]] = deque()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._writing: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
+        self._writing: list[Entry] = []
         self._idle = asyncio.Event()
         self._idle.set()
         self._known_refusals = limits.KnownRefusals()
@@ -85,7 +89,8 @@ class Intake:
             if runner is not None:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
-        for _, future in [*self._writing, *self._waiting]:
+        waiting = [entry for group in self._waiting for entry in group]
+        for _, future in [*self._writing, *waiting]:
             if not future.done():
                 future.set_exception(StoreUnavailable("api", "the API is shutting down"))
         await self._send_refusals()
@@ -98,10 +103,42 @@ class Intake:
             self._count_refusal(refusal)
             raise refusal
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._waiting.append((task, future))
+        self._enqueue([(task, future)])
+        return await future
+
+    async def submit_many(self, tasks: Sequence[NewTask]) -> list[Accepted | Exception]:
+        """Each task's outcome, in order: as `submit` would answer it, or the error it
+        would raise. They are written together, never split across batches: one
+        admission, one INSERT, one ring, in the one batch the intake writes next.
+        A store that is down makes every outcome StoreUnavailable (nothing written)."""
+        loop = asyncio.get_running_loop()
+        outcomes: list[Accepted | Exception | asyncio.Future[Accepted]] = []
+        group: list[Entry] = []
+        for task in tasks:
+            refusal = self._known_refusals.refusal(task.client, task.queue)
+            if refusal is not None:
+                self._count_refusal(refusal)
+                outcomes.append(refusal)
+                continue
+            future: asyncio.Future[Accepted] = loop.create_future()
+            group.append((task, future))
+            outcomes.append(future)
+        if group:
+            self._enqueue(group)
+            await asyncio.wait([future for _, future in group])
+        return [_outcome(one) for one in outcomes]
+
+    def _enqueue(self, group: list[Entry]) -> None:
+        self._waiting.append(group)
         self._idle.clear()
         self._wake.set()
-        return await future
+
+    def _next_batch(self) -> list[Entry]:
+        """Whole groups in arrival order, up to MAX_BATCH tasks; a larger group alone."""
+        batch = list(self._waiting.popleft())  # the submitter's list stays its own
+        while self._waiting and len(batch) + len(self._waiting[0]) <= MAX_BATCH:
+            batch += self._waiting.popleft()
+        return batch
 
     async def _run(self) -> None:
         while True:
@@ -110,13 +147,12 @@ class Intake:
             self._wake.clear()
             while self._waiting:
                 stop_if_canceled()
-                self._writing = self._waiting[:MAX_BATCH]
-                del self._waiting[:MAX_BATCH]
+                self._writing = self._next_batch()
                 await self._write(self._writing)
                 self._writing = []
             self._idle.set()
 
-    async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]) -> None:
+    async def _write(self, batch: list[Entry]) -> None:
         resources = self._resources
         try:
             # Admission also tells whether Redis is reachable: if not, refuse
@@ -149,9 +185,7 @@ class Intake:
             else:
                 future.set_result(result)
 
-    async def _admit(
-        self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]
-    ) -> list[tuple[NewTask, asyncio.Future[Accepted]]]:
+    async def _admit(self, batch: list[Entry]) -> list[Entry]:
         """Refuse what the rate limit or load shedding refuses; set the fairness
         level of the rest."""
         applicants = [
@@ -206,6 +240,19 @@ class Intake:
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)
+
+
+def _outcome(one: Accepted | Exception | asyncio.Future[Accepted]) -> Accepted | Exception:
+    if not isinstance(one, asyncio.Future):
+        return one
+    if one.cancelled():  # the intake was stopped while it waited
+        return StoreUnavailable("api", "the API is shutting down")
+    error = one.exception()
+    if error is None:
+        return one.result()
+    if isinstance(error, Exception):
+        return error
+    raise error
 
 
 async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -> list[Any]:
