@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, Security
+from pydantic_core import to_json
 
 from app.error_bodies import error_responses
 from auth.caller import Scope
@@ -52,4 +53,4 @@ async def create_tasks(
         caller=caller, client=client,
     )  # fmt: skip
     # Serialized once, here: FastAPI would validate 1,000 tasks again first.
-    return Response(answer.model_dump_json(exclude_unset=True), media_type="application/json")
+    return Response(to_json(answer), media_type="application/json")

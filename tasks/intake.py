@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
@@ -55,7 +55,56 @@ class NewTask:
 # What a request gets: the row and whether it was created now (201) or replayed (200).
 Accepted = tuple[Any, bool]
 Settled = dict[uuid.UUID, Accepted | Exception]
-Entry = tuple[NewTask, "asyncio.Future[Accepted]"]
+
+
+class Outcome(Protocol):
+    """Where a task's outcome goes: a request's future, or a place in a group."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Accepted, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+Entry = tuple[NewTask, Outcome]
+
+
+class Group:
+    """The outcomes of tasks submitted together, and one future for them all:
+    a future per task would cost the event loop a callback per task."""
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Accepted | Exception | None] = [None] * size
+        self.left = size
+        self.all_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(self, index: int, outcome: Accepted | Exception) -> None:
+        if self.outcomes[index] is None:
+            self.outcomes[index] = outcome
+            self.left -= 1
+            if self.left == 0 and not self.all_done.done():
+                self.all_done.set_result(None)
+
+
+class Member:
+    """One task's place in a Group, answering as its future would."""
+
+    __slots__ = ("group", "index")
+
+    def __init__(self, group: Group, index: int) -> None:
+        self.group, self.index = group, index
+
+    def done(self) -> bool:
+        return self.group.outcomes[self.index] is not None
+
+    def set_result(self, result: Accepted, /) -> None:
+        self.group.settle(self.index, result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        error = exception
+        if not isinstance(error, Exception):  # never set by the intake; a 503 if it were
+            error = StoreUnavailable("api", f"the intake stopped: {exception!r}")
+        self.group.settle(self.index, error)
+
 
 IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 
@@ -111,22 +160,21 @@ class Intake:
         would raise. They are written together, never split across batches: one
         admission, one INSERT, one ring, in the one batch the intake writes next.
         A store that is down makes every outcome StoreUnavailable (nothing written)."""
-        loop = asyncio.get_running_loop()
-        outcomes: list[Accepted | Exception | asyncio.Future[Accepted]] = []
-        group: list[Entry] = []
-        for task in tasks:
+        if not tasks:
+            return []
+        group = Group(len(tasks))
+        entries: list[Entry] = []
+        for index, task in enumerate(tasks):
             refusal = self._known_refusals.refusal(task.client, task.queue)
-            if refusal is not None:
+            if refusal is None:
+                entries.append((task, Member(group, index)))
+            else:
                 self._count_refusal(refusal)
-                outcomes.append(refusal)
-                continue
-            future: asyncio.Future[Accepted] = loop.create_future()
-            group.append((task, future))
-            outcomes.append(future)
-        if group:
-            self._enqueue(group)
-            await asyncio.wait([future for _, future in group])
-        return [_outcome(one) for one in outcomes]
+                group.settle(index, refusal)
+        if entries:
+            self._enqueue(entries)
+        await group.all_done
+        return [outcome for outcome in group.outcomes if outcome is not None]
 
     def _enqueue(self, group: list[Entry]) -> None:
         self._waiting.append(group)
@@ -195,7 +243,9 @@ class Intake:
         admitted = []
         for (task, future), applicant, decision in zip(batch, applicants, decisions, strict=True):
             if isinstance(decision, int):
-                admitted.append((replace(task, fair_level=decision), future))
+                if decision != task.fair_level:
+                    task = replace(task, fair_level=decision)
+                admitted.append((task, future))
                 continue
             self._known_refusals.note(applicant, decision)
             self._count_refusal(decision)
@@ -240,19 +290,6 @@ class Intake:
         except Exception as error:
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)
-
-
-def _outcome(one: Accepted | Exception | asyncio.Future[Accepted]) -> Accepted | Exception:
-    if not isinstance(one, asyncio.Future):
-        return one
-    if one.cancelled():  # the intake was stopped while it waited
-        return StoreUnavailable("api", "the API is shutting down")
-    error = one.exception()
-    if error is None:
-        return one.result()
-    if isinstance(error, Exception):
-        return error
-    raise error
 
 
 async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -> list[Any]:

@@ -61,14 +61,16 @@ def new_task(
     caller: Caller,
     idempotency_key: str | None,
     client: str | None,
+    task_id: uuid.UUID | None = None,
 ) -> NewTask:
     """The task a body asks for, once its owner, kind and payload pass (else
-    OwnerNotAllowed, UnknownKind or InvalidPayload); defaults from the settings."""
+    OwnerNotAllowed, UnknownKind or InvalidPayload); defaults from the settings.
+    `task_id`: an id made already (app.ids.uuid7_many, for many tasks)."""
     owner = caller.owner_for(body.owner)
     check_kind(registry, body.kind, body.payload, settings=settings)
     rule = kind_rule(settings, body.kind)
     return NewTask(
-        id=uuid7(),
+        id=task_id or uuid7(),
         kind=body.kind,
         message=body.message,
         payload=body.payload,

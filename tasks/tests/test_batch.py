@@ -82,6 +82,8 @@ async def test_valid_items_are_created_and_each_invalid_one_is_refused_alone(
     assert [task["id"] for task in created] == [str(row["id"]) for row in stored]
     assert created[1]["priority"] == 0 and created[2]["queue"] == "other"
     assert all(task["status"] == "pending" for task in created)
+    for task in created:  # each task as GET /tasks/{id} answers it
+        assert (await client.get(f"/tasks/{task['id']}")).json() == task
     # The ready ones rung now, the delayed one scheduled
     assert await rung(resources) == {created[0]["id"], created[1]["id"]}
     scheduled = await resources.redis.zrange(resources.keys.scheduled("other"), 0, -1)
