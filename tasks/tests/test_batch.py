@@ -298,3 +298,13 @@ async def test_openapi_documents_the_batch(client: httpx.AsyncClient, settings: 
     assert items["items"]["anyOf"][0]["title"] == "TaskBatchItem"
     assert uuid.UUID(schema["components"]["schemas"]["BatchOut"]["examples"][0]["results"][0][
         "task"]["id"])  # fmt: skip
+
+
+async def test_batch_is_never_taken_for_a_task_id(client: httpx.AsyncClient) -> None:
+    for method in ("GET", "PATCH", "PUT", "DELETE"):
+        answer = await client.request(method, "/tasks/batch", json={"status": "canceled"})
+        assert (answer.status_code, answer.headers["allow"]) == (405, "POST"), method
+    assert (await client.post("/tasks/batch/retry")).status_code == 404
+    # Any other word is still an id the route refuses as such
+    assert (await client.get("/tasks/batches")).status_code == 422
+    assert (await client.get(f"/tasks/{uuid.uuid4()}")).status_code == 404
