@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 from collections.abc import AsyncIterator
@@ -77,6 +78,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         intake.start()
         waiters.start()
         feed.start()
+        # What start-up made (modules, schemas, routes) lives as long as the
+        # app: out of the collector's sight, a full collection no longer walks
+        # it. Measured: a third less CPU per task of POST /tasks/batch. Given
+        # back at the end, so apps made one after another (tests) leak nothing.
+        gc.freeze()
 
         def shutting_down() -> None:  # long requests end now, not at their deadlines
             feed.shutting_down()
@@ -90,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await waiters.close()
             await intake.close()
             await close_consumers(app.state.consumers)
+            gc.unfreeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
