@@ -3,6 +3,7 @@ POST /tasks judges it, the admitted ones written together, an answer per item.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -131,6 +132,26 @@ async def test_a_thousand_tasks_are_written_together_and_run(
     await start_worker()
     ids = [result["task"]["id"] for result in body["results"]]
     await wait_status(db, ids, "completed", timeout_s=60)
+
+
+async def test_a_batch_stays_whole_beside_concurrent_single_posts(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    async def single(number: int) -> int:
+        answer = await client.post("/tasks", json={"message": f"single {number}"})
+        return answer.status_code
+
+    items = [{"message": f"batched {n}"} for n in range(600)]
+    answers = await asyncio.gather(
+        *(single(n) for n in range(20)), batch(client, items), *(single(n) for n in range(20, 40))
+    )
+    assert answers[:20] + answers[21:] == [201] * 40
+    assert answers[20]["created"] == 600
+    stamps = await db.fetch(
+        "SELECT created_at, count(*) AS n FROM tasks WHERE message LIKE 'batched %' GROUP BY 1"
+    )
+    assert [row["n"] for row in stamps] == [600]  # one INSERT, whatever came beside it
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 640
 
 
 async def test_an_idempotency_key_per_item_replays_or_refuses_that_item(
