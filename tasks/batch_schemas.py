@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, JsonValue
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.error_bodies import ValidationErrorBody
 from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, TaskCreate, TaskOut, request_hash
@@ -37,20 +39,28 @@ class TaskBatchItem(TaskCreate):
         return request_hash(self.model_dump(mode="json", exclude={"idempotency_key"}))
 
 
-# An item is judged on its own: one that does not fit TaskBatchItem is refused in
-# its result (422), not with the request. So the request's schema takes any
-# object as an item, and names the shape that is created.
-_ITEM_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        TaskBatchItem.model_json_schema(),
-        {
-            "type": "object",
-            "description": "Any other object: refused in its own result with 422 and why.",
-        },
-    ],
-    "description": "A POST /tasks body (TaskBatchItem), plus `idempotency_key`.",
-}
-BatchItem = Annotated[dict[str, Any], WithJsonSchema(_ITEM_SCHEMA)]
+class _AnyObjectOrItem:
+    """An item is judged on its own: one that does not fit TaskBatchItem is refused
+    in its result (422), not with the request. So the request's schema takes any
+    object as an item, and names (by reference) the shape that is created."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [
+                handler(TaskBatchItem.__pydantic_core_schema__),
+                {
+                    "type": "object",
+                    "description": "Any other object: refused in its own result with 422.",
+                },
+            ],
+            "description": "A POST /tasks body (TaskBatchItem), plus `idempotency_key`.",
+        }
+
+
+BatchItem = Annotated[dict[str, Any], _AnyObjectOrItem]
 
 
 class TaskBatchIn(BaseModel):
