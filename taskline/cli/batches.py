@@ -83,7 +83,8 @@ async def send_batch(client: AsyncClient, batch: list[Line], tally: Tally) -> No
     try:
         answer = await client.create_tasks([line.body for line in batch])
     except Unreachable as error:
-        tally.stopped = f"at line {batch[0].number}: {error}"
+        if tally.stopped is None:  # batches in flight fail together: name the first
+            tally.stopped = f"at line {batch[0].number}: {error}"
         return
     except TasklineError as error:
         if not isinstance(error, Refused):  # 5xx

@@ -169,6 +169,9 @@ async def test_submit_from_file_sends_the_lines_in_batches(
     assert await db.fetchval("SELECT count(*) FROM tasks") == 2499
     wrong = taskline(api, "submit", "--from-file", str(path), "--batch-size", "1001")
     assert wrong.returncode == 2 and "--batch-size must be 1..1000" in wrong.stderr
+    nowhere = taskline(f"http://127.0.0.1:{free_port()}", "submit", "--from-file", str(path))
+    assert nowhere.returncode == 3, nowhere.stderr
+    assert "stopped: at line 1: cannot reach" in nowhere.stdout
 
 
 async def test_retry_failed_sends_every_failed_task_round_again(
