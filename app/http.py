@@ -30,19 +30,24 @@ log = logging.getLogger("taskline.api")
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, before anything parses them."""
+    """Refuse request bodies over `max_bytes` with 413, before anything parses them;
+    `larger` raises the limit for the paths it names (a route taking many items)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, larger: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(self.max_bytes)(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await _too_large(max_bytes)(scope, receive, send)
             return
         seen = 0
 
@@ -50,14 +55,14 @@ class BodySizeLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _BodyTooLarge(self.max_bytes)
+            if seen > max_bytes:
+                raise _BodyTooLarge(max_bytes)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await _too_large(self.max_bytes)(scope, receive, send)
+            await _too_large(max_bytes)(scope, receive, send)
 
 
 class _BodyTooLarge(HTTPException):
@@ -86,7 +91,7 @@ async def request_invalid(request: Request, error: Exception) -> JSONResponse:
     ]
     if _not_json(request, errors):
         errors = [{"loc": ["body"], "msg": JSON_EXPECTED, "type": "json_expected"}]
-    return error_json(422, _sentence(errors), errors=errors)
+    return error_json(422, validation_sentence(errors), errors=errors)
 
 
 JSON_EXPECTED = "a JSON body is expected (Content-Type: application/json)"
@@ -101,7 +106,8 @@ def _not_json(request: Request, errors: list[dict[str, Any]]) -> bool:
     return media != "application/json" and not media.endswith("+json")
 
 
-def _sentence(errors: list[dict[str, Any]]) -> str:
+def validation_sentence(errors: list[dict[str, Any]]) -> str:
+    """The `detail` of a 422 for these `errors` (each with loc, msg, type)."""
     first = errors[0]
     if first["type"] == "json_expected":
         return JSON_EXPECTED

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
@@ -26,7 +27,7 @@ from tasks.exceptions import IdempotencyMismatch, RateLimited
 
 log = logging.getLogger("taskline.api")
 
-MAX_BATCH = 500
+MAX_BATCH = 500  # tasks per INSERT; a larger group (POST /tasks/batch) goes alone
 REFUSALS_EVERY_S = 1.0
 
 
@@ -55,16 +56,68 @@ class NewTask:
 Accepted = tuple[Any, bool]
 Settled = dict[uuid.UUID, Accepted | Exception]
 
+
+class Outcome(Protocol):
+    """Where a task's outcome goes: a request's future, or a place in a group."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Accepted, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+Entry = tuple[NewTask, Outcome]
+
+
+class Group:
+    """The outcomes of tasks submitted together, and one future for them all:
+    a future per task would cost the event loop a callback per task."""
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Accepted | Exception | None] = [None] * size
+        self.left = size
+        self.all_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(self, index: int, outcome: Accepted | Exception) -> None:
+        if self.outcomes[index] is None:
+            self.outcomes[index] = outcome
+            self.left -= 1
+            if self.left == 0 and not self.all_done.done():
+                self.all_done.set_result(None)
+
+
+class Member:
+    """One task's place in a Group, answering as its future would."""
+
+    __slots__ = ("group", "index")
+
+    def __init__(self, group: Group, index: int) -> None:
+        self.group, self.index = group, index
+
+    def done(self) -> bool:
+        return self.group.outcomes[self.index] is not None
+
+    def set_result(self, result: Accepted, /) -> None:
+        self.group.settle(self.index, result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        error = exception
+        if not isinstance(error, Exception):  # never set by the intake; a 503 if it were
+            error = StoreUnavailable("api", f"the intake stopped: {exception!r}")
+        self.group.settle(self.index, error)
+
+
 IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 
 
 class Intake:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
-        self._waiting: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
+        # Groups of entries, each written whole: a POST is a group of one, a
+        # POST /tasks/batch one group of all the tasks it admits
+        self._waiting: deque[list[Entry]] = deque()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._writing: list[tuple[NewTask, asyncio.Future[Accepted]]] = []
+        self._writing: list[Entry] = []
         self._idle = asyncio.Event()
         self._idle.set()
         self._known_refusals = limits.KnownRefusals()
@@ -85,7 +138,8 @@ class Intake:
             if runner is not None:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
-        for _, future in [*self._writing, *self._waiting]:
+        waiting = [entry for group in self._waiting for entry in group]
+        for _, future in [*self._writing, *waiting]:
             if not future.done():
                 future.set_exception(StoreUnavailable("api", "the API is shutting down"))
         await self._send_refusals()
@@ -98,10 +152,41 @@ class Intake:
             self._count_refusal(refusal)
             raise refusal
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._waiting.append((task, future))
+        self._enqueue([(task, future)])
+        return await future
+
+    async def submit_many(self, tasks: Sequence[NewTask]) -> list[Accepted | Exception]:
+        """Each task's outcome, in order: as `submit` would answer it, or the error it
+        would raise. They are written together, in one batch of the intake, never
+        split across batches: one admission, one INSERT, one ring. A store that is
+        down makes every outcome StoreUnavailable (nothing written)."""
+        if not tasks:
+            return []
+        group = Group(len(tasks))
+        entries: list[Entry] = []
+        for index, task in enumerate(tasks):
+            refusal = self._known_refusals.refusal(task.client, task.queue)
+            if refusal is None:
+                entries.append((task, Member(group, index)))
+            else:
+                self._count_refusal(refusal)
+                group.settle(index, refusal)
+        if entries:
+            self._enqueue(entries)
+        await group.all_done
+        return [outcome for outcome in group.outcomes if outcome is not None]
+
+    def _enqueue(self, group: list[Entry]) -> None:
+        self._waiting.append(group)
         self._idle.clear()
         self._wake.set()
-        return await future
+
+    def _next_batch(self) -> list[Entry]:
+        """Whole groups in arrival order, up to MAX_BATCH tasks; a larger group alone."""
+        batch = list(self._waiting.popleft())  # the submitter's list stays its own
+        while self._waiting and len(batch) + len(self._waiting[0]) <= MAX_BATCH:
+            batch += self._waiting.popleft()
+        return batch
 
     async def _run(self) -> None:
         while True:
@@ -110,13 +195,12 @@ class Intake:
             self._wake.clear()
             while self._waiting:
                 stop_if_canceled()
-                self._writing = self._waiting[:MAX_BATCH]
-                del self._waiting[:MAX_BATCH]
+                self._writing = self._next_batch()
                 await self._write(self._writing)
                 self._writing = []
             self._idle.set()
 
-    async def _write(self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]) -> None:
+    async def _write(self, batch: list[Entry]) -> None:
         resources = self._resources
         try:
             # Admission also tells whether Redis is reachable: if not, refuse
@@ -149,9 +233,7 @@ class Intake:
             else:
                 future.set_result(result)
 
-    async def _admit(
-        self, batch: list[tuple[NewTask, asyncio.Future[Accepted]]]
-    ) -> list[tuple[NewTask, asyncio.Future[Accepted]]]:
+    async def _admit(self, batch: list[Entry]) -> list[Entry]:
         """Refuse what the rate limit or load shedding refuses; set the fairness
         level of the rest."""
         applicants = [
@@ -161,7 +243,9 @@ class Intake:
         admitted = []
         for (task, future), applicant, decision in zip(batch, applicants, decisions, strict=True):
             if isinstance(decision, int):
-                admitted.append((replace(task, fair_level=decision), future))
+                if decision != task.fair_level:
+                    task = replace(task, fair_level=decision)
+                admitted.append((task, future))
                 continue
             self._known_refusals.note(applicant, decision)
             self._count_refusal(decision)
@@ -232,7 +316,9 @@ async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -
                 conn=conn, keys=[key], key_ttl_s=IDEMPOTENCY_KEY_TTL_S
             )
             row = found[key]
-        if row["request_hash"] != task.request_hash:
+        # Keys are one namespace for every owner: another owner's task under the
+        # same key is refused like another body, never handed to this caller.
+        if row["request_hash"] != task.request_hash or row["owner"] != task.owner:
             settled[task.id] = IdempotencyMismatch(key)
         else:
             settled[task.id] = (row, False)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, Security, status
 from fastapi.responses import StreamingResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.config import QUEUE_PATTERN
 from app.error_bodies import error_responses
@@ -37,6 +38,17 @@ from tasks.schemas import (
     TaskPage,
     TaskPatch,
 )
+
+
+class TaskIdConvertor(StringConvertor):
+    """A task id in a path: any segment but `batch`, so that /tasks/batch is never
+    taken for a task (GET /tasks/batch answers 405, not "not a UUID"); any other
+    segment still reaches the route, which answers 422 when it is not a UUID."""
+
+    regex = r"(?!batch(?:/|$))[^/]+"
+
+
+register_url_convertor("task_id", TaskIdConvertor())
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
 queues_router = APIRouter(
@@ -159,7 +171,7 @@ async def list_tasks(
 
 
 @router.get(
-    "/{task_id}",
+    "/{task_id:task_id}",
     response_model=TaskOut,
     responses=error_responses(_NOT_FOUND, (422, "The id or `wait` is invalid."), _UNAVAILABLE),
     summary="Get a task, or wait for it to finish",
@@ -176,7 +188,7 @@ async def get_task(
 
 
 @router.patch(
-    "/{task_id}",
+    "/{task_id:task_id}",
     response_model=TaskOut,
     responses={
         202: {"model": TaskOut, "description": "Running: its worker was asked to cancel it."},
@@ -210,7 +222,7 @@ async def patch_task(
 
 
 @router.post(
-    "/{task_id}/retry",
+    "/{task_id:task_id}/retry",
     response_model=TaskOut,
     responses=error_responses(
         _NOT_FOUND,

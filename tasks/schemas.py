@@ -66,6 +66,12 @@ def check_payload(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def request_hash(fields: dict[str, Any]) -> str:
+    """A task body's hash, stored beside its Idempotency-Key."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class TaskCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -134,8 +140,7 @@ class TaskCreate(BaseModel):
 
     def fingerprint(self) -> str:
         """A hash of the request, to tell a replay from a different request."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return request_hash(self.model_dump(mode="json"))
 
     def not_before(self) -> datetime | None:
         if self.delay_seconds is not None:

@@ -46,27 +46,44 @@ async def create_task(
     """Check the owner, the kind and its payload, then store the task through the
     intake (committed, then rung); answers the stored row. The task belongs to the
     caller's owner; naming another owner is refused (403) unless the key is admin."""
+    task = new_task(
+        registry=registry, settings=resources.settings, body=body, caller=caller,
+        idempotency_key=idempotency_key, client=client,
+    )  # fmt: skip
+    return await intake.submit(task)
+
+
+def new_task(
+    *,
+    registry: Registry,
+    settings: Settings,
+    body: TaskCreate,
+    caller: Caller,
+    idempotency_key: str | None,
+    client: str | None,
+    task_id: uuid.UUID | None = None,
+) -> NewTask:
+    """The task a body asks for, once its owner, kind and payload pass (else
+    OwnerNotAllowed, UnknownKind or InvalidPayload); defaults from the settings.
+    `task_id`: an id made already (app.ids.uuid7_many, for many tasks)."""
     owner = caller.owner_for(body.owner)
-    settings = resources.settings
     check_kind(registry, body.kind, body.payload, settings=settings)
     rule = kind_rule(settings, body.kind)
-    return await intake.submit(
-        NewTask(
-            id=uuid7(),
-            kind=body.kind,
-            message=body.message,
-            payload=body.payload,
-            max_attempts=body.max_attempts or settings.default_max_attempts,
-            timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
-            run_at=body.not_before(),
-            expires_at=body.expiry(),
-            idempotency_key=idempotency_key,
-            request_hash=body.fingerprint() if idempotency_key else None,
-            queue=body.queue or rule.queue or DEFAULT_QUEUE,
-            priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
-            owner=owner,
-            client=client,
-        )
+    return NewTask(
+        id=task_id or uuid7(),
+        kind=body.kind,
+        message=body.message,
+        payload=body.payload,
+        max_attempts=body.max_attempts or settings.default_max_attempts,
+        timeout_seconds=body.timeout_seconds or settings.default_timeout_s,
+        run_at=body.not_before(),
+        expires_at=body.expiry(),
+        idempotency_key=idempotency_key,
+        request_hash=body.fingerprint() if idempotency_key else None,
+        queue=body.queue or rule.queue or DEFAULT_QUEUE,
+        priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
+        owner=owner,
+        client=client,
     )
 
 

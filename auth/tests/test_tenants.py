@@ -95,3 +95,19 @@ async def test_fairness_counts_the_owner_of_the_key(
         newcomer = await level(quiet)
     assert levels == [0, 1, 1, 1, 1, 1, 2]
     assert newcomer == 0
+
+
+async def test_another_owners_idempotency_key_is_refused_not_replayed(
+    client: httpx.AsyncClient, keys: Keys, db: asyncpg.Connection
+) -> None:
+    """Keys are one namespace for every owner: the same key and body from another
+    owner must not hand over the first owner's task."""
+    body = {"message": "charge order 42"}
+    first, second = [bearer(await keys.token(owner, "tasks:write")) for owner in "ab"]
+    created = await client.post("/tasks", json=body, headers={**first, "Idempotency-Key": "k"})
+    replay = await client.post("/tasks", json=body, headers={**first, "Idempotency-Key": "k"})
+    other = await client.post("/tasks", json=body, headers={**second, "Idempotency-Key": "k"})
+    assert (created.status_code, replay.status_code) == (201, 200), replay.text
+    assert other.status_code == 422, other.text
+    assert set(other.json()) == {"detail"}
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1

@@ -1,19 +1,17 @@
-"""taskline submit --from-file and retry --failed: many calls, a few at a time,
-with a progress bar and a summary of what was accepted and what was refused."""
+"""taskline retry --failed, and what submit --from-file (batches.py) shares with it:
+many calls, a few at a time, with a progress bar and a summary of what was
+accepted and what was refused."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -97,6 +95,10 @@ def add_file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from-file", metavar="FILE", help="JSON lines, one POST /tasks body each (- for stdin)"
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N",
+        help="lines sent together, one POST /tasks/batch (1..1000, default 1000)",
+    )  # fmt: skip
     add_concurrency_option(parser)
 
 
@@ -159,8 +161,8 @@ async def attempt(client: AsyncClient, job: Job, tally: Tally) -> None:
 
 
 @contextmanager
-def progress(what: str, total: int | None) -> Iterator[Callable[[], None]]:
-    """A bar on stderr when it is a terminal; nothing otherwise."""
+def progress(what: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """A bar on stderr when it is a terminal; nothing otherwise. `advance(n=1)`."""
     screen = console(stderr=True)
     bar = Progress(
         TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -168,85 +170,12 @@ def progress(what: str, total: int | None) -> Iterator[Callable[[], None]]:
     )  # fmt: skip
     with bar:
         task = bar.add_task(what, total=total)
-        yield lambda: bar.advance(task)
+        yield lambda count=1: bar.advance(task, count)
 
 
 def report(args: argparse.Namespace, tally: Tally, verb: str) -> int:
     out(to_json(tally.as_dict()) if args.json else tally.text(verb))
     return tally.exit_code()
-
-
-# submit --from-file -------------------------------------------------------------
-
-
-def submit_file(args: argparse.Namespace) -> int:
-    path = args.from_file
-    if path != "-" and not Path(path).is_file():
-        raise UsageError(f"--from-file: no such file: {path}")
-    total = None if path == "-" else count_lines(Path(path))
-
-    async def jobs(client: AsyncClient) -> AsyncIterator[Job]:
-        with _open(path) as stream:
-            for job in file_jobs(stream):
-                yield job
-
-    tally = asyncio.run(run_jobs(args, jobs, what="submitting", total=total))
-    return report(args, tally, "submitted")
-
-
-@contextmanager
-def _open(path: str) -> Iterator[BinaryIO]:
-    if path == "-":
-        yield sys.stdin.buffer
-    else:
-        with open(path, "rb") as stream:
-            yield stream
-
-
-def count_lines(path: Path) -> int:
-    count, last = 0, b"\n"
-    with path.open("rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
-
-
-def file_jobs(stream: BinaryIO) -> Iterator[Job]:
-    for number, line in enumerate(bounded_lines(stream), 1):
-        where = f"line {number}"
-        if line is None:
-            yield Job(number, where, problem=("too long", f"over {MAX_LINE_BYTES} bytes"))
-        elif not line.strip():
-            yield Job(number, where)  # blank: skipped, but counted by the progress bar
-        else:
-            yield line_job(number, line)
-
-
-def line_job(number: int, line: bytes) -> Job:
-    where = f"line {number}"
-    try:
-        body = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return Job(number, where, problem=("not JSON", str(error)))
-    if not isinstance(body, dict):
-        return Job(number, where, problem=("not JSON", "a line must be a JSON object"))
-
-    async def send(client: AsyncClient) -> object:
-        return await client.create_task_from(body)
-
-    return Job(number, where, send)
-
-
-def bounded_lines(stream: BinaryIO) -> Iterator[bytes | None]:
-    """Lines of at most MAX_LINE_BYTES; None for a longer one, which is skipped unread."""
-    while line := stream.readline(MAX_LINE_BYTES + 1):
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-            yield None
-        else:
-            yield line
 
 
 # retry --failed -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""taskline submit, get, cancel, retry: one task at a time (bulk forms in bulk.py)."""
+"""taskline submit, get, cancel, retry: one task at a time (bulk forms in bulk.py and
+batches.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from taskline.cli import bulk
+from taskline.cli import batches, bulk
 from taskline.cli.common import (
     OK,
     TASK_NOT_COMPLETED,
@@ -33,7 +34,8 @@ examples:
   taskline submit echo -m hi --wait                     # waits, prints the finished task
   taskline submit sleep --payload '{"seconds": 5}' --priority 0 --queue urgent
   taskline submit resize --payload @args.json --json    # payload from a file (@- reads stdin)
-  taskline submit --from-file tasks.jsonl               # one POST /tasks body per line
+  taskline submit --from-file tasks.jsonl               # one POST /tasks body per line,
+                                                        # sent 1,000 lines a request
 
 With --wait the exit code is 0 only if the task completed (4: failed, canceled
 or expired; 5: --timeout passed first).
@@ -102,7 +104,7 @@ def run_submit(args: argparse.Namespace) -> int:
         given = [*TASK_OPTIONS, "kind", "payload", "idempotency_key", "wait", "timeout"]
         if any(getattr(args, name) not in (None, False) for name in given):
             raise UsageError("--from-file takes the tasks from the file: no KIND or task options")
-        return bulk.submit_file(args)
+        return batches.submit_file(args)
     if args.kind is None:
         raise UsageError("submit needs KIND (or --from-file)")
     if args.timeout is not None and (not args.wait or args.timeout <= 0):

@@ -4,6 +4,7 @@
 
     with Client() as taskline:  # TASKLINE_URL, else http://127.0.0.1:8000
         task = taskline.create_task("resize", kind="echo", payload={"width": 640})
+        made = taskline.create_tasks([{"message": f"resize {n}"} for n in range(1000)])
         done = taskline.wait(task.id, timeout_s=60)
         taskline.publish("orders", {"order": 42}, attributes={"region": "eu"})
         taskline.consume("eu-orders", print)  # ack each once handled; SIGTERM stops it
@@ -30,11 +31,14 @@ from taskline.client.errors import (
     WaitTimedOut,
 )
 from taskline.client.sync import Client
+from tasks.batch_schemas import BatchOut, BatchResult, TaskBatchItem
 from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage, WorkerOut
 from topics.message_schemas import ExtendOut, LeasedMessage, MessageIn, PublishOut
 
 __all__ = [
     "AsyncClient",
+    "BatchOut",
+    "BatchResult",
     "Call",
     "Client",
     "ConfigError",
@@ -51,6 +55,7 @@ __all__ = [
     "Refused",
     "ServerError",
     "ServerWait",
+    "TaskBatchItem",
     "TaskCreate",
     "TaskOut",
     "TaskPage",

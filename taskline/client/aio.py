@@ -16,6 +16,7 @@ from taskline.client.consuming import Consumed, Options
 from taskline.client.errors import Invalid, Unreachable
 from taskline.client.messages import Delivery, batch, one_message, receipt
 from taskline.client.waiting import WaitPlan, finished
+from tasks.batch_schemas import BatchOut
 from tasks.models import TaskStatus
 from tasks.schemas import QueueOut, TaskCreate, TaskOut, TaskPage, WorkerOut
 from topics.message_schemas import (
@@ -88,6 +89,15 @@ class AsyncClient:
     ) -> TaskOut:
         """Send a prepared body; a plain mapping is judged by the server alone."""
         return await self.call(calls.create_task(body, idempotency_key))
+
+    async def create_tasks(self, items: Iterable[calls.BatchItemIn]) -> BatchOut:
+        """Up to 1,000 tasks in one request (POST /tasks/batch): one result per item,
+        in order, each with its status (201, 200 for a replayed idempotency_key, or a
+        refusal: 403, 422, 429, 503) and the task or the error. An item refused does
+        not refuse the others; a refused request raises (Invalid, Unavailable, ...).
+        Items: TaskBatchItem or TaskCreate models (checked here first) or mappings
+        (judged by the server alone)."""
+        return await self.call(calls.create_tasks(items))
 
     async def get_task(self, task_id: TaskId) -> TaskOut:
         return await self.call(calls.get_task(task_id))

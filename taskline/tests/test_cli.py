@@ -150,6 +150,31 @@ async def test_submit_from_file_sums_up_what_was_accepted_and_refused(
     assert piped.stdout.startswith("submitted 1 of 1")
 
 
+async def test_submit_from_file_sends_the_lines_in_batches(
+    api: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    lines = [json.dumps({"message": f"m{n}", "idempotency_key": f"k{n}"}) for n in range(2500)]
+    lines[1200] = '{"message": "x", "priority": 42}'
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = taskline(api, "submit", "--from-file", str(path), "--json")
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["accepted"], summary["refused"]) == (2499, {"422": 1})
+    assert summary["failures"][0]["at"] == "line 1201"
+    assert "body.tasks.200.priority" in summary["failures"][0]["detail"]
+    # One INSERT per request of 1,000 lines: one transaction time each
+    assert await db.fetchval("SELECT count(DISTINCT created_at) FROM tasks") == 3
+    again = taskline(api, "submit", "--from-file", str(path), "--batch-size", "500", "--json")
+    assert json.loads(again.stdout)["accepted"] == 2499  # replayed: each key is taken
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 2499
+    wrong = taskline(api, "submit", "--from-file", str(path), "--batch-size", "1001")
+    assert wrong.returncode == 2 and "--batch-size must be 1..1000" in wrong.stderr
+    nowhere = taskline(f"http://127.0.0.1:{free_port()}", "submit", "--from-file", str(path))
+    assert nowhere.returncode == 3, nowhere.stderr
+    assert "stopped: at line 1: cannot reach" in nowhere.stdout
+
+
 async def test_retry_failed_sends_every_failed_task_round_again(
     api: str, worker: None, db: asyncpg.Connection, cli: Callable[..., Ran]
 ) -> None:

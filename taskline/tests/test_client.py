@@ -15,12 +15,15 @@ from app.config import Settings
 from main import create_app
 from taskline.client import (
     AsyncClient,
+    BatchOut,
     Client,
     ConfigError,
     Conflict,
     Invalid,
     NotFound,
     RateLimited,
+    TaskBatchItem,
+    TaskCreate,
     TaskOut,
     Unavailable,
     Unreachable,
@@ -92,6 +95,37 @@ async def test_async_client_does_the_same(api: str, worker: None) -> None:
         assert "default" in {queue.name for queue in await taskline.list_queues()}
         [worker] = await taskline.list_workers()
         assert worker.queues == ["default"] and worker.heartbeat_age_s >= 0
+
+
+def test_create_tasks_sends_one_batch_and_reads_each_result(api: str, worker: None) -> None:
+    items = [
+        TaskBatchItem(message="one", idempotency_key="batch-1"),
+        TaskCreate(message="two", priority=1),
+        {"message": "three", "kind": "no_such_kind"},
+        {"message": ""},
+    ]
+    with Client(api) as taskline:
+        made = taskline.create_tasks(items)
+        again = taskline.create_tasks(items[:1])
+        assert [result.status for result in made.results] == [201, 201, 422, 422]
+        assert (made.created, made.replayed, made.refused) == (2, 0, 2)
+        first, second = (result.task for result in made.results[:2])
+        assert first is not None and second is not None and second.priority == 1
+        refusal = made.results[2].error
+        assert refusal is not None and "unknown kind" in refusal.detail
+        assert again.results[0].status == 200 and again.results[0].task == first
+        assert taskline.wait(second.id, timeout_s=30).status == "completed"
+        with pytest.raises(Invalid):  # the envelope: nothing written
+            taskline.create_tasks([])
+
+
+async def test_async_create_tasks(api: str) -> None:
+    async with AsyncClient(api) as taskline:
+        made = await taskline.create_tasks({"message": f"m{n}"} for n in range(1000))
+        assert isinstance(made, BatchOut) and made.created == 1000
+        assert [result.index for result in made.results] == list(range(1000))
+        with pytest.raises(Invalid):
+            await taskline.create_tasks([{"message": "x"}] * 1001)
 
 
 async def test_wait_gives_up_at_its_timeout_with_the_last_state(api: str) -> None:

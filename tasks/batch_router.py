@@ -1,0 +1,56 @@
+"""POST /tasks/batch: many tasks in one request, an answer per item."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, Security
+from pydantic_core import to_json
+
+from app.error_bodies import error_responses
+from auth.caller import Scope
+from auth.dependencies import AUTH_RESPONSES, CallerDep, require
+from tasks import batch
+from tasks.batch_schemas import BATCH_MAX_BODY_BYTES, MAX_BATCH_ITEMS, BatchOut, TaskBatchIn
+from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep
+
+batch_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
+
+
+@batch_router.post(
+    "/batch",
+    response_model=BatchOut,
+    responses=error_responses(
+        (413, f"The request body is over {BATCH_MAX_BODY_BYTES} bytes (this route's limit)."),
+        (
+            422,
+            f"The envelope is invalid: `tasks` missing, not a list, empty, over"
+            f" {MAX_BATCH_ITEMS} items, or an item that is not a JSON object; nothing written."
+            " An invalid item is answered in its own result instead.",
+        ),
+        (503, "PostgreSQL or Redis is unreachable; nothing was written."),
+    ),
+    summary="Create many tasks",
+    dependencies=[Security(require, scopes=[Scope.TASKS_WRITE])],
+)
+async def create_tasks(
+    body: TaskBatchIn,
+    caller: CallerDep,
+    intake: IntakeDep,
+    resources: ResourcesDep,
+    registry: RegistryDep,
+    client: ClientDep,
+) -> Response:
+    """Each item is a POST /tasks body (plus its own `idempotency_key`) and is
+    judged as POST /tasks would judge it; the answer is 200 with one result per
+    item, in order: its status (201, 200 for a replayed key, 403, 422, 429, 503)
+    and the task or the error. The admitted items are written together: one
+    admission (each takes a RATE_LIMIT token and a place under
+    QUEUE_MAX_PENDING, in order, so a nearly full queue takes the first items and
+    refuses the rest), one INSERT, one ring of the doorbell. A store that is down
+    fails the whole request (503) and writes nothing. Tasks belong to the key's
+    owner; an item naming another owner is refused (403) unless the key is admin."""
+    answer = await batch.create_tasks(
+        intake=intake, settings=resources.settings, registry=registry, items=body.tasks,
+        caller=caller, client=client,
+    )  # fmt: skip
+    # Serialized once, here: FastAPI would validate 1,000 tasks again first.
+    return Response(to_json(answer), media_type="application/json")

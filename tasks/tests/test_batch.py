@@ -1,0 +1,331 @@
+"""POST /tasks/batch over HTTP, on real PostgreSQL and Redis: each item judged as
+POST /tasks judges it, the admitted ones written together, an answer per item."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from app.config import Settings
+from app.lifespan import Resources, close_resources, open_resources
+from auth.tests.conftest import Keys, bearer, keys_settings
+from tasks.tests.fixtures import (
+    Stores,
+    WorkerFactory,
+    app_client,
+    free_port,
+    make_settings,
+    wait_status,
+)
+
+MIB = 1024 * 1024
+
+
+async def batch(http: httpx.AsyncClient, items: list[Any], **headers: str) -> dict[str, Any]:
+    answer = await http.post("/tasks/batch", json={"tasks": items}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert [result["index"] for result in body["results"]] == list(range(len(items)))
+    return body
+
+
+def statuses(body: dict[str, Any]) -> list[int]:
+    return [result["status"] for result in body["results"]]
+
+
+async def rows(db: asyncpg.Connection) -> list[Any]:
+    return list(await db.fetch("SELECT * FROM tasks ORDER BY id"))
+
+
+async def rung(resources: Resources, queue: str = "default") -> set[str]:
+    return set(await resources.redis.zrange(resources.keys.ready(queue), 0, -1))
+
+
+async def test_valid_items_are_created_and_each_invalid_one_is_refused_alone(
+    client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources
+) -> None:
+    body = await batch(
+        client,
+        [
+            {"message": "one"},
+            {"message": ""},
+            {"message": "x", "kind": "no_such_kind"},
+            {"message": "two", "kind": "sleep", "payload": {"seconds": 0.1}, "priority": 0},
+            {"message": "x", "priority": 42, "colour": "red"},
+            {"message": "x", "then": [{"message": "after"}]},
+            {"message": "x", "run_at": "2030-01-01T00:00:00Z", "delay_seconds": 5},
+            {"message": "three", "queue": "other", "delay_seconds": 60},
+        ],
+    )
+    assert statuses(body) == [201, 422, 422, 201, 422, 422, 422, 201]
+    assert (body["created"], body["replayed"], body["refused"]) == (3, 0, 5)
+    results = body["results"]
+    assert results[1]["error"]["errors"] == [
+        {"loc": ["body", "tasks", 1, "message"], "type": "string_too_short",
+         "msg": "String should have at least 1 character"},
+    ]  # fmt: skip
+    assert results[1]["error"]["detail"].startswith("invalid request: body.tasks.1.message: ")
+    assert "unknown kind 'no_such_kind'" in results[2]["error"]["detail"]
+    assert "errors" not in results[2]["error"]  # a rule, as POST /tasks answers it
+    assert {e["loc"][-1] for e in results[4]["error"]["errors"]} == {"priority", "colour"}
+    assert [e["loc"] for e in results[5]["error"]["errors"]] == [["body", "tasks", 5, "then"]]
+    assert "not both" in results[6]["error"]["detail"]
+    assert all("task" not in result for result in results if result["status"] == 422)
+
+    stored = await rows(db)
+    assert [row["message"] for row in stored] == ["one", "two", "three"]
+    created = [results[i]["task"] for i in (0, 3, 7)]
+    assert [task["id"] for task in created] == [str(row["id"]) for row in stored]
+    assert created[1]["priority"] == 0 and created[2]["queue"] == "other"
+    assert all(task["status"] == "pending" for task in created)
+    for task in created:  # each task as GET /tasks/{id} answers it
+        assert (await client.get(f"/tasks/{task['id']}")).json() == task
+    # The ready ones rung now, the delayed one scheduled
+    assert await rung(resources) == {created[0]["id"], created[1]["id"]}
+    scheduled = await resources.redis.zrange(resources.keys.scheduled("other"), 0, -1)
+    assert [member.split(":", 1)[1] for member in scheduled] == [created[2]["id"]]
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {},
+        {"tasks": []},
+        {"tasks": {"message": "x"}},
+        {"tasks": [{"message": "x"}] * 1001},
+        {"tasks": [{"message": "x"}, "not an object"]},
+        {"tasks": [{"message": "x"}], "extra": 1},
+        [{"message": "x"}],
+    ],
+    ids=["no tasks", "empty", "not a list", "1001 items", "an item not an object",
+         "another field", "a bare list"],
+)  # fmt: skip
+async def test_a_malformed_envelope_is_refused_whole_and_writes_nothing(
+    envelope: Any, client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources
+) -> None:
+    answer = await client.post("/tasks/batch", json=envelope)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("invalid request: body")
+    assert await rows(db) == [] and await rung(resources) == set()
+
+
+async def test_a_thousand_tasks_are_written_together_and_run(
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    resources: Resources,
+    start_worker: WorkerFactory,
+) -> None:
+    entries_before = await resources.redis.xlen(resources.keys.events)
+    body = await batch(client, [{"message": f"task {n}"} for n in range(1000)])
+    assert body["created"] == 1000 and set(statuses(body)) == {201}
+    stored = await rows(db)
+    assert len(stored) == 1000
+    # One INSERT: one transaction, so one now() for every row; one ring, one event entry
+    assert len({row["created_at"] for row in stored}) == 1
+    assert len(await rung(resources)) == 1000
+    assert await resources.redis.xlen(resources.keys.events) == entries_before + 1
+    await start_worker()
+    ids = [result["task"]["id"] for result in body["results"]]
+    await wait_status(db, ids, "completed", timeout_s=60)
+
+
+async def test_a_batch_stays_whole_beside_concurrent_single_posts(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    async def single(number: int) -> int:
+        answer = await client.post("/tasks", json={"message": f"single {number}"})
+        return answer.status_code
+
+    items = [{"message": f"batched {n}"} for n in range(600)]
+    answers = await asyncio.gather(
+        *(single(n) for n in range(20)), batch(client, items), *(single(n) for n in range(20, 40))
+    )
+    assert answers[:20] + answers[21:] == [201] * 40
+    assert answers[20]["created"] == 600
+    stamps = await db.fetch(
+        "SELECT created_at, count(*) AS n FROM tasks WHERE message LIKE 'batched %' GROUP BY 1"
+    )
+    assert [row["n"] for row in stamps] == [600]  # one INSERT, whatever came beside it
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 640
+
+
+async def test_an_idempotency_key_per_item_replays_or_refuses_that_item(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    pay = {"message": "pay", "idempotency_key": "order-1"}
+    first = await batch(client, [pay, {"message": "refund", "idempotency_key": "order-2"}])
+    assert statuses(first) == [201, 201]
+    original = first["results"][0]["task"]
+
+    again = await batch(
+        client,
+        [
+            pay,
+            {"message": "pay more", "idempotency_key": "order-1"},
+            {"message": "new", "idempotency_key": "order-3"},
+            {"message": "new", "idempotency_key": "order-3"},
+            {"message": "x", "idempotency_key": "has space"},
+        ],
+    )
+    assert statuses(again) == [200, 422, 201, 200, 422]
+    assert (again["created"], again["replayed"], again["refused"]) == (1, 2, 2)
+    results = again["results"]
+    assert results[0]["task"] == original
+    assert "different request body" in results[1]["error"]["detail"]
+    assert results[3]["task"]["id"] == results[2]["task"]["id"]  # the same key twice in one batch
+    assert results[4]["error"]["errors"][0]["loc"] == ["body", "tasks", 4, "idempotency_key"]
+
+    # The same key through POST /tasks is the same request
+    single = await client.post(
+        "/tasks", json={"message": "pay"}, headers={"Idempotency-Key": "order-1"}
+    )
+    assert (single.status_code, single.json()["id"]) == (200, original["id"])
+    other = await client.post("/tasks", json={"message": "x"}, headers={"Idempotency-Key": "k"})
+    replayed = await batch(client, [{"message": "x", "idempotency_key": "k"}])
+    assert replayed["results"][0]["task"]["id"] == other.json()["id"]
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 4
+
+
+async def test_a_nearly_full_queue_takes_the_first_items_and_refuses_the_rest(
+    database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, stores.redis_url, namespace, queue_max_pending=3)
+    async with app_client(settings) as http:
+        waiting = await batch(http, [{"message": "later", "delay_seconds": 60}])
+        assert statuses(waiting) == [201]
+        items = [{"message": f"m{n}"} for n in range(4)] + [{"message": "o", "queue": "other"}]
+        body = await batch(http, items)
+        assert statuses(body) == [201, 201, 503, 503, 201]
+        single = await http.post("/tasks", json={"message": "x"})
+    refusal = body["results"][2]["error"]
+    assert single.status_code == 503
+    assert refusal == {"detail": single.json()["detail"], "retry_after_seconds": 1}
+    assert "QUEUE_MAX_PENDING is 3" in refusal["detail"]
+    assert sorted(await db.fetchval("SELECT array_agg(message) FROM tasks")) == [
+        "later", "m0", "m1", "o",
+    ]  # fmt: skip
+
+
+async def test_each_item_takes_a_rate_limit_token(
+    database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, stores.redis_url, namespace, rate_limit="1/m burst 3")
+    async with app_client(settings) as http:
+        body = await batch(http, [{"message": f"m{n}"} for n in range(5)], **{"X-API-Key": "a"})
+        again = await batch(http, [{"message": "x"}], **{"X-API-Key": "a"})
+        elsewhere = await batch(http, [{"message": "x"}], **{"X-API-Key": "b"})
+    assert statuses(body) == [201, 201, 201, 429, 429]
+    assert statuses(again) == [429] and statuses(elsewhere) == [201]
+    refusal = body["results"][3]["error"]
+    assert refusal["detail"] == "rate limit reached; retry later"
+    assert 1 <= refusal["retry_after_seconds"] <= 60
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 4
+
+
+async def test_tasks_belong_to_the_keys_owner_and_only_an_admin_names_another(
+    database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
+) -> None:
+    settings = keys_settings(database_url, stores, namespace)
+    opened = open_resources(settings)  # to make keys through the service
+    try:
+        keys = Keys(opened)
+        writer = bearer(await keys.token("a", "tasks:write"))
+        reader = bearer(await keys.token("a", "tasks:read"))
+        admin = bearer(await keys.token("ops", "admin"))
+        async with app_client(settings) as http:
+            body = await batch(
+                http,
+                [
+                    {"message": "mine"},
+                    {"message": "named mine", "owner": "a"},
+                    {"message": "theirs", "owner": "b"},
+                    {"message": "pay", "idempotency_key": "shared"},
+                ],
+                **writer,
+            )
+            by_admin = await batch(
+                http, [{"message": "for b", "owner": "b"}, {"message": "for ops"}], **admin
+            )
+            # Another owner's key: never handed the first owner's task
+            other = bearer(await keys.token("b", "tasks:write"))
+            stolen = await batch(http, [{"message": "pay", "idempotency_key": "shared"}], **other)
+            single = await http.post(
+                "/tasks", json={"message": "pay"}, headers={**other, "Idempotency-Key": "shared"}
+            )
+            no_scope = await http.post("/tasks/batch", json={"tasks": [{"message": "x"}]},
+                                       headers=reader)  # fmt: skip
+            no_key = await http.post("/tasks/batch", json={"tasks": [{"message": "x"}]})
+    finally:
+        await close_resources(opened)
+    assert statuses(body) == [201, 201, 403, 201]
+    assert [body["results"][i]["task"]["owner"] for i in (0, 1, 3)] == ["a", "a", "a"]
+    assert "only an admin key may name another owner" in body["results"][2]["error"]["detail"]
+    assert [r["task"]["owner"] for r in by_admin["results"]] == ["b", "ops"]
+    assert statuses(stolen) == [422] and "different request body" in str(stolen["results"])
+    assert single.status_code == 422
+    assert (no_scope.status_code, no_key.status_code) == (403, 401)
+    owners = await db.fetch("SELECT owner, count(*) AS n FROM tasks GROUP BY owner ORDER BY owner")
+    assert [(row["owner"], row["n"]) for row in owners] == [("a", 3), ("b", 1), ("ops", 1)]
+
+
+async def test_a_store_down_fails_the_whole_batch_and_writes_nothing(
+    database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection,
+    resources: Resources,
+) -> None:  # fmt: skip
+    items = [{"message": "a"}, {"message": "b", "kind": "no_such_kind"}]
+    pg_down = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
+    redis_down = f"redis://127.0.0.1:{free_port()}/0"
+    for store, settings in [
+        ("postgres", make_settings(pg_down, stores.redis_url, namespace)),
+        ("redis", make_settings(database_url, redis_down, namespace)),
+    ]:
+        async with app_client(settings) as http:
+            answer = await http.post("/tasks/batch", json={"tasks": items})
+        assert answer.status_code == 503, answer.text
+        assert store in answer.json()["detail"] and answer.headers["retry-after"]
+    assert await rows(db) == [] and await rung(resources) == set()
+
+
+async def test_the_body_limit_is_larger_for_this_route_only(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    payload = {"blob": "x" * (200 * 1024)}
+    items = [{"message": f"m{n}", "payload": payload} for n in range(10)]  # ~2 MiB
+    body = await batch(client, items)
+    assert body["created"] == 10
+    single = await client.post("/tasks", json={"message": "m", "payload": {"blob": "x" * MIB}})
+    assert single.status_code == 413
+    too_large = await client.post("/tasks/batch", json={"tasks": items * 5})  # ~10 MiB
+    assert too_large.status_code == 413
+    assert too_large.json()["detail"] == f"request body is over {8 * MIB} bytes"
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 10
+
+
+async def test_openapi_documents_the_batch(client: httpx.AsyncClient, settings: Settings) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    operation = schema["paths"]["/tasks/batch"]["post"]
+    assert set(operation["responses"]) >= {"200", "401", "403", "413", "422", "503"}
+    ok = operation["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/BatchOut"}
+    request = operation["requestBody"]["content"]["application/json"]["schema"]
+    envelope = schema["components"]["schemas"][request["$ref"].rsplit("/", 1)[1]]
+    items = envelope["properties"]["tasks"]
+    assert (items["minItems"], items["maxItems"]) == (1, 1000)
+    assert items["items"]["anyOf"][0]["title"] == "TaskBatchItem"
+    assert uuid.UUID(schema["components"]["schemas"]["BatchOut"]["examples"][0]["results"][0][
+        "task"]["id"])  # fmt: skip
+
+
+async def test_batch_is_never_taken_for_a_task_id(client: httpx.AsyncClient) -> None:
+    for method in ("GET", "PATCH", "PUT", "DELETE"):
+        answer = await client.request(method, "/tasks/batch", json={"status": "canceled"})
+        assert (answer.status_code, answer.headers["allow"]) == (405, "POST"), method
+    assert (await client.post("/tasks/batch/retry")).status_code == 404
+    # Any other word is still an id the route refuses as such
+    assert (await client.get("/tasks/batches")).status_code == 422
+    assert (await client.get(f"/tasks/{uuid.uuid4()}")).status_code == 404
