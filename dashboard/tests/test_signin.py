@@ -88,7 +88,7 @@ async def test_a_browser_is_sent_to_sign_in_and_back_and_the_cookie_opens_the_ap
     attributes = {part.strip().lower() for part in set_cookie.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/"} <= attributes
     assert "secure" not in attributes  # over http; see the https test
-    assert keyed.admin.split("_")[2] not in set_cookie  # the key's secret stays out of it
+    assert keyed.admin.split("_", 2)[2] not in set_cookie  # the key's secret stays out of it
     cookie = cookie_of(signed_in)
 
     page = await http.get(page_path, headers={**HTML, **cookie})
