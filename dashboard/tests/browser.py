@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 CHROMIUM = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")  # `make test CHROMIUM=...`
 ARGS = [
@@ -23,6 +23,8 @@ ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 10_000
+# Assertions wait as long as actions: a busy machine renders ReDoc in more than 5 s.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @asynccontextmanager
