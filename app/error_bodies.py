@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from app.openapi_params import plain_parameters
+
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -111,12 +113,13 @@ _FASTAPI_422 = _REF + "HTTPValidationError"
 
 
 def with_error_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """`app.openapi` that documents the error body on every error answer."""
+    """`app.openapi` that documents the error body on every error answer (and
+    optional parameters without the null that HTTP cannot send)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_error_bodies(build())
+            app.openapi_schema = document_error_bodies(plain_parameters(build()))
         return app.openapi_schema
 
     return openapi

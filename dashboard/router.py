@@ -59,7 +59,9 @@ _PAGE: dict[int | str, dict[str, Any]] = {
 # Errors are JSON, as everywhere in the API
 _HTML = {**_PAGE, **error_responses(503)}
 _FILTERED = {**_HTML, **error_responses((422, "A bad filter or cursor."))}
-Cursor = Annotated[str | None, Query(max_length=64)]  # the last id of the page before
+# The last id of the page before: a schedule's or a topic's (never a NUL, which
+# PostgreSQL's text cannot hold).
+Cursor = Annotated[str | None, Query(pattern=KIND_PATTERN)]
 TaskCursor = Annotated[str | None, Query(pattern=UUID_PATTERN)]
 
 

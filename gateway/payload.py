@@ -12,23 +12,48 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict, JsonValue
 
 from app.config import Settings, split_list
 from gateway.headers import RawHeaders
+from tasks.schemas import NUMBER_ONLY
 
 NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # a method or header name (RFC 9110 §5.6.2)
 MAX_HEADERS = 200
 MAX_HEADER_BYTES = 16 * 1024
+HEADER_VALUE_PATTERN = r"^[\x01-\x09\x0b\x0c\x0e-\xff]*$"  # latin-1, no CR, LF or NUL
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+ReadTimeout = Annotated[float, Field(gt=0, le=3600), NUMBER_ONLY]
+HeaderName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+HeaderValue = Annotated[str, StringConstraints(pattern=HEADER_VALUE_PATTERN)]
+# The rules between fields, for the OpenAPI document (_one_of_each checks them).
+_ONE_TARGET: list[JsonValue] = [
+    {"required": [name], "properties": {name: {"type": "string"}}} for name in ("path", "url")
+]
+_BOTH_BODIES: JsonDict = {
+    "required": ["body", "body_base64"],
+    "properties": {"body": {"type": "string"}, "body_base64": {"type": "string"}},
+}
 
 
 class HttpPayload(BaseModel):
     """One HTTP request: give `path` (to GATEWAY_TARGET_BASE_URL) or `url`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": _ONE_TARGET, "not": _BOTH_BODIES}
+    )
 
     method: str = Field("GET", max_length=20, pattern=NAME_PATTERN)
     path: str | None = Field(
@@ -40,16 +65,18 @@ class HttpPayload(BaseModel):
     url: str | None = Field(
         None, max_length=8192, description="An absolute URL on a host of HTTP_ALLOWED_HOSTS."
     )
-    headers: list[tuple[str, str]] = Field(
+    headers: list[tuple[HeaderName, HeaderValue]] = Field(
         default_factory=list,
         max_length=MAX_HEADERS,
         description="[name, value] pairs in order (an object is taken too); hop-by-hop"
         " headers are dropped.",
     )
     body: str | None = Field(None, description="Sent as UTF-8.")
-    body_base64: str | None = Field(None, description="Bytes to send, base64-encoded.")
-    timeout_seconds: float | None = Field(
-        None, gt=0, le=3600, description="Read timeout (default GATEWAY_READ_TIMEOUT_SECONDS)."
+    body_base64: str | None = Field(
+        None, pattern=BASE64_PATTERN, description="Bytes to send, base64-encoded."
+    )
+    timeout_seconds: ReadTimeout | None = Field(
+        None, description="Read timeout (default GATEWAY_READ_TIMEOUT_SECONDS)."
     )
 
     @field_validator("headers", mode="before")

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic.config import JsonDict
 
-from app.config import MAX_PRIORITY, QUEUE_PATTERN
+from app.config import QUEUE_PATTERN
 from schedules.cron import cron_problem, zone_problem
-from tasks.schemas import KIND_PATTERN, check_message, check_payload
+from tasks.schemas import (
+    KIND_PATTERN,
+    MESSAGE_PATTERN,
+    NUMBER_ONLY,
+    Priority,
+    check_message,
+    check_payload,
+)
 
 SCHEDULE_ID_PATTERN = KIND_PATTERN
 MAX_EVERY_SECONDS = 366 * 86400
 CatchUp = Literal["none", "latest", "all"]
+EverySeconds = Annotated[int, Field(ge=1, le=MAX_EVERY_SECONDS), NUMBER_ONLY]
+# The shape of a cron expression: five fields, or a macro such as @hourly.
+# Whether croniter reads it (values in range, say) is checked beside it.
+_CRON_FIELD = r"[0-9A-Za-z*?/,#-]+"
+CRON_PATTERN = rf"^\s*(@[a-z]+|{_CRON_FIELD}(\s+{_CRON_FIELD}){{4}})\s*$"
+# The shape of an IANA time zone name (Europe/Berlin, Etc/GMT+5, UTC); whether
+# zoneinfo knows it is checked beside it. (An enum of every name would put some
+# 600 names in each schema that has a time zone.)
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 
 
 class ScheduleFields(BaseModel):
@@ -24,22 +41,32 @@ class ScheduleFields(BaseModel):
 
     kind: str | None = Field(None, pattern=KIND_PATTERN, description="The handler to run.")
     cron: str | None = Field(
-        None, min_length=1, max_length=200, description="5-field cron expression, in `timezone`."
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=CRON_PATTERN,
+        description="5-field cron expression, in `timezone`.",
     )
-    every_seconds: int | None = Field(
-        None, ge=1, le=MAX_EVERY_SECONDS, description="Or a period: ticks at multiples of it."
+    every_seconds: EverySeconds | None = Field(
+        None, description="Or a period: ticks at multiples of it."
     )
     timezone: str | None = Field(
-        None, min_length=1, max_length=64, description="IANA name the cron is read in (UTC)."
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=TIME_ZONE_PATTERN,
+        description="IANA name the cron is read in (UTC).",
     )
     payload: dict[str, Any] | None = Field(None, description="The payload of each task.")
-    message: str | None = Field(None, min_length=1, description="Each task's message.")
-    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
+    message: str | None = Field(
+        None, min_length=1, pattern=MESSAGE_PATTERN, description="Each task's message."
+    )
+    priority: Priority | None = None
     queue: str | None = Field(None, pattern=QUEUE_PATTERN)
     catch_up: CatchUp | None = Field(
         None, description="Ticks missed while no worker ran: none, latest (default) or all."
     )
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
     @field_validator("cron")
     @classmethod
@@ -69,6 +96,13 @@ class ScheduleFields(BaseModel):
         return None if value is None else check_message(value)
 
 
+_CRON: JsonDict = {"required": ["cron"], "properties": {"cron": {"type": "string"}}}
+_EVERY: JsonDict = {
+    "required": ["every_seconds"],
+    "properties": {"every_seconds": {"type": "integer"}},
+}
+
+
 class ScheduleCreate(ScheduleFields):
     model_config = ConfigDict(
         extra="forbid",
@@ -77,7 +111,8 @@ class ScheduleCreate(ScheduleFields):
                 {"id": "nightly-report", "kind": "echo", "cron": "0 2 * * *",
                  "timezone": "Europe/Berlin"},
                 {"id": "heartbeat", "kind": "echo", "every_seconds": 30, "catch_up": "none"},
-            ]
+            ],
+            "oneOf": [_CRON, _EVERY],  # exactly one of them, not null
         },
     )  # fmt: skip
 
@@ -94,7 +129,10 @@ class ScheduleCreate(ScheduleFields):
 class SchedulePatch(ScheduleFields):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"enabled": False}, {"cron": "*/10 * * * *"}]},
+        json_schema_extra={
+            "examples": [{"enabled": False}, {"cron": "*/10 * * * *"}],
+            "not": {"allOf": [_CRON, _EVERY]},  # not both
+        },
     )
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ from tasks.dependencies import (
     TaskDep,
     WaitersDep,
 )
+from tasks.event_schemas import STREAM_RESPONSE
 from tasks.events import EVENT_ID_PATTERN
 from tasks.models import Task, TaskStatus
 from tasks.schemas import (
@@ -67,6 +68,7 @@ WRITE = [Security(require, scopes=[Scope.TASKS_WRITE])]
 READ = [Security(require, scopes=[Scope.TASKS_READ])]
 
 MAX_WAIT_S = 60
+MAX_STREAM_S = 86400
 WaitQuery = Annotated[
     float | None,
     Query(
@@ -257,13 +259,7 @@ async def list_queues(resources: ResourcesDep, caller: CallerDep) -> QueuesOut:
     "",
     response_class=StreamingResponse,
     responses={
-        200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            "description": "Server-Sent Events: one `data:` JSON object per state change"
-            " (id, task_id, event, status, queue, kind, owner, attempt, at), each with an"
-            " `id:` to resume from; `: keep-alive` comments; a final `dropped` (too slow)"
-            " or `unavailable` (Redis lost) event before the stream ends.",
-        },
+        200: STREAM_RESPONSE,
         **error_responses(
             (422, "A bad filter or Last-Event-ID."),
             (503, "Redis is unreachable; retry after `Retry-After` seconds."),
@@ -282,6 +278,15 @@ async def follow_events(
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64, pattern=EVENT_ID_PATTERN)
     ] = None,
+    max_seconds: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_STREAM_S,
+            description="End the stream after this many seconds, with a final `timeout`"
+            " event; unset, it goes on until the client leaves.",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Every state change (created, started, completed, failed, retried, canceled,
     expired, redriven, released) of the tasks that match every filter given, as it
@@ -291,7 +296,7 @@ async def follow_events(
     admin key sees every owner's."""
     owner = owner if caller.tenant is None else caller.owner_for(owner)
     where = sse.Filter(queue, kind, owner, status.value if status else None, task_id)
-    body = sse.open_stream(feed, where, last_event_id)
+    body = sse.open_stream(feed, where, last_event_id, max_seconds)
     return StreamingResponse(
         body,
         media_type="text/event-stream",

@@ -13,13 +13,21 @@ from typing import Annotated, Any, Generic, TypeVar, Union
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.config import MAX_PRIORITY, QUEUE_PATTERN
+from app.config import QUEUE_PATTERN
 from auth.caller import Scope
 from auth.dependencies import AUTH_RESPONSES, CallerDep, require
 from tasks import runs
 from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep, WaitersDep
 from tasks.handlers import Registry
-from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, KIND_PATTERN, OWNER_PATTERN, ErrorOut
+from tasks.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
+    KIND_PATTERN,
+    OWNER_PATTERN,
+    ErrorOut,
+    MaxAttempts,
+    Priority,
+    TimeoutSeconds,
+)
 
 RUN_DEFAULT_WAIT_S = 30
 RUN_MAX_WAIT_S = 300
@@ -33,11 +41,11 @@ class RunEnvelope(BaseModel, Generic[P]):
     model_config = ConfigDict(extra="forbid")
 
     payload: P
-    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY, description="0 runs first.")
+    priority: Priority | None = Field(None, description="0 runs first.")
     queue: str | None = Field(None, pattern=QUEUE_PATTERN)
     owner: str | None = Field(None, pattern=OWNER_PATTERN)
-    timeout_seconds: float | None = Field(None, gt=0, le=86400)
-    max_attempts: int | None = Field(None, ge=1, le=100)
+    timeout_seconds: TimeoutSeconds | None = None
+    max_attempts: MaxAttempts | None = None
 
 
 class RunOut(BaseModel):
@@ -74,6 +82,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     504: {
         "model": RunPendingOut,
         "description": "No result within `wait`; the task goes on (see Location).",
+        "headers": {
+            "Location": {
+                "description": "The task, to follow it: `/tasks/{task_id}`.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
     },
 }
 WaitQuery = Annotated[
@@ -91,6 +106,7 @@ def run_router(registry: Registry) -> APIRouter:
         dependencies=[Security(require, scopes=[Scope.TASKS_WRITE])],
         responses=AUTH_RESPONSES,
     )
+    typed: list[str] = []
     for kind in registry.kinds():
         handler = registry.get(kind)
         if handler is not None and handler.payload_model is not None:
@@ -100,35 +116,51 @@ def run_router(registry: Registry) -> APIRouter:
                 methods=["POST"], response_model=RunOut, responses=_RESPONSES,
                 summary=f"Run {kind} and answer with its result", operation_id=f"run_{kind}",
             )  # fmt: skip
+            typed.append(kind)
     router.add_api_route(
-        "/{kind}", run_any_kind, methods=["POST"], response_model=RunOut, responses=_RESPONSES,
-        summary="Run a handler and answer with its result", operation_id="run_kind",
+        "/{kind}", _any_kind_endpoint(typed), methods=["POST"], response_model=RunOut,
+        responses=_RESPONSES, summary="Run a handler and answer with its result",
+        operation_id="run_kind",
     )  # fmt: skip
     return router
 
 
-async def run_any_kind(
-    request: Request,
-    kind: Annotated[str, Path(pattern=KIND_PATTERN)],
-    body: Annotated[dict[str, Any] | RunEnvelope[dict[str, Any]], Body()],
-    intake: IntakeDep,
-    resources: ResourcesDep,
-    registry: RegistryDep,
-    waiters: WaitersDep,
-    client: ClientDep,
-    caller: CallerDep,
-    idempotency_key: KeyHeader = None,
-    wait: WaitQuery = RUN_DEFAULT_WAIT_S,
-) -> dict[str, Any]:
-    """Create a task of this kind with the body as its payload (or an envelope:
-    `{"payload": {...}, "priority", "queue", "owner", "timeout_seconds",
-    "max_attempts"}` and nothing else), wait for it and answer with its result:
-    200 once completed, 502 if it failed, 504 with its id if `wait` ran out
-    first (it goes on). The task belongs to the key's owner; only an admin key may
-    name another `owner`."""
-    raw = await request.json()  # as sent: FastAPI has parsed it already
-    context = runs.RunContext(intake, resources, registry, waiters, client, idempotency_key, caller)
-    return await runs.run(context, kind=kind, body=raw, envelope=runs.is_envelope(raw), wait_s=wait)
+RUN_DOC = """Create a task of this kind with the body as its payload (or an envelope:
+`{"payload": {...}, "priority", "queue", "owner", "timeout_seconds",
+"max_attempts"}` and nothing else), wait for it and answer with its result:
+200 once completed, 502 if it failed, 504 with its id if `wait` ran out
+first (it goes on). The task belongs to the key's owner; only an admin key may
+name another `owner`."""
+
+
+def _any_kind_endpoint(typed: list[str]) -> Endpoint:
+    async def run_any_kind(
+        request: Request,
+        kind: str,
+        body: Annotated[dict[str, Any] | RunEnvelope[dict[str, Any]], Body()],
+        intake: IntakeDep,
+        resources: ResourcesDep,
+        registry: RegistryDep,
+        waiters: WaitersDep,
+        client: ClientDep,
+        caller: CallerDep,
+        idempotency_key: KeyHeader = None,
+        wait: WaitQuery = RUN_DEFAULT_WAIT_S,
+    ) -> dict[str, Any]:
+        raw = await request.json()  # as sent: FastAPI has parsed it already
+        context = runs.RunContext(
+            intake, resources, registry, waiters, client, idempotency_key, caller
+        )
+        envelope = runs.is_envelope(raw)
+        return await runs.run(context, kind=kind, body=raw, envelope=envelope, wait_s=wait)
+
+    run_any_kind.__doc__ = RUN_DOC
+    # The kinds with a payload model have an operation of their own: not this one.
+    other = {"not": {"enum": typed}} if typed else None
+    run_any_kind.__annotations__["kind"] = Annotated[
+        str, Path(pattern=KIND_PATTERN, json_schema_extra=other)
+    ]
+    return run_any_kind
 
 
 def _kind_endpoint(kind: str, body_type: Any) -> Endpoint:
@@ -151,7 +183,7 @@ def _kind_endpoint(kind: str, body_type: Any) -> Endpoint:
         envelope = isinstance(body, RunEnvelope)
         return await runs.run(context, kind=kind, body=raw, envelope=envelope, wait_s=wait)
 
-    run_kind.__doc__ = (run_any_kind.__doc__ or "").replace("this kind", f"kind `{kind}`")
+    run_kind.__doc__ = RUN_DOC.replace("this kind", f"kind `{kind}`")
     # The body's type is known only now: the payload model, or the envelope around it.
     run_kind.__annotations__["body"] = Annotated[body_type, Body()]
     return run_kind

@@ -6,9 +6,22 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
 from app.config import MAX_PRIORITY, QUEUE_PATTERN
 from app.error_bodies import ErrorBody
@@ -40,6 +53,59 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_nul(item) for item in value)
     return False
+
+
+# Any JSON whose strings (and object keys) hold no U+0000, which PostgreSQL
+# cannot store: the shape of a payload or a message's data, for the OpenAPI
+# document. The API checks it with has_nul (and the size with json_size).
+NUL_FREE_PATTERN = r"^[^\x00]*$"
+NulFreeText = Annotated[str, StringConstraints(pattern=NUL_FREE_PATTERN)]
+
+
+class PropertyNames:
+    """A dict's key constraints as JSON Schema's `propertyNames`: pydantic writes
+    them as `patternProperties`, which says nothing of the keys that do not match."""
+
+    def __init__(self, **key_schema: Any) -> None:
+        self.key_schema = key_schema
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        patterns = schema.pop("patternProperties", None)
+        if patterns:
+            [schema["additionalProperties"]] = patterns.values()
+        schema["propertyNames"] = self.key_schema
+        return schema
+
+
+NulFreeJson = TypeAliasType(
+    "NulFreeJson",
+    "bool | int | float | NulFreeText | list[NulFreeJson]"
+    " | Annotated[dict[NulFreeText, NulFreeJson], PropertyNames(pattern=NUL_FREE_PATTERN)]"
+    " | None",
+)
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON number only: pydantic's lax mode also takes `true` and `"3"`, which
+    JSON Schema's `integer` and `number` refuse (3.0 is an integer to both)."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"Input should be a number, not {type(value).__name__}")
+    return value
+
+
+# Last in an Annotated, after the bounds (so that they stay in the JSON schema).
+NUMBER_ONLY = BeforeValidator(_json_number)
+JsonInt = Annotated[int, NUMBER_ONLY]
+JsonFloat = Annotated[float, NUMBER_ONLY]
+Priority = Annotated[int, Field(ge=0, le=MAX_PRIORITY), NUMBER_ONLY]
+MaxAttempts = Annotated[int, Field(ge=1, le=100), NUMBER_ONLY]
+TimeoutSeconds = Annotated[float, Field(gt=0, le=86400), NUMBER_ONLY]
+# A message as check_message takes it, for the OpenAPI document: no U+0000,
+# and not blank (what str.strip() removes is what `\s` and U+001C..U+001F match).
+MESSAGE_PATTERN = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
 
 
 def check_message(value: str) -> str:

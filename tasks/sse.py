@@ -7,7 +7,8 @@ Last-Event-ID), so nobody buffers without bound. With Last-Event-ID the events
 after it are replayed from the stream first, then the live ones follow, with
 no gap and no repeat. A comment every EVENTS_HEARTBEAT_SECONDS keeps proxies
 from closing an idle stream. Losing Redis ends the stream with a final
-`unavailable` event, never an error status.
+`unavailable` event, never an error status. With `max_seconds` the stream
+ends by itself once that long has passed, with a final `timeout` event.
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ class Subscription:
         self.queue.put_nowait(end)
 
 
-def open_stream(feed: EventFeed, where: Filter, last_event_id: str | None) -> AsyncIterator[str]:
-    """The SSE body; StoreUnavailable (503) at once if the feed has no Redis."""
+def open_stream(
+    feed: EventFeed, where: Filter, last_event_id: str | None, max_s: float | None = None
+) -> AsyncIterator[str]:
+    """The SSE body, ending after `max_s` if given; StoreUnavailable (503) at once
+    if the feed has no Redis."""
     after = events.position(last_event_id) if last_event_id else None
     if last_event_id and after is None:
         raise InvalidLastEventId(last_event_id)
@@ -101,10 +105,13 @@ def open_stream(feed: EventFeed, where: Filter, last_event_id: str | None) -> As
     subscription = Subscription(feed, where, feed.resources.settings.events_subscriber_queue)
     if after is None:
         feed.subscribers.add(subscription)  # live from now on
-    return _stream(feed, subscription, after)
+    ends_at = None if max_s is None else asyncio.get_running_loop().time() + max_s
+    return _stream(feed, subscription, after, ends_at)
 
 
-async def _stream(feed: EventFeed, sub: Subscription, after: Position | None) -> AsyncIterator[str]:
+async def _stream(
+    feed: EventFeed, sub: Subscription, after: Position | None, ends_at: float | None
+) -> AsyncIterator[str]:
     heartbeat_s = feed.resources.settings.events_heartbeat_s
     yield f"retry: {RETRY_MS}\n\n"
     try:
@@ -113,10 +120,8 @@ async def _stream(feed: EventFeed, sub: Subscription, after: Position | None) ->
                 after = seen
                 yield chunk
         while True:
-            try:
-                async with asyncio.timeout(heartbeat_s):
-                    item = await sub.queue.get()
-            except TimeoutError:
+            item = await _next(sub, heartbeat_s, ends_at)
+            if item is None:
                 yield ": keep-alive\n\n"
                 continue
             if isinstance(item, _End):
@@ -128,6 +133,22 @@ async def _stream(feed: EventFeed, sub: Subscription, after: Position | None) ->
     finally:
         feed.subscribers.discard(sub)
         sub.ended = True
+
+
+async def _next(
+    sub: Subscription, heartbeat_s: float, ends_at: float | None
+) -> Event | _End | None:
+    """The next event; None when a heartbeat is due first; at `ends_at`, the `timeout` end."""
+    wait_s = heartbeat_s
+    if ends_at is not None:
+        wait_s = min(heartbeat_s, max(0.0, ends_at - asyncio.get_running_loop().time()))
+    try:
+        async with asyncio.timeout(wait_s):
+            return await sub.queue.get()
+    except TimeoutError:
+        if wait_s < heartbeat_s:  # the end came before the heartbeat
+            return _End("timeout", "max_seconds ran out; reconnect with Last-Event-ID to go on")
+        return None
 
 
 async def _replay(

@@ -58,9 +58,19 @@ class QueueExists(TopicError):
 
 
 class InvalidReference(TopicError):
-    """The body names a topic or a dead queue that does not exist."""
+    """The body names a topic or a dead queue that does not exist: 404, as for
+    the topic or queue itself; the detail names the field."""
 
-    status_code = 422
+    status_code = 404
+
+
+class OwnDeadQueue(TopicError):
+    """A queue named as its own dead queue: its messages would never leave it."""
+
+    status_code = 409
+
+    def __init__(self) -> None:
+        super().__init__("dead_queue_id: a queue cannot be its own dead queue")
 
 
 class MessageNotFound(TopicError):
@@ -71,7 +81,10 @@ class MessageNotFound(TopicError):
 
 
 class MalformedReceipt(TopicError):
-    status_code = 422
+    """A handle that fits the schema (base64url) but that this API never handed
+    out: like a forged one, it does not hold the message (409)."""
+
+    status_code = 409
 
     def __init__(self) -> None:
         super().__init__("receipt_handle is not a receipt handle this API hands out")

@@ -6,10 +6,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    StringConstraints,
+    field_validator,
+)
 
-from tasks.schemas import MAX_PAYLOAD_BYTES, OWNER_PATTERN, has_nul, json_size
-from topics.schemas import AttributeKey, AttributeValue
+from tasks.schemas import (
+    MAX_PAYLOAD_BYTES,
+    NUMBER_ONLY,
+    OWNER_PATTERN,
+    JsonFloat,
+    JsonInt,
+    NulFreeJson,
+    has_nul,
+    json_size,
+)
+from topics.schemas import ATTRIBUTE_KEY, AttributeKey, AttributeValue
 
 MAX_BATCH = 500
 MAX_ATTRIBUTES = 100
@@ -18,8 +34,11 @@ MAX_WAIT_S = 20
 MAX_VISIBILITY_S = 43200
 MAX_RECEIPT_CHARS = 512
 
-ReceiptHandle = Annotated[str, StringConstraints(min_length=1, max_length=MAX_RECEIPT_CHARS)]
-Visibility = Annotated[float, Field(gt=0, le=MAX_VISIBILITY_S)]
+ReceiptHandle = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_RECEIPT_CHARS, pattern=r"^[A-Za-z0-9_-]+$"),
+]
+Visibility = Annotated[float, Field(gt=0, le=MAX_VISIBILITY_S), NUMBER_ONLY]
 
 
 class MessageIn(BaseModel):
@@ -30,10 +49,12 @@ class MessageIn(BaseModel):
         },
     )
 
-    data: Any = Field(None, description="Any JSON, at most 256 KiB.")
-    attributes: dict[AttributeKey, AttributeValue] = Field(
-        default_factory=dict, description="String to string; queue filters match on them."
+    data: SkipValidation[NulFreeJson] = Field(
+        None, description="Any JSON, at most 256 KiB, without U+0000 in its strings."
     )
+    attributes: Annotated[
+        dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES), ATTRIBUTE_KEY
+    ] = Field(default_factory=dict, description="String to string; queue filters match on them.")
 
     @field_validator("data")
     @classmethod
@@ -46,13 +67,6 @@ class MessageIn(BaseModel):
             raise ValueError("data must not contain NaN or Infinity") from None
         if size > MAX_PAYLOAD_BYTES:
             raise ValueError(f"data is over {MAX_PAYLOAD_BYTES} bytes of JSON")
-        return value
-
-    @field_validator("attributes")
-    @classmethod
-    def _few_attributes(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
         return value
 
 
@@ -87,8 +101,8 @@ class LeaseIn(BaseModel):
         },
     )
 
-    max_messages: int = Field(1, ge=1, le=MAX_LEASE)
-    wait_seconds: float = Field(
+    max_messages: JsonInt = Field(1, ge=1, le=MAX_LEASE)
+    wait_seconds: JsonFloat = Field(
         0, ge=0, le=MAX_WAIT_S, description="Wait this long for a message when none is ready."
     )
     visibility_seconds: Visibility | None = Field(
@@ -130,7 +144,7 @@ class NackIn(BaseModel):
     )
 
     receipt_handle: ReceiptHandle
-    delay_seconds: float = Field(
+    delay_seconds: JsonFloat = Field(
         0, ge=0, le=MAX_VISIBILITY_S, description="Visible again after this long."
     )
 
@@ -155,7 +169,7 @@ class RedriveIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"max_messages": 100}]}
     )
 
-    max_messages: int = Field(1000, ge=1, le=10_000)
+    max_messages: JsonInt = Field(1000, ge=1, le=10_000)
 
 
 class RedriveOut(BaseModel):

@@ -114,8 +114,12 @@ async def delete_topic(
     status_code=status.HTTP_201_CREATED,
     response_model=QueueResource,
     responses={
-        409: {"model": ErrorOut, "description": "A queue with this id exists."},
-        422: {"description": "Invalid body, or an unknown topic_id or dead_queue_id."},
+        404: {"model": ErrorOut, "description": "No topic topic_id, or no queue dead_queue_id."},
+        409: {
+            "model": ErrorOut,
+            "description": "A queue with this id exists, or dead_queue_id is the queue itself.",
+        },
+        **INVALID,
         **UNAVAILABLE,
     },
     summary="Create a queue",
@@ -146,8 +150,12 @@ async def get_queue(queue_id: QueueId, resources: ResourcesDep) -> QueueResource
     "/{queue_id}",
     response_model=QueueResource,
     responses={
-        **QUEUE_NOT_FOUND,
-        422: {"description": "Invalid body, or an unknown topic_id or dead_queue_id."},
+        404: {
+            "model": ErrorOut,
+            "description": "No such queue, no topic topic_id, or no queue dead_queue_id.",
+        },
+        409: {"model": ErrorOut, "description": "dead_queue_id is the queue itself."},
+        **INVALID,
         **UNAVAILABLE,
     },
     summary="Change a queue",

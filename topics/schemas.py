@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from app.config import QUEUE_PATTERN
-from tasks.schemas import QueueOut
+from tasks.schemas import NUMBER_ONLY, PropertyNames, QueueOut
 
 ID_PATTERN = QUEUE_PATTERN  # a queue's id is its name for the workers, so topics follow suit
 MAX_FILTER_ATTRIBUTES = 20
@@ -23,22 +23,19 @@ AttributeKey = Annotated[
 AttributeValue = Annotated[
     str, StringConstraints(max_length=MAX_ATTRIBUTE_VALUE_CHARS, pattern=r"^[^\x00]*$")
 ]
+ATTRIBUTE_KEY = PropertyNames(minLength=1, maxLength=MAX_ATTRIBUTE_KEY_CHARS, pattern=r"^[^\x00]+$")
 AcceptedValues = Annotated[list[AttributeValue], Field(min_length=1, max_length=100)]
-MessageFilters = dict[AttributeKey, AcceptedValues]
-AckDeadline = Annotated[int, Field(ge=1, le=43200)]
-Retention = Annotated[int, Field(ge=1, le=31 * 86400)]
-MaxDeliveries = Annotated[int, Field(ge=1, le=100)]
+MessageFilters = Annotated[
+    dict[AttributeKey, AcceptedValues], Field(max_length=MAX_FILTER_ATTRIBUTES), ATTRIBUTE_KEY
+]
+AckDeadline = Annotated[int, Field(ge=1, le=43200), NUMBER_ONLY]
+Retention = Annotated[int, Field(ge=1, le=31 * 86400), NUMBER_ONLY]
+MaxDeliveries = Annotated[int, Field(ge=1, le=100), NUMBER_ONLY]
 
 _FILTERS_DOC = (
     "Attribute -> accepted values. A message matches when, for every attribute listed,"
     " its value is one of those listed. Empty: every message."
 )
-
-
-def _few_filters(value: MessageFilters | None) -> MessageFilters | None:
-    if value is not None and len(value) > MAX_FILTER_ATTRIBUTES:
-        raise ValueError(f"at most {MAX_FILTER_ATTRIBUTES} attributes")
-    return value
 
 
 class TopicCreate(BaseModel):
@@ -92,8 +89,6 @@ class QueueCreate(BaseModel):
     )
     message_filters: MessageFilters = Field(default_factory=dict, description=_FILTERS_DOC)
 
-    _filters = field_validator("message_filters")(_few_filters)
-
 
 class QueuePatch(BaseModel):
     """Only the fields given change; null clears an optional one."""
@@ -110,8 +105,6 @@ class QueuePatch(BaseModel):
     message_max_deliveries: MaxDeliveries | None = None
     dead_queue_id: ResourceId | None = None
     message_filters: MessageFilters | None = Field(None, description=_FILTERS_DOC)
-
-    _filters = field_validator("message_filters")(_few_filters)
 
     @field_validator("ack_deadline_seconds", "message_retention_seconds")
     @classmethod

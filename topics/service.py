@@ -18,6 +18,7 @@ from tasks.schemas import QueueOut
 from topics import repository
 from topics.exceptions import (
     InvalidReference,
+    OwnDeadQueue,
     QueueExists,
     QueueNotFound,
     TopicExists,
@@ -173,7 +174,7 @@ async def _check_references(conn: Any, queue_id: str, values: dict[str, Any]) ->
     if dead_queue_id is None:
         return
     if dead_queue_id == queue_id:
-        raise InvalidReference("dead_queue_id: a queue cannot be its own dead queue")
+        raise OwnDeadQueue()
     dead = await repository.get_queue(conn=conn, queue_id=dead_queue_id)
     if dead is None or dead["deleting_at"] is not None:
         raise InvalidReference(f"dead_queue_id: no queue {dead_queue_id!r}")

@@ -8,8 +8,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.config import MAX_PRIORITY, QUEUE_PATTERN
-from tasks.schemas import KIND_PATTERN, check_message, check_payload
+from app.config import QUEUE_PATTERN
+from tasks.schemas import (
+    KIND_PATTERN,
+    MESSAGE_PATTERN,
+    MaxAttempts,
+    Priority,
+    TimeoutSeconds,
+    check_message,
+    check_payload,
+)
 
 # Bounds on parsing alone; the settings (WORKFLOW_MAX_*) are checked after.
 HARD_MAX = 10_000
@@ -20,13 +28,17 @@ class StepTask(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, description="What the task is about; at most 64 KiB.")
+    message: str = Field(
+        min_length=1,
+        pattern=MESSAGE_PATTERN,
+        description="What the task is about; at most 64 KiB.",
+    )
     kind: str = Field("echo", pattern=KIND_PATTERN)
     payload: dict[str, Any] = Field(default_factory=dict)
-    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
+    priority: Priority | None = None
     queue: str | None = Field(None, pattern=QUEUE_PATTERN)
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    timeout_seconds: float | None = Field(None, gt=0, le=86400)
+    max_attempts: MaxAttempts | None = None
+    timeout_seconds: TimeoutSeconds | None = None
 
     @field_validator("message")
     @classmethod

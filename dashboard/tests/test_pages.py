@@ -92,6 +92,16 @@ async def test_task_list_pages_by_keyset(settings: Settings) -> None:
     assert 'data-live="off"' in second  # an older page does not take live rows
 
 
+async def test_a_cursor_that_is_no_id_is_refused_not_a_server_error(settings: Settings) -> None:
+    async with app_client(settings) as http:
+        for page in ("/schedules", "/topics"):
+            refused = await http.get(f"/dashboard{page}", params={"cursor": "a\x00b"})
+            assert refused.status_code == 422, (page, refused.text)
+            assert (
+                await http.get(f"/dashboard{page}", params={"cursor": "a.b"})
+            ).status_code == 200
+
+
 async def test_task_detail_shows_every_attempt(
     settings: Settings, start_full_worker: WorkerFactory, db: asyncpg.Connection
 ) -> None:

@@ -52,6 +52,11 @@ async def test_create_get_and_list(client: httpx.AsyncClient) -> None:
         {"id": "has space"},
         {"colour": "red"},
         {"payload": {"text": "a\u0000b"}},
+        {"cron": "0 2 * * *", "every_seconds": 30},
+        {"cron": None, "every_seconds": "30"},
+        {"priority": True},
+        {"enabled": "yes"},
+        {"message": " \u001f "},
     ],
 )
 async def test_bad_bodies_are_refused_and_write_nothing(
@@ -114,7 +119,10 @@ async def test_run_now_creates_one_task_and_leaves_the_ticks_alone(
 def test_every_route_documents_its_answers() -> None:
     from main import create_app
 
-    paths = create_app().openapi()["paths"]
+    spec = create_app().openapi()
+    paths = spec["paths"]
     assert set(paths["/schedules"]["post"]["responses"]) >= {"201", "409", "422", "503"}
     assert set(paths["/schedules/{schedule_id}"]["patch"]["responses"]) >= {"200", "404", "422"}
     assert set(paths["/schedules/{schedule_id}/run"]["post"]["responses"]) >= {"201", "404"}
+    create_body = spec["components"]["schemas"]["ScheduleCreate"]
+    assert len(create_body["oneOf"]) == 2  # cron or every_seconds, exactly one

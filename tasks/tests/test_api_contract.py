@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from app.config import Settings
 from tasks.tests.fixtures import ROOT, free_port
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 30  # per operation and phase; the whole run stays well under a minute
+# Per operation and phase: 20 x 50 operations keeps the fuzzing about where
+# 30 x 37 had it; the coverage phase adds what each schema's bounds call for.
+# The run costs about 55 s of CPU (37 s with 37 operations at 30 examples).
+MAX_EXAMPLES = 20
 
 
 @pytest.fixture
@@ -59,7 +63,7 @@ def _wait_ready(url: str, api: subprocess.Popen[bytes], timeout_s: float = 30.0)
     raise AssertionError(f"the API was not ready within {timeout_s}s")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_the_api_keeps_its_openapi_contract(api_url: str, tmp_path: Path) -> None:
     schemathesis = Path(sys.executable).with_name("schemathesis")
     done = subprocess.run(
@@ -75,8 +79,16 @@ def test_the_api_keeps_its_openapi_contract(api_url: str, tmp_path: Path) -> Non
             "--seed", "1",
             "--workers", "1",  # hypothesis parses lambda sources in a thread-unsafe way
         ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
+        cwd=tmp_path, capture_output=True, text=True, timeout=360, check=False,
     )  # fmt: skip
     report = done.stdout + done.stderr
     assert done.returncode == 0, report[-20_000:]
     assert "Tested: " in report and "No issues found" in report, report[-5_000:]
+
+
+def test_no_operation_is_left_out_of_the_contract() -> None:
+    """Allowances are per operation and narrow (see the comments in the config);
+    switching an operation off is not one of them."""
+    config = tomllib.loads(CONFIG.read_text())
+    assert [op for op in config.get("operations", []) if op.get("enabled") is False] == []
+    assert "exclude-checks" not in str(config)

@@ -20,6 +20,7 @@ import psutil
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
 from tasks import events
+from tasks.event_schemas import EventOut
 from tasks.feed import BLOCK_MS, EventFeed
 from tasks.tests.fixtures import WorkerFactory, wait_for, wait_status
 from tasks.waiters import Waiters
@@ -260,3 +261,50 @@ async def test_a_resume_from_beyond_the_trimmed_stream_says_so(
         found = await take(resumed, 2)
     assert found[0]["event"] == "gap" and found[0]["data"]["detail"]
     assert found[1]["event"] == "message"
+
+
+async def test_max_seconds_ends_the_stream_with_a_timeout_event(
+    spawn_api: SpawnApi, client: httpx.AsyncClient
+) -> None:
+    url = await spawn_api(EVENTS_HEARTBEAT_SECONDS="0.2")
+    started = time.monotonic()
+    async with sse(url, max_seconds="3") as stream:
+        task_id = await post(client)
+        found = [event async for event in _until_end(stream)]
+    elapsed_s = time.monotonic() - started
+    assert [e["event"] for e in found] == ["message", "timeout"]
+    assert found[-1]["data"]["detail"] and "id" not in found[-1]
+    assert found[0]["data"]["task_id"] == task_id
+    assert 3 <= elapsed_s < 20
+    async with httpx.AsyncClient(base_url=url) as http:
+        for bad in ("0", "-1", "86401", "soon"):
+            refused = await http.get("/events", params={"max_seconds": bad})
+            assert refused.status_code == 422, bad
+
+
+async def test_the_events_sent_fit_the_schema_openapi_gives_them(
+    spawn_api: SpawnApi, client: httpx.AsyncClient
+) -> None:
+    url = await spawn_api()
+    task_id = await post(client)
+    assert (await client.patch(f"/tasks/{task_id}", json={"status": "canceled"})).status_code == 200
+    async with sse(url, headers={"Last-Event-ID": "0"}, task_id=task_id, max_seconds="1") as stream:
+        found = [event async for event in _until_end(stream)]
+    # From the start of the stream: it cannot tell that nothing was trimmed.
+    assert [e["event"] for e in found] == ["gap", "message", "message", "timeout"]
+    for event in found[1:3]:
+        checked = EventOut.model_validate(event["data"])
+        assert checked.id == event["id"] and str(checked.task_id) == task_id
+    assert [e["data"]["event"] for e in found[1:3]] == ["created", "canceled"]
+    schema = (await client.get("/openapi.json")).json()["paths"]["/events"]["get"]
+    stream_schema = schema["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    [state_change, control] = stream_schema["oneOf"]
+    assert state_change["properties"]["data"]["contentSchema"]["required"] == list(
+        EventOut.model_fields
+    )
+    assert set(control["properties"]["event"]["enum"]) == {
+        "gap",
+        "dropped",
+        "unavailable",
+        "timeout",
+    }

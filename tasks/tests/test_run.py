@@ -112,3 +112,7 @@ async def test_openapi_has_one_run_operation_per_kind_with_a_payload_model(
     assert {"$ref": "#/components/schemas/SleepPayload"} in schema["anyOf"]
     assert {"200", "429", "502", "503", "504"} <= set(sleep["responses"])
     assert "/run/{kind}" in spec["paths"] and "/run/echo" not in spec["paths"]
+    # /run/sleep is the operation above, not the generic one with any body.
+    [kind] = [p for p in spec["paths"]["/run/{kind}"]["post"]["parameters"] if p["name"] == "kind"]
+    assert "sleep" in kind["schema"]["not"]["enum"] and "echo" not in kind["schema"]["not"]["enum"]
+    assert "Location" in sleep["responses"]["504"]["headers"]

@@ -64,6 +64,25 @@ async def test_altered_or_forged_handles_never_ack(
     assert (await settle(client, message)).status_code == 204
 
 
+async def test_a_handle_of_other_characters_is_invalid_and_one_never_handed_out_conflicts(
+    client: httpx.AsyncClient,
+) -> None:
+    await create_queue(client, "work")
+    await put(client, "work", 1)
+    [message] = await lease(client, "work")
+    # Not base64url at all: the body does not fit the schema.
+    for handle in ("not a handle!", "a+b/c=="):
+        response = await settle(client, {"id": message["id"], "receipt_handle": handle})
+        assert response.status_code == 422, (handle, response.text)
+    # Base64url, but no handle this API signed: like a forged one, it does not
+    # hold the message.
+    for handle in ("0", "AAAA", message["receipt_handle"][:30]):
+        response = await settle(client, {"id": message["id"], "receipt_handle": handle})
+        assert response.status_code == 409, (handle, response.text)
+        assert "not a receipt handle this API hands out" in response.json()["detail"]
+    assert (await settle(client, message)).status_code == 204
+
+
 async def test_a_handle_from_before_a_redrive_does_not_hold_the_new_delivery(
     client: httpx.AsyncClient,
 ) -> None:

@@ -86,36 +86,52 @@ async def test_a_queue_is_created_read_changed_and_listed_by_get_queues(
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "status"),
     [
-        {"topic_id": "nope"},
-        {"dead_queue_id": "nope"},
-        {"dead_queue_id": "q"},
-        {"ack_deadline_seconds": 0},
-        {"message_retention_seconds": 0},
-        {"message_max_deliveries": 101},
-        {"message_filters": {"region": []}},
-        {"message_filters": {"region": "eu"}},
-        {"message_filters": {"": ["eu"]}},
-        {"message_filters": {f"a{n}": ["x"] for n in range(21)}},
-        {"message_filters": {"region": ["x" * 1025]}},
-        {"surprise": 1},
+        # Another resource's state: the topic or dead queue named is not there
+        # (404), or the queue would be its own dead queue (409).
+        ({"topic_id": "nope"}, 404),
+        ({"dead_queue_id": "nope"}, 404),
+        ({"dead_queue_id": "q"}, 409),
+    ]
+    + [
+        (fields, 422)  # does not fit the schema
+        for fields in [
+            {"ack_deadline_seconds": 0},
+            {"message_retention_seconds": 0},
+            {"message_max_deliveries": 101},
+            {"message_filters": {"region": []}},
+            {"message_filters": {"region": "eu"}},
+            {"message_filters": {"": ["eu"]}},
+            {"message_filters": {f"a{n}": ["x"] for n in range(21)}},
+            {"message_filters": {"region": ["x" * 1025]}},
+            {"message_filters": {"a\x00": ["x"]}},
+            {"message_max_deliveries": True},
+            {"ack_deadline_seconds": "30"},
+            {"surprise": 1},
+        ]
     ],
 )
 async def test_bad_queues_are_refused_and_nothing_is_written(
-    client: httpx.AsyncClient, db: asyncpg.Connection, fields: dict
+    client: httpx.AsyncClient, db: asyncpg.Connection, fields: dict, status: int
 ) -> None:
     response = await client.post("/queues", json={"id": "q", **fields})
-    assert response.status_code == 422, response.text
+    assert response.status_code == status, response.text
     assert response.json()["detail"]
     assert await db.fetchval("SELECT count(*) FROM queues") == 0
 
 
 async def test_bad_changes_are_refused(client: httpx.AsyncClient) -> None:
     await create_queue(client, "q")
-    for body in ({"ack_deadline_seconds": None}, {"dead_queue_id": "q"}, {"topic_id": "nope"}):
+    for body, status in (
+        ({"ack_deadline_seconds": None}, 422),
+        ({"dead_queue_id": "q"}, 409),
+        ({"topic_id": "nope"}, 404),
+        ({"dead_queue_id": "nope"}, 404),
+    ):
         response = await client.patch("/queues/q", json=body)
-        assert response.status_code == 422, body
+        assert response.status_code == status, body
+        assert body.popitem()[0] in response.json()["detail"] or status == 422
     assert (await client.patch("/queues/nope", json={})).status_code == 404
     assert (await client.get("/queues/has%20space")).status_code == 422
 
@@ -184,9 +200,9 @@ async def test_openapi_documents_every_route_with_its_statuses(client: httpx.Asy
         ("/topics/{topic_id}", "delete"): {"204", "404", "409", "503"},
         ("/topics/{topic_id}/messages", "post"): {"201", "404", "422", "503"},
         ("/queues", "get"): {"200", "503"},
-        ("/queues", "post"): {"201", "409", "422", "503"},
+        ("/queues", "post"): {"201", "404", "409", "422", "503"},
         ("/queues/{queue_id}", "get"): {"200", "404", "503"},
-        ("/queues/{queue_id}", "patch"): {"200", "404", "422", "503"},
+        ("/queues/{queue_id}", "patch"): {"200", "404", "409", "422", "503"},
         ("/queues/{queue_id}", "delete"): {"204", "404", "503"},
         ("/queues/{queue_id}/stats", "get"): {"200", "404", "503"},
         ("/queues/{queue_id}/messages", "post"): {"201", "404", "422", "503"},

@@ -61,6 +61,8 @@ async def test_create_stores_the_steps_and_starts_the_first(
                                                   "payload": {"seconds": -1}}]}]},
         {"steps": [{"message": "ok", "delay_seconds": 5}]},
         {"steps": [{"message": " "}]},
+        {"steps": [{"message": "ok", "priority": False}]},
+        {"steps": [{"message": "ok", "max_attempts": "3"}]},
         {"steps": "one"},
         {"chain": [{"message": "ok"}]},
     ],
