@@ -243,7 +243,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", choices=["enqueue", "drain", "latency", "wrk"])
     parser.add_argument("--tasks", type=int, default=20_000, help="drained jobs")
-    parser.add_argument("--enqueue-tasks", type=int, default=5000)
+    parser.add_argument("--enqueue-tasks", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200, help="latency: jobs/s")
     parser.add_argument("--seconds", type=float, default=10, help="latency: how long")
     parser.add_argument("--wrk-seconds", type=float, default=15, help="Taskline: wrk -d")

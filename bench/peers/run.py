@@ -140,7 +140,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=20_000, help="drain: jobs")
-    parser.add_argument("--enqueue-tasks", type=int, default=5000, help="enqueue: jobs")
+    parser.add_argument("--enqueue-tasks", type=int, default=2000, help="enqueue: jobs")
     parser.add_argument("--rate", type=float, default=200, help="latency: jobs/s")
     parser.add_argument("--seconds", type=float, default=10, help="latency: how long")
     parser.add_argument("--wrk-seconds", type=float, default=15)
