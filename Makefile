@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/latency.py --seconds 5
 	$(BIN)/python bench/enqueue.py --tasks 2000 --rounds 1 --refusals 500
 
-# Taskline beside Dramatiq, SAQ, Celery and PgQueuer (about 15 minutes): those come
+# Taskline beside Dramatiq, SAQ, Celery and PgQueuer (15-45 minutes): those come
 # from PyPI into a virtualenv of their own, never the project's.
 PEERS_VENV := bench/.peers-venv
 $(PEERS_VENV)/.installed: bench/peers/requirements.txt

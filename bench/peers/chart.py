@@ -27,7 +27,8 @@ def label(value: float) -> str:
 
 
 def panel(axis: Any, table: dict, key: str, title: str, higher: bool) -> None:
-    """One bar per system that has `key`: its median, whiskers to its range."""
+    """One bar per system that has `key`: its median, whiskers to its range, the
+    median written past the whisker; a log scale where values span a hundredfold."""
     names = [name for name, row in table.items() if row.get(key)]
     values = [table[name][key] for name in names]
     middles = [median(found) for found in values]
@@ -38,9 +39,11 @@ def panel(axis: Any, table: dict, key: str, title: str, higher: bool) -> None:
     axis.invert_yaxis()
     axis.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=10)
     axis.tick_params(labelsize=8)
-    axis.margins(x=0.25)
-    for index, middle in enumerate(middles):
-        axis.annotate(label(middle), (middle, index), xytext=(4, -3),
+    if max(middles) > 100 * min(middles):  # else the smaller bars vanish
+        axis.set_xscale("log")
+    axis.margins(x=0.3)
+    for index, (middle, found) in enumerate(zip(middles, values, strict=True)):
+        axis.annotate(label(middle), (max(found), index), xytext=(5, -3),
                       textcoords="offset points", fontsize=8)  # fmt: skip
 
 
