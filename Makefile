@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint install bench clean browser pgbouncer
+.PHONY: run test lint install bench bench-peers clean browser pgbouncer
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Taskline needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -46,8 +46,23 @@ pgbouncer:
 test: lint browser pgbouncer
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
 
+# Taskline's own benchmarks, short settings (each script's --help for the full ones).
 bench: $(STAMP)
-	$(BIN)/python bench/drain.py
+	$(BIN)/python bench/drain.py --tasks 5000
+	$(BIN)/python bench/latency.py --seconds 5
+	$(BIN)/python bench/enqueue.py --tasks 2000 --rounds 1 --refusals 500
+
+# Taskline beside Dramatiq, SAQ, Celery and PgQueuer (15-45 minutes): those come
+# from PyPI into a virtualenv of their own, never the project's.
+PEERS_VENV := bench/.peers-venv
+$(PEERS_VENV)/.installed: bench/peers/requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	@touch $@
+
+bench-peers: $(STAMP) $(PEERS_VENV)/.installed
+	$(BIN)/python bench/peers/run.py $(PEERS_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -19,8 +19,12 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rates import percentile  # noqa: E402
+
 from app.embedded import EmbeddedPostgres, EmbeddedValkey  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+
+__all__ = ["ROOT", "Stack", "free_port", "percentile", "stack", "start_api", "start_worker"]
 
 
 def free_port() -> int:
@@ -97,8 +101,3 @@ def start_api(found: Stack, port: int, **env: str) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         env=found.env(API_PORT=str(port), **env),
     )
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

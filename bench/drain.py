@@ -26,13 +26,14 @@ from app.redis import Keys
 STARTUP_S = 3.0
 
 
-async def enqueue(found: Stack, count: int) -> None:
+async def enqueue(found: Stack, count: int, kind: str = "echo") -> None:
+    """`count` pending tasks of `kind`, stored in one COPY, then their doorbells rung."""
     ids = [uuid7() for _ in range(count)]
     conn = await asyncpg.connect(found.dsn)
     try:
         await conn.copy_records_to_table(
             "tasks",
-            records=[(task_id, "echo", "bench", "{}") for task_id in ids],
+            records=[(task_id, kind, "bench", "{}") for task_id in ids],
             columns=["id", "kind", "message", "payload"],
         )
     finally:

@@ -17,6 +17,7 @@ import uuid
 import asyncpg
 import httpx
 from common import Stack, free_port, percentile, stack, start_api, start_worker
+from rates import send_steadily
 
 
 async def wait_ready(base_url: str, timeout_s: float = 30) -> None:
@@ -33,25 +34,15 @@ async def wait_ready(base_url: str, timeout_s: float = 30) -> None:
 
 
 async def post_steadily(base_url: str, rate: float, seconds: float) -> dict[uuid.UUID, float]:
-    sent: dict[uuid.UUID, float] = {}
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=base_url, limits=limits) as http:
 
-        async def post_one() -> None:
-            started = time.time()
+        async def post_one(_: int) -> uuid.UUID:
             response = await http.post("/tasks", json={"message": "latency"})
             response.raise_for_status()
-            sent[uuid.UUID(response.json()["id"])] = started
+            return uuid.UUID(response.json()["id"])
 
-        pending = set()
-        begin = time.monotonic()
-        for index in range(int(rate * seconds)):
-            delay = begin + index / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            pending.add(asyncio.create_task(post_one()))
-        await asyncio.gather(*pending)
-    return sent
+        return await send_steadily(post_one, rate, seconds)
 
 
 async def started_at(found: Stack, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[float, float]]:

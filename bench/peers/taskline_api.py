@@ -1,0 +1,99 @@
+"""Two ways to POST many tasks to Taskline's API that need more than a loop:
+POST /tasks/batch, read from the API's own OpenAPI (it may be absent), and wrk."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BATCH_PATH = "/tasks/batch"
+BATCH_SIZE = 100  # unless the API allows fewer
+WRK_BODY = '{"message": "Hello World"}'
+WRK_SCRIPT = f"""wrk.method = "POST"
+wrk.body = '{WRK_BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass(frozen=True)
+class BatchForm:
+    field: str | None  # the body is {field: [task, ...]}, or the list itself when None
+    max_items: int
+
+
+def _resolve(openapi: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = openapi["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def batch_form(openapi: dict[str, Any]) -> BatchForm | None:
+    """How this API takes a batch: a JSON list of tasks, or an object with one
+    list of them; None when it has no POST /tasks/batch."""
+    operation = openapi.get("paths", {}).get(BATCH_PATH, {}).get("post")
+    if operation is None:
+        return None
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    schema = _resolve(openapi, body)
+    candidates = [(None, schema)] + [
+        (name, _resolve(openapi, prop)) for name, prop in schema.get("properties", {}).items()
+    ]
+    for field, found in candidates:
+        if found.get("type") == "array":
+            return BatchForm(field, int(found.get("maxItems", BATCH_SIZE)))
+    return None
+
+
+async def post_batches(http: httpx.AsyncClient, form: BatchForm, count: int) -> tuple[float, int]:
+    """`count` tasks in batches, one request at a time: (tasks/s, batch size)."""
+    size = min(BATCH_SIZE, form.max_items)
+
+    async def post(first: int, last: int) -> None:
+        tasks = [{"message": f"e{n}"} for n in range(first, last)]
+        response = await http.post(
+            BATCH_PATH, json=tasks if form.field is None else {form.field: tasks}
+        )
+        response.raise_for_status()
+
+    await post(0, size)  # warm-up
+    began = time.perf_counter()
+    for first in range(0, count, size):
+        await post(first, min(count, first + size))
+    return count / (time.perf_counter() - began), size
+
+
+def run_wrk(url: str, seconds: float, work_dir: Path) -> dict[str, Any]:
+    """wrk -t1 -c32 against POST /tasks: requests/s, and its latency percentiles."""
+    script = work_dir / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    argv = ["wrk", "-t1", "-c32", f"-d{seconds:g}s", "--latency", "-s", str(script), f"{url}/tasks"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=True)
+    text = done.stdout
+    found: dict[str, Any] = {"req_per_s": float(_grab(r"Requests/sec:\s+([\d.]+)", text))}
+    found["non_2xx"] = int(_grab(r"Non-2xx or 3xx responses:\s+(\d+)", text, "0"))
+    for name, label in (("p50_ms", "50%"), ("p99_ms", "99%")):
+        found[name] = _ms(_grab(rf"^\s+{label}\s+(\S+)$", text, "nan"))
+    return found
+
+
+def _grab(pattern: str, text: str, default: str | None = None) -> str:
+    match = re.search(pattern, text, re.MULTILINE)
+    if match is None:
+        if default is None:
+            raise ValueError(f"wrk printed no {pattern!r}:\n{text}")
+        return default
+    return match.group(1)
+
+
+def _ms(value: str) -> float:
+    """wrk's durations: 850.00us, 1.23ms, 2.00s."""
+    for unit, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * scale
+    return float("nan")
