@@ -52,72 +52,96 @@ def create_reader_redis(settings: Settings, *, read_timeout_s: float) -> Redis:
 
 @dataclass(frozen=True)
 class Keys:
-    """Every key lives under one namespace (`REDIS_QUEUE_NAME`)."""
+    """Every key lives under one namespace (`REDIS_QUEUE_NAME`).
+
+    The part of a name in braces is its hash tag: in a Redis Cluster keys with
+    the same tag share a slot, so that a script or multi-key command can touch
+    them together: `{q:<queue>}` a queue's ready and scheduled sets,
+    `{k:<kind>}` a kind's parked set, `{a}` admission (rate-limit buckets,
+    fairness windows), `{g}` the fleet-wide rest (event stream and counters,
+    the queue list, locks, worker reports).
+    """
 
     namespace: str
 
     def ready(self, queue: str) -> str:
         """Sorted set of a queue's ready task ids, scored by rank, then time."""
-        return f"{self.namespace}:queue:{queue}:ready"
+        head, tail = self.ready_affixes
+        return f"{head}{queue}{tail}"
+
+    @property
+    def ready_affixes(self) -> tuple[str, str]:
+        """What comes before and after the queue's name in `ready(queue)`, for
+        a script that builds it."""
+        return f"{self.namespace}:{{q:", "}:ready"
 
     def scheduled(self, queue: str) -> str:
         """Sorted set of a queue's ids not due yet (delay, retry backoff), scored by
         due time; members are `rank:id`, so promotion knows where to put them."""
-        return f"{self.namespace}:queue:{queue}:scheduled"
+        return f"{self.namespace}:{{q:{queue}}}:scheduled"
 
     def parked(self, kind: str) -> str:
         """Sorted set of ids of a KIND_CONCURRENCY kind that found no free slot;
         members are `queue:id`, scored as in the ready set."""
-        return f"{self.namespace}:kind:{kind}:parked"
+        return f"{self.namespace}:{{k:{kind}}}:parked"
+
+    def bucket(self, client: str) -> str:
+        """Hash of a client's rate-limit token bucket (RATE_LIMIT)."""
+        return f"{self.namespace}:{{a}}:bucket:{client}"
+
+    def owner_window(self, owner: str) -> str:
+        """Sorted set of one owner's recent submissions (FAIRNESS=levels)."""
+        return f"{self.namespace}:{{a}}:owner:{owner}"
 
     @property
     def queues(self) -> str:
         """Set of the queue names that have had tasks, for the promoter."""
-        return f"{self.namespace}:queues"
-
-    def owner_window(self, owner: str) -> str:
-        """Sorted set of one owner's recent submissions (FAIRNESS=levels)."""
-        return f"{self.namespace}:owner:{owner}"
+        return f"{self.namespace}:{{g}}:queues"
 
     @property
     def reconcile_lock(self) -> str:
-        return f"{self.namespace}:lock:reconcile"
+        return f"{self.namespace}:{{g}}:lock:reconcile"
+
+    @property
+    def workflow_lock(self) -> str:
+        """Held by the worker running the workflow sweep this interval."""
+        return f"{self.namespace}:{{g}}:lock:workflows"
 
     @property
     def sweep_cursor(self) -> str:
         """Where the reconcile's walk over the pending tasks stopped; losing it
         only starts the walk over."""
-        return f"{self.namespace}:reconcile:cursor"
+        return f"{self.namespace}:{{g}}:reconcile:cursor"
 
     @property
     def events(self) -> str:
         """Stream of task events (state changes), one entry per batch, capped."""
-        return f"{self.namespace}:events"
+        return f"{self.namespace}:{{g}}:events"
 
     @property
     def cancel_channel(self) -> str:
-        return f"{self.namespace}:cancel"
+        return f"{self.namespace}:{{g}}:cancel"
 
     @property
     def keys_channel(self) -> str:
         """Pub/sub channel of API key ids whose cached lookups every API process
         must drop (a key revoked or created)."""
-        return f"{self.namespace}:auth:keys"
+        return f"{self.namespace}:{{g}}:auth:keys"
 
     @property
     def tally(self) -> str:
         """Hash of counters every process adds to (tasks/tally.py)."""
-        return f"{self.namespace}:tally"
+        return f"{self.namespace}:{{g}}:tally"
 
     def tally_minute(self, minute: int) -> str:
         """Hash of one minute's event counts per queue, kept two hours."""
-        return f"{self.namespace}:tally:minute:{minute}"
+        return f"{self.namespace}:{{g}}:tally:minute:{minute}"
 
     @property
     def workers(self) -> str:
         """Sorted set of worker ids scored by their last heartbeat (Unix seconds)."""
-        return f"{self.namespace}:workers"
+        return f"{self.namespace}:{{g}}:workers"
 
     def worker(self, worker_id: str) -> str:
         """A worker's last report (JSON), expiring unless renewed."""
-        return f"{self.namespace}:worker:{worker_id}"
+        return f"{self.namespace}:{{g}}:worker:{worker_id}"

@@ -150,8 +150,8 @@ class Doorbell:
         if count <= 0:
             return 0
         unpark = self.redis.register_script(_UNPARK)
-        prefix = f"{self.keys.namespace}:queue:"
-        return int(await unpark(keys=[self.keys.parked(kind)], args=[count, prefix]))
+        head, tail = self.keys.ready_affixes
+        return int(await unpark(keys=[self.keys.parked(kind)], args=[count, head, tail]))
 
     async def parked_count(self, kind: str) -> int:
         """Tasks of a limited kind set aside, waiting for a free slot."""
@@ -254,14 +254,15 @@ return #due / 2
 """
 
 # Parked members are `queue:id`; the ready set's name is built from the queue
-# (a single Redis, not a cluster, so keys need not be declared up front).
+# (ARGV: count, then what comes before and after the queue in the name). It
+# touches keys it does not declare, so it runs on a single Redis only.
 _UNPARK = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 for i = 1, #popped, 2 do
   local member = popped[i]
   local queue = string.sub(member, 1, -(ID_CHARS + 2))
   local id = string.sub(member, -ID_CHARS)
-  redis.call('ZADD', ARGV[2] .. queue .. ':ready', popped[i + 1], id)
+  redis.call('ZADD', ARGV[2] .. queue .. ARGV[3], popped[i + 1], id)
 end
 return #popped / 2
 """.replace("ID_CHARS", str(ID_CHARS))

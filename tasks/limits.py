@@ -181,7 +181,7 @@ async def admit(resources: Resources, applicants: Sequence[Applicant]) -> list[D
     reply = await script(
         keys=[
             *(key for q in queues.numbers for key in (keys.ready(q), keys.scheduled(q))),
-            *(f"{keys.namespace}:bucket:{client}" for client in buckets.numbers),
+            *(keys.bucket(client) for client in buckets.numbers),
             *(keys.owner_window(owner) for owner in windows.numbers),
         ],
         args=[
