@@ -8,8 +8,9 @@ Keys: one tag per queue, one per kind), so here:
 
 - `SpreadPop.first`: the queues in the order served, each without blocking;
   the first that has ids wins. If none has, a blocking pop on every queue at
-  once (each on its own node's connection); the first to answer wins, and
-  whatever the others take afterwards goes back where it was.
+  once (each on its own node's connection); the first to answer wins. The
+  others stay out for the next call; ids one of them takes while no call
+  waits go back where they were (the same score).
 - `unpark`: ZPOPMIN on the kind's parked set, then one ZADD per queue,
   pipelined (the cluster client sends each node its share at once).
 
@@ -25,7 +26,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from app.errors import is_store_error
 from app.redis import Keys, RedisClient
 
 log = logging.getLogger("taskline.worker")
@@ -37,12 +37,16 @@ Reply = tuple[str, list[tuple[Any, Any]]]
 
 
 class SpreadPop:
-    """Pops across queues that live on different slots. One per Doorbell: it
-    keeps the late answers of its blocking pops until they are put back."""
+    """Pops across queues that live on different slots. One per Doorbell, which
+    keeps at most one blocking pop per queue out: a pop that lost a race goes
+    on waiting and serves the next call (no new connection per call); should
+    it take ids nobody waits for any more, it puts them back."""
 
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
-        self._late: set[asyncio.Future[Any]] = set()
+        self._out: dict[str, asyncio.Future[Any]] = {}  # a blocking pop per ready set
+        self._wanted: set[asyncio.Future[Any]] = set()  # pops a call waits on now
+        self._late: set[asyncio.Future[Any]] = set()  # put-backs under way
 
     async def first(self, names: Sequence[str], *, count: int, timeout_s: float) -> Reply | None:
         """Up to `count` ids from the first of these ready sets that has any."""
@@ -55,10 +59,8 @@ class SpreadPop:
         return await self._block(names, count=count, timeout_s=timeout_s)
 
     async def _block(self, names: Sequence[str], *, count: int, timeout_s: float) -> Reply | None:
-        pops = [
-            asyncio.ensure_future(self.redis.bzmpop(timeout_s, 1, [name], min=True, count=count))
-            for name in names
-        ]
+        pops = [self._pop_out(name, count, timeout_s) for name in names]
+        self._wanted.update(pops)
         winner: asyncio.Future[Any] | None = None
         try:
             pending: set[asyncio.Future[Any]] = set(pops)
@@ -67,50 +69,56 @@ class SpreadPop:
                 # In the order served, among those that answered with ids.
                 winner = next((pop for pop in pops if _has_ids(pop)), None)
         finally:
-            for pop in pops:
-                if pop is not winner:
-                    self._put_back_when_done(pop)
+            self._wanted.difference_update(pops)
+            for pop in pops:  # answered too, but lost: back; still out: see _pop_out
+                if pop is not winner and _has_ids(pop):
+                    self._put_back(_reply(pop.result()))
         if winner is not None:
-            return _reply(winner.result())
-        failed = [pop.exception() for pop in pops if pop.done() and not pop.cancelled()]
-        error = next((error for error in failed if error is not None), None)
-        if error is not None:
-            raise error
+            name, pairs = _reply(winner.result())
+            if len(pairs) > count:  # a pop out since an earlier call, for more slots
+                self._put_back((name, pairs[count:]))
+            return name, pairs[:count]
+        _raise_first_error(pops)
         return None
 
+    def _pop_out(self, name: str, count: int, timeout_s: float) -> asyncio.Future[Any]:
+        """The blocking pop on `name` still out, else a new one."""
+        pop = self._out.get(name)
+        if pop is not None and not pop.done():
+            return pop
+        pop = asyncio.ensure_future(self.redis.bzmpop(timeout_s, 1, [name], min=True, count=count))
+        self._out[name] = pop
+
+        def done(pop: asyncio.Future[Any]) -> None:
+            if self._out.get(name) is pop:
+                del self._out[name]
+            if pop not in self._wanted and _has_ids(pop):  # nobody waits for it now
+                self._put_back(_reply(pop.result()))
+
+        pop.add_done_callback(done)
+        return pop
+
     async def settle(self, timeout_s: float) -> None:
-        """Wait (bounded) for the pops that lost a race to end and put back what
-        they took, before the client closes under them."""
+        """Wait (bounded) for the pops still out to end and put back what they
+        took, before the client closes under them."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while self._late:
+        while self._out or self._late:
             remaining_s = deadline - asyncio.get_running_loop().time()
             if remaining_s <= 0:
                 return
-            await asyncio.wait(list(self._late), timeout=remaining_s)
+            await asyncio.wait([*self._out.values(), *self._late], timeout=remaining_s)
 
-    def _put_back_when_done(self, pop: asyncio.Future[Any]) -> None:
-        """A pop that lost the race (or was left behind by a cancel) may still
-        take ids: they go back at their place (the same scores)."""
+    def _put_back(self, reply: Reply) -> None:
+        """Ids popped for nobody go back at their place (the same scores)."""
+        putting = asyncio.ensure_future(self._zadd(reply))
+        self._late.add(putting)
+        putting.add_done_callback(self._late.discard)
 
-        def done(pop: asyncio.Future[Any]) -> None:
-            self._late.discard(pop)
-            if _has_ids(pop):
-                self._keep(asyncio.ensure_future(self._put_back(_reply(pop.result()))))
-
-        self._keep(pop)
-        pop.add_done_callback(done)
-
-    def _keep(self, future: asyncio.Future[Any]) -> None:
-        self._late.add(future)
-        future.add_done_callback(self._late.discard)
-
-    async def _put_back(self, reply: Reply) -> None:
+    async def _zadd(self, reply: Reply) -> None:
         name, pairs = reply
         try:
             await self.redis.zadd(name, {str(member): float(score) for member, score in pairs})
-        except Exception as error:
-            if not is_store_error(error):
-                raise
+        except Exception as error:  # in the background: logged, never raised
             log.warning("could not put back %d popped id(s) (%s); the reconcile rings them",
                         len(pairs), error)  # fmt: skip
 
@@ -122,6 +130,14 @@ def _has_ids(pop: asyncio.Future[Any]) -> bool:
 
 def _reply(reply: Any) -> Reply:
     return str(reply[0]), list(reply[1])
+
+
+def _raise_first_error(pops: Sequence[asyncio.Future[Any]]) -> None:
+    """No pop had ids: raise what one of them raised, if any did."""
+    for pop in pops:
+        error = pop.exception() if pop.done() and not pop.cancelled() else None
+        if error is not None:
+            raise error
 
 
 async def unpark(redis: RedisClient, keys: Keys, kind: str, count: int) -> int:
