@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_queue_name: str = Field("taskline", min_length=1, max_length=100)
+    # REDIS_URL names one node of a Redis (or Valkey) cluster, to find the rest from.
+    redis_cluster: bool = False
 
     worker_queue_maxsize: int = Field(10, ge=1, le=1000)
     # Above 1: `taskline worker` supervises this many worker processes (app/fleet.py).
@@ -212,6 +214,22 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_url(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value:
+            return value
+        url = info.data.get("redis_url")
+        if not url:
+            raise ValueError("needs REDIS_URL: one node of the cluster (no embedded cluster)")
+        if not url.startswith(("redis://", "rediss://")):
+            raise ValueError("needs a redis:// or rediss:// REDIS_URL (no unix socket)")
+        if re.search(r"^[a-z]+://[^/]*/(0*[1-9][0-9]*)/?(\?|$)", url):
+            raise ValueError("a cluster has database 0 only: drop the /N from REDIS_URL")
+        if re.search(r"[{}]", str(info.data.get("redis_queue_name", ""))):
+            raise ValueError("REDIS_QUEUE_NAME must not hold { or } (they set key hash tags)")
         return value
 
     @field_validator("taskline_handlers")

@@ -229,12 +229,15 @@ class EmbeddedValkey(_ChildServer):
 
     def start(self, *, timeout_s: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            [self._binary(), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--save", "", "--daemonize", "no", "--protected-mode", "yes"],
-        )  # fmt: skip
+        self._spawn([self._binary(), *self.arguments()])
         self._wait_ready(self._answers_ping, timeout_s)
+
+    def arguments(self) -> list[str]:
+        return [
+            "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--protected-mode", "yes",
+        ]  # fmt: skip
 
     def _answers_ping(self) -> bool:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)

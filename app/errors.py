@@ -11,7 +11,16 @@ import sqlalchemy.exc
 REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # A Redis Cluster with a node away: CLUSTERDOWN, MASTERDOWN, TRYAGAIN, the
+    # client's redirections run out, a slot no live node serves.
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
 )
+# What the cluster client raises when it finds no node to ask, or nodes that
+# do not serve every slot; its other errors of this type are mistakes (keys of
+# two slots in one command) and must not pass for an outage.
+_CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
 POSTGRES_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -35,11 +44,17 @@ STORE_ERRORS: tuple[type[Exception], ...] = (
 
 
 def store_name(error: BaseException) -> str:
-    return "redis" if isinstance(error, REDIS_ERRORS) else "postgres"
+    return "redis" if isinstance(error, REDIS_ERRORS) or _cluster_unreachable(error) else "postgres"
+
+
+def _cluster_unreachable(error: BaseException) -> bool:
+    return type(error) is redis.exceptions.RedisClusterException and str(error).startswith(
+        _CLUSTER_UNREACHABLE
+    )
 
 
 def is_store_error(error: BaseException) -> bool:
-    if isinstance(error, STORE_ERRORS):
+    if isinstance(error, STORE_ERRORS) or _cluster_unreachable(error):
         return True
     if isinstance(error, sqlalchemy.exc.DBAPIError):
         # Connection loss mid-statement surfaces as a DBAPIError flagged as a

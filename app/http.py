@@ -11,6 +11,7 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisClusterException
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -23,8 +24,9 @@ from app.error_bodies import (
     error_json,
     with_error_bodies,
 )
-from app.errors import STORE_ERRORS, StoreUnavailable, store_name
+from app.errors import STORE_ERRORS, StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
+from app.redis import ping
 
 log = logging.getLogger("taskline.api")
 
@@ -80,6 +82,14 @@ async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
     which = error.store if isinstance(error, StoreUnavailable) else store_name(error)
     log.warning("%s unavailable during %s %s: %s", which, request.method, request.url.path, error)
     return error_json(503, f"{which} is unavailable; retry later", headers={"Retry-After": "1"})
+
+
+async def cluster_error(request: Request, error: Exception) -> JSONResponse:
+    """The cluster client found no node to ask: a 503 like any store outage.
+    Its other errors of this type are mistakes: a 500."""
+    if is_store_error(error):
+        return await store_unavailable(request, error)
+    raise error
 
 
 async def request_invalid(request: Request, error: Exception) -> JSONResponse:
@@ -150,6 +160,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     for error_type in (*STORE_ERRORS, StoreUnavailable):
         app.add_exception_handler(error_type, store_unavailable)
+    app.add_exception_handler(RedisClusterException, cluster_error)
     app.openapi = with_error_bodies(app)  # type: ignore[method-assign]
 
 
@@ -205,7 +216,7 @@ async def check_stores(resources: Resources) -> dict[str, str]:
     except Exception as error:
         checks["postgres"] = f"unavailable: {type(error).__name__}"
     try:
-        await resources.redis.ping()
+        await ping(resources.redis)
         checks["redis"] = "ok"
     except Exception as error:
         checks["redis"] = f"unavailable: {type(error).__name__}"

@@ -7,12 +7,11 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.redis import Keys, create_redis
+from app.redis import Keys, RedisClient, create_redis
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    redis: Redis
+    redis: RedisClient
     keys: Keys
 
 

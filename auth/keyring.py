@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from app.lifespan import Resources
+from app.redis import open_pubsub
 from auth import repository
 from auth.cache import KeyCache, KeyRecord
 
@@ -104,7 +105,7 @@ class KeyRing:
         """Drop keys named on the channel; ping so a silent Redis is noticed within a second."""
         redis, channel = self._resources.redis, self._resources.keys.keys_channel
         try:
-            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            async with await open_pubsub(redis) as pubsub:
                 await pubsub.subscribe(channel)
                 self.cache.clear()  # revokes published while we were not listening
                 next_ping = 0.0

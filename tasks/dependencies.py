@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.lifespan import Resources
+from app.redis import RedisClient
 from auth.dependencies import CallerDep
 from tasks import limits, repository
 from tasks.exceptions import TaskNotFound
@@ -39,11 +39,11 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_redis(resources: ResourcesDep) -> Redis:
+async def get_redis(resources: ResourcesDep) -> RedisClient:
     return resources.redis
 
 
-RedisDep = Annotated[Redis, Depends(get_redis)]
+RedisDep = Annotated[RedisClient, Depends(get_redis)]
 
 
 async def get_registry(request: Request) -> Registry:

@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from app.lifespan import Resources
-from app.redis import Keys
+from app.redis import Keys, RedisClient
+from tasks import sharded
+from tasks.sharded import ID_CHARS
 
 STRICT_STEP_S = 1e10  # ~300 years: no wait makes up one rank
-ID_CHARS = 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +51,14 @@ class Popped:
 
 class Doorbell:
     def __init__(self, resources: Resources) -> None:
-        self.redis: Redis = resources.redis
+        self.redis: RedisClient = resources.redis
         self.keys: Keys = resources.keys
         aging_s = resources.settings.priority_aging_s
         self.step_s = aging_s if aging_s > 0 else STRICT_STEP_S
         self.kind_limits = resources.settings.kind_concurrency
+        # In a cluster, steps that cross hash slots go one slot at a time (tasks/sharded.py).
+        self.cluster = resources.settings.redis_cluster
+        self.spread = sharded.SpreadPop(self.redis) if self.cluster else None
 
     def score(self, bell: Bell) -> float:
         return bell.rank * self.step_s + bell.ready_at_s
@@ -102,7 +106,9 @@ class Doorbell:
         `timeout_s` 0 it answers at once."""
         names = [self.keys.ready(queue) for queue in queues]
         reply: Any
-        if timeout_s > 0:
+        if self.spread is not None and len(names) > 1:
+            reply = await self.spread.first(names, count=count, timeout_s=timeout_s)
+        elif timeout_s > 0:
             reply = await self.redis.bzmpop(timeout_s, len(names), names, min=True, count=count)
         else:
             reply = await self.redis.zmpop(len(names), names, min=True, count=count)
@@ -116,6 +122,11 @@ class Doorbell:
             except ValueError:
                 continue  # not ours; the claim would skip it anyway
         return popped
+
+    async def settle(self, timeout_s: float) -> None:
+        """Before the client closes: let cluster pops still out come back (tasks/sharded.py)."""
+        if self.spread is not None:
+            await self.spread.settle(timeout_s)
 
     async def put_back(self, popped: Sequence[Popped]) -> None:
         """Return popped ids at the place they had (a claim that failed)."""
@@ -149,9 +160,11 @@ class Doorbell:
         """Ring the first `count` parked tasks of `kind` again, in their order."""
         if count <= 0:
             return 0
+        if self.cluster:
+            return await sharded.unpark(self.redis, self.keys, kind, count)
         unpark = self.redis.register_script(_UNPARK)
-        prefix = f"{self.keys.namespace}:queue:"
-        return int(await unpark(keys=[self.keys.parked(kind)], args=[count, prefix]))
+        head, tail = self.keys.ready_affixes
+        return int(await unpark(keys=[self.keys.parked(kind)], args=[count, head, tail]))
 
     async def parked_count(self, kind: str) -> int:
         """Tasks of a limited kind set aside, waiting for a free slot."""
@@ -165,9 +178,13 @@ class Doorbell:
         for kind, count in freed.items():
             await self.unpark(kind, count)
 
-    async def promote_due(self, *, now_s: float | None = None, limit: int = 1000) -> int:
-        """Ring the scheduled ids whose time has come, in every queue."""
-        queues: set[Any] = await self.redis.smembers(self.keys.queues)
+    async def promote_due(
+        self, *, now_s: float | None = None, limit: int = 1000, also: Iterable[str] = ()
+    ) -> int:
+        """Ring the scheduled ids whose time has come, in every queue the queue
+        list names and in `also` (a worker's own: in a cluster the list may be
+        lost while the scheduled sets, on other nodes, are not)."""
+        queues: set[Any] = {*await self.redis.smembers(self.keys.queues), *also}
         if not queues:
             return 0
         promote = self.redis.register_script(_PROMOTE)  # EVALSHA: the script is sent once
@@ -175,7 +192,11 @@ class Doorbell:
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue in queues:
                 keys = [self.keys.scheduled(queue), self.keys.ready(queue)]
-                await promote(keys=keys, args=[now_s, limit, self.step_s], client=pipe)
+                args = [now_s, limit, self.step_s]
+                if isinstance(pipe, Pipeline):
+                    await promote(keys=keys, args=args, client=pipe)
+                else:  # a cluster pipeline loads no script: EVAL sends it along
+                    pipe.eval(_PROMOTE, 2, *keys, *args)
             moved = await pipe.execute()
         return sum(int(count) for count in moved)
 
@@ -254,14 +275,16 @@ return #due / 2
 """
 
 # Parked members are `queue:id`; the ready set's name is built from the queue
-# (a single Redis, not a cluster, so keys need not be declared up front).
+# (ARGV: count, then what comes before and after the queue in the name). It
+# touches keys it does not declare, so it runs on a single Redis only; a
+# cluster unparks in two steps (tasks/sharded.py).
 _UNPARK = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 for i = 1, #popped, 2 do
   local member = popped[i]
   local queue = string.sub(member, 1, -(ID_CHARS + 2))
   local id = string.sub(member, -ID_CHARS)
-  redis.call('ZADD', ARGV[2] .. queue .. ':ready', popped[i + 1], id)
+  redis.call('ZADD', ARGV[2] .. queue .. ARGV[3], popped[i + 1], id)
 end
 return #popped / 2
 """.replace("ID_CHARS", str(ID_CHARS))

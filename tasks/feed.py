@@ -18,12 +18,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from app.errors import is_store_error
 from app.lifespan import Resources
 from app.loops import stop_if_canceled
-from app.redis import create_reader_redis
+from app.redis import RedisClient, create_reader_redis
 from tasks import events
 from tasks.waiters import Waiters
 from tasks.worker.backoff import Backoff
@@ -49,7 +47,7 @@ class EventFeed:
         self.connected = False
         self.closing = False  # the API is shutting down: no new subscribers
         self.last_id: str | None = None  # the newest entry read
-        self._redis: Redis | None = None
+        self._redis: RedisClient | None = None
         self._runner: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -118,7 +116,7 @@ class EventFeed:
             log.info("event feed following %s", self.resources.keys.events)
         self.waiters.wake_all()
 
-    def _client(self) -> Redis:
+    def _client(self) -> RedisClient:
         if self._redis is None:
             # Past the blocking read's own end: a read that long means a dead connection.
             self._redis = create_reader_redis(

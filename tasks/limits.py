@@ -3,7 +3,9 @@ per client (RATE_LIMIT), load shedding on the tasks waiting in a queue
 (QUEUE_MAX_PENDING) and the owners' fairness levels (FAIRNESS=levels).
 
 The intake decides a whole batch of POSTs with one atomic script, in one round
-trip and with no PostgreSQL work.
+trip and with no PostgreSQL work. In a Redis Cluster the buckets and windows
+share a slot and the script runs there; the queues' counts, on their own
+slots, are read in a round trip before (only with QUEUE_MAX_PENDING).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.lifespan import Resources
 from tasks.exceptions import Overloaded, RateLimited
@@ -26,30 +29,44 @@ from tasks.exceptions import Overloaded, RateLimited
 # write it back. Past the last fairness threshold the level stops growing, so
 # a window keeps no more entries than its cap.
 #
-# KEYS: per queue its ready and scheduled sets, then buckets, then windows.
-# ARGV: queues, buckets, windows, rate, burst, max_pending, window_s, a cap per
-# window, then per request: queue, bucket and window numbers (0: none), task id.
-_ADMIT = """
+# KEYS: per queue its ready and scheduled sets (none in a cluster), then
+# buckets, then windows. ARGV: queues, buckets, windows, rate, burst,
+# max_pending, window_s, a cap per window, (in a cluster: each queue's waiting
+# count), then per request: queue, bucket and window numbers (0: none), task id.
+_ADMIT_HEAD = """
 local nq, nb, nw = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_pending, window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local waiting, tokens, counts = {}, {}, {}
+"""
+# Single Redis: the script counts each queue's waiting ids itself.
+_COUNT_QUEUES = """
+local kq, first = 2 * nq, 8 + nw
 for q = 1, nq do
   waiting[q] = redis.call('ZCARD', KEYS[2 * q - 1]) + redis.call('ZCARD', KEYS[2 * q])
 end
+"""
+# Cluster: the queues' sets live on other slots; their counts come as arguments.
+_GIVEN_COUNTS = """
+local kq, first = 0, 8 + nw + nq
+for q = 1, nq do
+  waiting[q] = tonumber(ARGV[7 + nw + q])
+end
+"""
+_ADMIT_BODY = """
 for b = 1, nb do
-  local state = redis.call('HMGET', KEYS[2 * nq + b], 'tokens', 'at')
+  local state = redis.call('HMGET', KEYS[kq + b], 'tokens', 'at')
   local at = tonumber(state[2]) or now
   tokens[b] = math.min(burst, (tonumber(state[1]) or burst) + math.max(0, now - at) * rate)
 end
 for w = 1, nw do
-  redis.call('ZREMRANGEBYSCORE', KEYS[2 * nq + nb + w], '-inf', now - window)
-  counts[w] = redis.call('ZCARD', KEYS[2 * nq + nb + w])
+  redis.call('ZREMRANGEBYSCORE', KEYS[kq + nb + w], '-inf', now - window)
+  counts[w] = redis.call('ZCARD', KEYS[kq + nb + w])
 end
 local out = {}
-for at = 8 + nw, #ARGV, 4 do
+for at = first, #ARGV, 4 do
   local q, b, w = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
   if b > 0 and tokens[b] < 1 then
     out[#out + 1] = 1
@@ -64,22 +81,25 @@ for at = 8 + nw, #ARGV, 4 do
     if w > 0 then
       before = counts[w]
       counts[w] = before + 1
-      redis.call('ZADD', KEYS[2 * nq + nb + w], now, ARGV[at + 3])
+      redis.call('ZADD', KEYS[kq + nb + w], now, ARGV[at + 3])
     end
     out[#out + 1] = 0
     out[#out + 1] = tostring(before)
   end
 end
 for b = 1, nb do
-  redis.call('HSET', KEYS[2 * nq + b], 'tokens', tostring(tokens[b]), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[2 * nq + b], math.ceil(burst / rate * 1000) + 1000)
+  redis.call('HSET', KEYS[kq + b], 'tokens', tostring(tokens[b]), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[kq + b], math.ceil(burst / rate * 1000) + 1000)
 end
 for w = 1, nw do
-  redis.call('ZREMRANGEBYRANK', KEYS[2 * nq + nb + w], 0, -(tonumber(ARGV[7 + w]) + 1))
-  redis.call('PEXPIRE', KEYS[2 * nq + nb + w], math.ceil(window * 1000))
+  redis.call('ZREMRANGEBYRANK', KEYS[kq + nb + w], 0, -(tonumber(ARGV[7 + w]) + 1))
+  redis.call('PEXPIRE', KEYS[kq + nb + w], math.ceil(window * 1000))
 end
 return out
 """
+_ADMIT = _ADMIT_HEAD + _COUNT_QUEUES + _ADMIT_BODY
+# Buckets and windows share the `{a}` hash tag (app/redis.py): one slot.
+_ADMIT_COUNTED = _ADMIT_HEAD + _GIVEN_COUNTS + _ADMIT_BODY
 
 ANONYMOUS = "-"  # tasks without an owner share one fairness count
 _ADMITTED, _RATE_LIMITED = 0, 1
@@ -159,9 +179,10 @@ class _Numbering:
 
 
 async def admit(resources: Resources, applicants: Sequence[Applicant]) -> list[Decision]:
-    """Decide a batch of POSTs in one round trip: a fairness level for each one
-    admitted, the refusal for the others. Raises a store error if Redis is down."""
-    settings, redis, keys = resources.settings, resources.redis, resources.keys
+    """Decide a batch of POSTs in one round trip (two in a cluster with
+    QUEUE_MAX_PENDING): a fairness level for each one admitted, the refusal for
+    the others. Raises a store error if Redis is down."""
+    settings, redis = resources.settings, resources.redis
     rate = settings.rate_limit_per_s
     fair = settings.fairness == "levels"
     if not (rate or settings.queue_max_pending or fair):
@@ -177,24 +198,45 @@ async def admit(resources: Resources, applicants: Sequence[Applicant]) -> list[D
         )
         for a in applicants
     ]
-    script = redis.register_script(_ADMIT)  # EVALSHA: the script is sent once
-    reply = await script(
-        keys=[
-            *(key for q in queues.numbers for key in (keys.ready(q), keys.scheduled(q))),
-            *(f"{keys.namespace}:bucket:{client}" for client in buckets.numbers),
-            *(keys.owner_window(owner) for owner in windows.numbers),
-        ],
-        args=[
-            len(queues.numbers), len(buckets.numbers), len(windows.numbers),
-            *(rate or (1.0, 1.0)), settings.queue_max_pending, settings.fairness_window_s,
-            *(_window_cap(resources, owner) for owner in windows.numbers),
-            *(value for call in calls for value in call),
-        ],
-    )  # fmt: skip
+    reply = await _decide(resources, queues, buckets, windows, calls)
     return [
         _decision(resources, applicant, int(reply[2 * i]), reply[2 * i + 1])
         for i, applicant in enumerate(applicants)
     ]
+
+
+async def _decide(
+    resources: Resources,
+    queues: _Numbering,
+    buckets: _Numbering,
+    windows: _Numbering,
+    calls: list[tuple[int, int, int, str]],
+) -> Any:
+    """Run the admission script. In a cluster the queues' sets live on other
+    slots than the buckets and windows (`{a}`): their counts are read first, in
+    a round trip of their own, and handed to the script."""
+    settings, keys = resources.settings, resources.keys
+    counted = settings.redis_cluster
+    waiting = await _waiting(resources, list(queues.numbers)) if counted else []
+    sets = (
+        [] if counted else [k for q in queues.numbers for k in (keys.ready(q), keys.scheduled(q))]
+    )
+    script = resources.redis.register_script(_ADMIT_COUNTED if counted else _ADMIT)  # EVALSHA
+    return await script(
+        keys=[
+            *sets,
+            *(keys.bucket(client) for client in buckets.numbers),
+            *(keys.owner_window(owner) for owner in windows.numbers),
+        ],
+        args=[
+            len(queues.numbers), len(buckets.numbers), len(windows.numbers),
+            *(settings.rate_limit_per_s or (1.0, 1.0)), settings.queue_max_pending,
+            settings.fairness_window_s,
+            *(_window_cap(resources, owner) for owner in windows.numbers),
+            *waiting,
+            *(value for call in calls for value in call),
+        ],
+    )  # fmt: skip
 
 
 def _decision(resources: Resources, applicant: Applicant, code: int, value: str) -> Decision:
@@ -213,3 +255,19 @@ def _window_cap(resources: Resources, owner: str) -> int:
     settings = resources.settings
     weight = settings.fairness_weights.get(owner, 1.0)
     return math.ceil(settings.level_thresholds[-1] * weight) + 1
+
+
+async def _waiting(resources: Resources, queues: list[str]) -> list[int]:
+    """Each queue's ready plus scheduled ids, in one pipeline."""
+    if not queues:
+        return []
+    keys = resources.keys
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zcard(keys.ready(queue))
+            pipe.zcard(keys.scheduled(queue))
+        sizes = await pipe.execute()
+    return [
+        int(ready) + int(scheduled)
+        for ready, scheduled in zip(sizes[::2], sizes[1::2], strict=True)
+    ]

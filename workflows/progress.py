@@ -139,7 +139,7 @@ async def sweep_once(resources: Resources, progress: Progress) -> int:
 async def sweep_loop(resources: Resources, progress: Progress) -> None:
     """One sweep per RECONCILE_INTERVAL_SECONDS across the fleet (a Redis lock)."""
     interval_s = resources.settings.reconcile_interval_s
-    lock = f"{resources.keys.namespace}:lock:workflows"
+    lock = resources.keys.workflow_lock
     while True:
         stop_if_canceled()
         try:

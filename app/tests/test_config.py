@@ -426,3 +426,43 @@ def test_a_bad_access_control_value_stops_load_settings_with_one_line(
     for secret in values.values():
         if len(secret) > 8:
             assert secret not in lines[0] or name == "CORS_ORIGINS"
+
+
+# --- Redis Cluster -----------------------------------------------------------
+
+
+def test_redis_cluster_is_off_by_default_and_read_with_a_seed_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert settings().redis_cluster is False
+    monkeypatch.setenv("REDIS_URL", "redis://cache-0:6379/0")
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    found = settings()
+    assert found.redis_cluster is True and found.cache_url == "redis://cache-0:6379/0"
+
+
+CLUSTER_BAD_VALUES = [
+    {"REDIS_CLUSTER": "true"},  # the embedded Valkey is no cluster
+    {"REDIS_CLUSTER": "true", "REDIS_URL": "unix:///run/redis.sock"},
+    {"REDIS_CLUSTER": "true", "REDIS_URL": "redis://cache:6379/2"},
+    {"REDIS_CLUSTER": "true", "REDIS_URL": "redis://cache:6379", "REDIS_QUEUE_NAME": "a{b}"},
+    {"REDIS_CLUSTER": "maybe"},
+]
+
+
+@pytest.mark.parametrize("values", CLUSTER_BAD_VALUES)
+def test_a_cluster_setting_that_cannot_work_stops_load_settings_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    values: dict[str, str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert stopped.value.code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("taskline: invalid setting REDIS_CLUSTER:"), lines[0]

@@ -23,6 +23,7 @@ def taskline(settings: Settings, *args: str, **env: str) -> subprocess.Completed
         **{k: v for k, v in os.environ.items() if not k.startswith(("AUTH", "TASKLINE"))},
         "DATABASE_URL": plain_dsn(settings.db_url),
         "REDIS_URL": settings.cache_url,
+        "REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "REDIS_QUEUE_NAME": settings.redis_queue_name,
         "AUTH": "keys",
         "AUTH_PEPPER": settings.auth_pepper.get_secret_value(),

@@ -34,6 +34,7 @@ def second_api(settings: Settings, tmp_path: Path) -> Iterator[str]:
         **os.environ,
         "DATABASE_URL": plain_dsn(settings.db_url),
         "REDIS_URL": settings.cache_url,
+        "REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "REDIS_QUEUE_NAME": settings.redis_queue_name,
         "AUTH": "keys",
         "AUTH_PEPPER": settings.auth_pepper.get_secret_value(),

@@ -132,6 +132,7 @@ def spawn_gateway(settings: Settings, database_url: str, tmp_path: Path) -> Iter
             "GATEWAY_TARGET_BASE_URL": settings.gateway_target_base_url,
             "DATABASE_URL": database_url,
             "REDIS_URL": settings.cache_url,
+            "REDIS_CLUSTER": str(settings.redis_cluster).lower(),
             "REDIS_QUEUE_NAME": settings.redis_queue_name,
             "TASKLINE_HANDLERS": TEST_HANDLERS,
             "LOG_LEVEL": "WARNING",

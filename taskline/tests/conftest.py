@@ -45,6 +45,7 @@ def api(settings: Settings, database_url: str, tmp_path: Path) -> Iterator[str]:
         "API_PORT": str(port),
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.cache_url,
+        "REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "REDIS_QUEUE_NAME": settings.redis_queue_name,
         "TASKLINE_HANDLERS": TEST_HANDLERS,
         "LOG_LEVEL": "WARNING",

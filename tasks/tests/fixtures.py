@@ -3,7 +3,8 @@
 The embedded servers start once per session in a temporary folder on free
 ports, unless TEST_DATABASE_URL / TEST_REDIS_URL name servers to use. Each test
 gets its own database cloned from a migrated template and its own Redis key
-namespace, both removed afterwards.
+namespace, both removed afterwards. With TEST_REDIS_CLUSTER=true the tests run
+on a Redis Cluster: TEST_REDIS_URL's, or three embedded Valkey nodes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from app.config import Settings
 from app.embedded import EmbeddedPostgres, EmbeddedValkey
@@ -35,6 +36,7 @@ from app.migrate import upgrade
 from main import create_app
 from tasks.handlers import load_handlers
 from tasks.tests import handlers as test_handlers
+from tasks.tests.cluster import ValkeyCluster
 from tasks.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,8 @@ class Stores:
     postgres: EmbeddedPostgres | None
     valkey: EmbeddedValkey | None
     template: str = ""
+    cluster: ValkeyCluster | None = None
+    redis_cluster: bool = False  # redis_url names a node of a cluster
 
 
 def _run(coro: Awaitable[Any]) -> Any:
@@ -102,6 +106,7 @@ def _stores(base: Path) -> Iterator[Stores]:
         postgres=None,
         valkey=None,
         template=f"taskline_template_{os.getpid()}",
+        redis_cluster=os.environ.get("TEST_REDIS_CLUSTER", "").lower() == "true",
     )
     try:
         if not found.admin_url:
@@ -109,16 +114,24 @@ def _stores(base: Path) -> Iterator[Stores]:
             found.postgres.start()
             found.admin_url = found.postgres.url()
         found.admin_url = found.admin_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-        if not found.redis_url:
+        if not found.redis_url and found.redis_cluster:
+            found.cluster = ValkeyCluster(base / "cluster")
+            found.cluster.start()
+            found.redis_url = found.cluster.url
+        elif not found.redis_url:
             found.valkey = EmbeddedValkey(base / "valkey", free_port())
             found.valkey.start()
             found.redis_url = found.valkey.url()
+        if found.redis_cluster:
+            CLUSTER_URLS.add(found.redis_url)
         _make_template(found)
         yield found
         _run(_admin(found.admin_url, f'DROP DATABASE IF EXISTS "{found.template}" WITH (FORCE)'))
     finally:
         if found.valkey is not None:
             found.valkey.stop()
+        if found.cluster is not None:
+            found.cluster.stop()
         if found.postgres is not None:
             found.postgres.stop()
 
@@ -146,10 +159,18 @@ async def namespace(stores: Stores) -> AsyncIterator[str]:
     """This test's own Redis key namespace, deleted afterwards."""
     prefix = f"test:{uuid.uuid4().hex[:12]}"
     yield prefix
-    redis = Redis.from_url(stores.redis_url)
+    await delete_namespace(stores.redis_url, prefix)
+
+
+async def delete_namespace(redis_url: str, prefix: str) -> None:
+    """Every key of a namespace, on a single Redis or every node of a cluster."""
+    redis: Redis | RedisCluster
+    redis = (
+        RedisCluster.from_url(redis_url) if redis_url in CLUSTER_URLS else Redis.from_url(redis_url)
+    )
     try:
         keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
-        if keys:
+        if keys:  # the cluster client sends each slot its own DEL
             await redis.delete(*keys)
     finally:
         await redis.aclose()
@@ -163,10 +184,23 @@ def settings(
     return make_settings(database_url, stores.redis_url, namespace)
 
 
+async def blocked_clients(redis: Redis | RedisCluster) -> int:
+    """Clients blocked on a command (a BZMPOP, an XREAD BLOCK), on every node of a cluster."""
+    if isinstance(redis, RedisCluster):
+        infos: Any = await redis.info("clients", target_nodes=RedisCluster.ALL_NODES)
+        return sum(int(info["blocked_clients"]) for info in infos.values())
+    return int((await redis.info("clients"))["blocked_clients"])
+
+
+# Redis URLs that name a node of a cluster: settings made for them say so.
+CLUSTER_URLS: set[str] = set()
+
+
 def make_settings(database_url: str, redis_url: str, namespace: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "redis_url": redis_url,
+        "redis_cluster": redis_url in CLUSTER_URLS,
         "redis_queue_name": namespace,
         "taskline_handlers": TEST_HANDLERS,
         "worker_shutdown_timeout_s": 5.0,
@@ -223,6 +257,8 @@ async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
     started: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(**overrides: Any) -> Worker:
+        if "redis_url" in overrides:  # a server of the test's own: a cluster or not
+            overrides.setdefault("redis_cluster", overrides["redis_url"] in CLUSTER_URLS)
         worker_settings = settings.model_copy(update=overrides)
         worker = Worker(worker_settings, load_handlers(worker_settings.handler_modules))
         task = asyncio.create_task(worker.run(), name="test-worker")
@@ -306,6 +342,8 @@ def spawn_worker(
             "LOG_LEVEL": "INFO",
             **env_overrides,
         }
+        if "REDIS_CLUSTER" not in env_overrides:  # the test may name a Redis of its own
+            env["REDIS_CLUSTER"] = str(env["REDIS_URL"] in CLUSTER_URLS).lower()
         log_path = tmp_path / f"worker-{len(spawned)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -345,6 +383,8 @@ def spawn_api(
             "LOG_LEVEL": "WARNING",
             **env_overrides,
         }
+        if "REDIS_CLUSTER" not in env_overrides:  # the test may name a Redis of its own
+            env["REDIS_CLUSTER"] = str(env["REDIS_URL"] in CLUSTER_URLS).lower()
         log_path = tmp_path / f"api-{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -378,6 +418,23 @@ def spawn_api(
                     os.killpg(process.pid, signum)
                 with suppress(subprocess.TimeoutExpired):
                     process.wait(20)
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(stores: Stores) -> Iterator[ValkeyCluster]:
+    """A Valkey cluster of three masters whose nodes a test may restart: the
+    session's own under TEST_REDIS_CLUSTER=true, else one started on first use."""
+    if stores.cluster is not None:
+        yield stores.cluster
+        return
+    with tempfile.TemporaryDirectory(prefix="taskline-cluster-") as base:
+        cluster = ValkeyCluster(Path(base))
+        cluster.start()
+        CLUSTER_URLS.add(cluster.url)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture

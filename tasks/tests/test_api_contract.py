@@ -32,6 +32,7 @@ def api_url(settings: Settings, database_url: str, tmp_path: Path) -> Iterator[s
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.cache_url,
+        "REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "REDIS_QUEUE_NAME": settings.redis_queue_name,
         "API_PORT": str(port),
         "LOG_LEVEL": "WARNING",

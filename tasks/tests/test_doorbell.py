@@ -251,6 +251,18 @@ async def test_promote_with_no_queue_known_promotes_nothing(resources: Resources
     assert await Doorbell(resources).promote_due(now_s=T) == 0
 
 
+async def test_promote_also_covers_queues_the_queue_list_lost(resources: Resources) -> None:
+    """A worker promotes its own queues even when the list no longer names them
+    (in a Redis Cluster the list and the scheduled sets live on other nodes)."""
+    doorbell = Doorbell(resources)
+    bell = Bell(new_id(), "q", 0, T + 10)
+    await doorbell.schedule([bell])
+    await resources.redis.delete(resources.keys.queues)
+    assert await doorbell.promote_due(now_s=T + 10) == 0
+    assert await doorbell.promote_due(now_s=T + 10, also=["q"]) == 1
+    assert await popped_ids(doorbell, "q") == [bell.id]
+
+
 async def test_a_promoted_id_lands_at_the_place_its_rank_says(resources: Resources) -> None:
     doorbell = Doorbell(resources)
     ready_rank_3 = Bell(new_id(), "q", 3, T - 60)

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
+from redis.asyncio import RedisCluster
 
 from app.embedded import EmbeddedValkey
 from app.lifespan import Resources
@@ -208,7 +209,10 @@ async def test_the_feed_reads_longer_than_it_blocks(resources: Resources) -> Non
     feed = EventFeed(resources, Waiters(resources))
     client = feed._client()
     try:
-        timeout_s = client.connection_pool.connection_kwargs["socket_timeout"]
+        if isinstance(client, RedisCluster):  # TEST_REDIS_CLUSTER=true: per node
+            timeout_s = client.nodes_manager.connection_kwargs["socket_timeout"]
+        else:
+            timeout_s = client.connection_pool.connection_kwargs["socket_timeout"]
         assert timeout_s is not None and timeout_s > BLOCK_MS / 1000
     finally:
         await client.aclose()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.errors import is_store_error
 from app.lifespan import Resources
 from app.loops import stop_if_canceled
+from app.redis import open_pubsub
 from tasks import events, repository, tally
 from tasks.doorbell import Doorbell
 from tasks.models import TaskStatus
@@ -201,7 +202,7 @@ async def promote_scheduled(resources: Resources, *, interval_s: float = 0.25) -
     while True:
         stop_if_canceled()
         try:
-            await Doorbell(resources).promote_due(now_s=time.time())
+            await Doorbell(resources).promote_due(now_s=time.time(), also=resources.settings.queues)
             backoff.reset()
             await asyncio.sleep(interval_s)
         except Exception as error:
@@ -217,7 +218,7 @@ async def listen_for_cancels(resources: Resources, cancel_requested: CancelTasks
     backoff = Backoff()
     while True:
         try:
-            async with resources.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            async with await open_pubsub(resources.redis) as pubsub:
                 await pubsub.subscribe(resources.keys.cancel_channel)
                 backoff.reset()
                 while True:

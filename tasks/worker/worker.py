@@ -321,6 +321,7 @@ class Worker:
         with suppress(Exception):  # else its report expires by itself
             await presence.withdraw(self.resources, self.worker_id)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.doorbell.settle(timeout_s=POP_TIMEOUT_S + 1)
         await close_resources(self.resources)
         log.info("worker %s stopped", self.worker_id)
 

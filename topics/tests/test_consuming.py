@@ -12,6 +12,7 @@ import httpx
 from app.config import Settings
 from app.lifespan import Resources
 from main import create_app
+from tasks.tests.fixtures import blocked_clients
 from tasks.worker import maintenance
 from topics.tests.conftest import (
     create_queue,
@@ -25,8 +26,7 @@ from topics.tests.conftest import (
 
 async def blocked(resources: Resources) -> bool:
     """Whether a client is blocked on Redis (a lease waiting on the doorbell)."""
-    info = await resources.redis.info("clients")
-    return int(info["blocked_clients"]) >= 1
+    return await blocked_clients(resources.redis) >= 1
 
 
 async def status_of(db: asyncpg.Connection, message_id: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from app.lifespan import Resources
 from tasks import events
+from tasks.tests import fixtures
 from tasks.tests.fixtures import WorkerProcess
 from topics.tests.conftest import HANDLERS, create_queue, lease, stop, wait_for
 
@@ -42,8 +43,7 @@ async def all_completed(db: asyncpg.Connection, total: int, timeout_s: float) ->
 
 async def blocked_clients(resources: Resources, at_least: int) -> None:
     async def blocked() -> bool:
-        info = await resources.redis.info("clients")
-        return int(info["blocked_clients"]) >= at_least
+        return await fixtures.blocked_clients(resources.redis) >= at_least
 
     await wait_for(blocked, timeout_s=30, what=f"{at_least} consumers waiting on the doorbell")
 
