@@ -176,12 +176,12 @@ class Keys:
     def consumers_polled(self) -> str:
         """Sorted set of HTTP consumers (`<queue> <consumer>`) scored by when a
         lease of theirs last answered (Unix seconds), trimmed by topics/presence.py."""
-        return f"{self.namespace}:consumers:polled"
+        return f"{self.namespace}:{{g}}:consumers:polled"
 
     @property
     def consumers_leased(self) -> str:
         """The same, scored by when a lease of theirs last took messages."""
-        return f"{self.namespace}:consumers:leased"
+        return f"{self.namespace}:{{g}}:consumers:leased"
 
     @property
     def workers(self) -> str:
