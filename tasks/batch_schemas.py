@@ -10,7 +10,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from app.error_bodies import ValidationErrorBody
-from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, TaskCreate, TaskOut, request_hash
+from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, TASK_EXAMPLE, TaskCreate, TaskOut, request_hash
 
 MAX_BATCH_ITEMS = 1000
 # Up to 8 KiB an item on average at 1,000 items; POST /tasks keeps its 1 MiB.
@@ -100,30 +100,16 @@ class BatchResult(BaseModel):
     error: BatchItemError | None = Field(None, description="With any other status.")
 
 
-_CREATED: dict[str, JsonValue] = {
-    "id": "019a8f3c-5a7e-7c11-9d2e-6f1b2a3c4d5e",
+# A task as POST /tasks answers it the moment it is stored.
+_CREATED: dict[str, Any] = {
+    **TASK_EXAMPLE,
     "message": "resize 1",
-    "kind": "echo",
     "payload": {"width": 640},
     "status": "pending",
     "result": None,
-    "error": None,
-    "errors": [],
     "attempts": 0,
-    "max_attempts": 3,
-    "redrives": 0,
-    "timeout_seconds": 300.0,
-    "run_at": "2026-11-23T10:00:00.000000Z",
     "expires_at": None,
-    "lease_expires_at": None,
     "worker_id": None,
-    "cancel_requested": False,
-    "queue": "default",
-    "priority": 5,
-    "fair_level": 0,
-    "owner": None,
-    "workflow_id": None,
-    "created_at": "2026-11-23T10:00:00.000000Z",
     "updated_at": "2026-11-23T10:00:00.000000Z",
     "started_at": None,
     "finished_at": None,

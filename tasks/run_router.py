@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, TypeVar, Union
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import QUEUE_PATTERN
@@ -125,6 +125,22 @@ def run_router(registry: Registry) -> APIRouter:
     return router
 
 
+async def run_context(
+    intake: IntakeDep,
+    resources: ResourcesDep,
+    registry: RegistryDep,
+    waiters: WaitersDep,
+    client: ClientDep,
+    caller: CallerDep,
+    idempotency_key: KeyHeader = None,
+) -> runs.RunContext:
+    """What every /run operation hands to runs.run: the API's parts and the caller."""
+    return runs.RunContext(intake, resources, registry, waiters, client, idempotency_key, caller)
+
+
+RunContextDep = Annotated[runs.RunContext, Depends(run_context)]
+
+
 RUN_DOC = """Create a task of this kind with the body as its payload (or an envelope:
 `{"payload": {...}, "priority", "queue", "owner", "timeout_seconds",
 "max_attempts"}` and nothing else), wait for it and answer with its result:
@@ -138,19 +154,10 @@ def _any_kind_endpoint(typed: list[str]) -> Endpoint:
         request: Request,
         kind: str,
         body: Annotated[dict[str, Any] | RunEnvelope[dict[str, Any]], Body()],
-        intake: IntakeDep,
-        resources: ResourcesDep,
-        registry: RegistryDep,
-        waiters: WaitersDep,
-        client: ClientDep,
-        caller: CallerDep,
-        idempotency_key: KeyHeader = None,
+        context: RunContextDep,
         wait: WaitQuery = RUN_DEFAULT_WAIT_S,
     ) -> dict[str, Any]:
         raw = await request.json()  # as sent: FastAPI has parsed it already
-        context = runs.RunContext(
-            intake, resources, registry, waiters, client, idempotency_key, caller
-        )
         envelope = runs.is_envelope(raw)
         return await runs.run(context, kind=kind, body=raw, envelope=envelope, wait_s=wait)
 
@@ -167,19 +174,10 @@ def _kind_endpoint(kind: str, body_type: Any) -> Endpoint:
     async def run_kind(
         request: Request,
         body: Any,
-        intake: IntakeDep,
-        resources: ResourcesDep,
-        registry: RegistryDep,
-        waiters: WaitersDep,
-        client: ClientDep,
-        caller: CallerDep,
-        idempotency_key: KeyHeader = None,
+        context: RunContextDep,
         wait: WaitQuery = RUN_DEFAULT_WAIT_S,
     ) -> dict[str, Any]:
         raw = await request.json()
-        context = runs.RunContext(
-            intake, resources, registry, waiters, client, idempotency_key, caller
-        )
         envelope = isinstance(body, RunEnvelope)
         return await runs.run(context, kind=kind, body=raw, envelope=envelope, wait_s=wait)
 

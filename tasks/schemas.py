@@ -232,40 +232,39 @@ class TaskPatch(BaseModel):
     status: Literal["canceled"] = Field(description="The only change a client may ask for.")
 
 
+TASK_EXAMPLE: dict[str, Any] = {
+    "id": "019a8f3c-5a7e-7c11-9d2e-6f1b2a3c4d5e",
+    "message": "Hello World",
+    "kind": "echo",
+    "payload": {},
+    "status": "completed",
+    "result": {"message": "Hello World"},
+    "error": None,
+    "errors": [],
+    "attempts": 1,
+    "max_attempts": 3,
+    "redrives": 0,
+    "timeout_seconds": 300.0,
+    "run_at": "2026-11-23T10:00:00.000000Z",
+    "lease_expires_at": None,
+    "worker_id": "host:4242:a1b2c3",
+    "cancel_requested": False,
+    "queue": "default",
+    "priority": 5,
+    "fair_level": 0,
+    "owner": None,
+    "workflow_id": None,
+    "created_at": "2026-11-23T10:00:00.000000Z",
+    "updated_at": "2026-11-23T10:00:00.004000Z",
+    "started_at": "2026-11-23T10:00:00.002000Z",
+    "finished_at": "2026-11-23T10:00:00.004000Z",
+}
+
+
 class TaskOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "019a8f3c-5a7e-7c11-9d2e-6f1b2a3c4d5e",
-                    "message": "Hello World",
-                    "kind": "echo",
-                    "payload": {},
-                    "status": "completed",
-                    "result": {"message": "Hello World"},
-                    "error": None,
-                    "errors": [],
-                    "attempts": 1,
-                    "max_attempts": 3,
-                    "redrives": 0,
-                    "timeout_seconds": 300.0,
-                    "run_at": "2026-11-23T10:00:00.000000Z",
-                    "lease_expires_at": None,
-                    "worker_id": "host:4242:a1b2c3",
-                    "cancel_requested": False,
-                    "queue": "default",
-                    "priority": 5,
-                    "fair_level": 0,
-                    "owner": None,
-                    "workflow_id": None,
-                    "created_at": "2026-11-23T10:00:00.000000Z",
-                    "updated_at": "2026-11-23T10:00:00.004000Z",
-                    "started_at": "2026-11-23T10:00:00.002000Z",
-                    "finished_at": "2026-11-23T10:00:00.004000Z",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [TASK_EXAMPLE]},
     )
 
     id: uuid.UUID
