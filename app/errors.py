@@ -33,6 +33,9 @@ POSTGRES_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, "cannot connect now"
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    # A deadlock or serialization failure aborted the statement and changed
+    # nothing: transient, so retried like an outage, never fatal to a loop.
+    asyncpg.exceptions.TransactionRollbackError,
 )
 STORE_ERRORS: tuple[type[Exception], ...] = (
     *REDIS_ERRORS,

@@ -148,9 +148,17 @@ _FINISH = f"""
 """
 
 
+def _task_id(outcome: Outcome) -> uuid.UUID:
+    return outcome.task_id
+
+
 async def finish(*, conn: Any, outcomes: Sequence[Outcome], worker_id: str) -> list[Recorded]:
     """Record many outcomes in one statement. An attempt this worker no longer
-    owns (its lease was lost and the task reclaimed) is not overwritten."""
+    owns (its lease was lost and the task reclaimed) is not overwritten.
+
+    In id order, as the heartbeat's renewal takes its rows: two statements that
+    lock the same rows in one order do not deadlock."""
+    outcomes = sorted(outcomes, key=_task_id)
     rows = await conn.fetch(
         _FINISH,
         [o.task_id for o in outcomes],
@@ -196,5 +204,5 @@ async def extend_leases(
 ) -> Renewal:
     """Renew the leases of the tasks this worker still holds, in one statement. A
     lease that has already expired is not renewed: the task may be someone else's."""
-    rows = await conn.fetch(_EXTEND_LEASES, worker_id, list(ids), lease_s)
+    rows = await conn.fetch(_EXTEND_LEASES, worker_id, sorted(ids), lease_s)
     return Renewal({row[0] for row in rows}, [row[0] for row in rows if row[1]])
