@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from app.errors import is_store_error
 from app.lifespan import Resources
-from app.loops import stop_if_canceled
+from app.loops import cancel_and_wait, stop_if_canceled
 from app.redis import RedisClient, create_reader_redis
 from tasks import events
 from tasks.waiters import Waiters
@@ -59,8 +59,7 @@ class EventFeed:
 
     async def close(self) -> None:
         if self._runner is not None:
-            self._runner.cancel()
-            _, stuck = await asyncio.wait([self._runner], timeout=CLOSE_TIMEOUT_S)
+            stuck = await cancel_and_wait([self._runner], timeout_s=CLOSE_TIMEOUT_S)
             if stuck:
                 log.warning("event feed did not stop within %.0fs of being canceled",
                             CLOSE_TIMEOUT_S)  # fmt: skip
@@ -87,6 +86,7 @@ class EventFeed:
             try:
                 if not self.connected:
                     await self._connect()
+                    stop_if_canceled()  # before the blocking read, not after it
                 reply: Any = await self._client().xread(
                     {self.resources.keys.events: self.last_id or "$"},
                     count=READ_COUNT,

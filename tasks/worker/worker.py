@@ -28,7 +28,7 @@ from app.config import Settings
 from app.errors import is_store_error
 from app.lifespan import close_resources, open_resources
 from app.logs import bind_task, bind_worker
-from app.loops import stop_if_canceled
+from app.loops import cancel_and_wait, stop_if_canceled
 from tasks import events, presence, repository, tally
 from tasks.doorbell import Doorbell, Popped
 from tasks.handlers import Registry
@@ -350,11 +350,7 @@ async def _cancel(*tasks: asyncio.Task[None], timeout_s: float = 5.0) -> None:
     """Cancel and wait, but not forever. A cancel a client library loses is
     caught by the loops themselves (app/loops.py); should one still get stuck,
     the shutdown goes on without it and the log says where it waited."""
-    for task in tasks:
-        task.cancel()
-    if not tasks:
-        return
-    _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+    stuck = await cancel_and_wait(tasks, timeout_s=timeout_s)
     for task in stuck:
         frames = task.get_stack(limit=1)
         where = f" (at {frames[0].f_code.co_filename}:{frames[0].f_lineno})" if frames else ""
