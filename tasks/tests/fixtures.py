@@ -37,6 +37,7 @@ from main import create_app
 from tasks.handlers import load_handlers
 from tasks.tests import handlers as test_handlers
 from tasks.tests.cluster import ValkeyCluster
+from tasks.tests.databases import DatabasePool
 from tasks.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,7 @@ class Stores:
     template: str = ""
     cluster: ValkeyCluster | None = None
     redis_cluster: bool = False  # redis_url names a node of a cluster
+    databases: DatabasePool | None = None
 
 
 def _run(coro: Awaitable[Any]) -> Any:
@@ -125,7 +127,10 @@ def _stores(base: Path) -> Iterator[Stores]:
         if found.redis_cluster:
             CLUSTER_URLS.add(found.redis_url)
         _make_template(found)
+        found.databases = DatabasePool(plain_dsn(found.admin_url), found.template)
+        found.databases.start()
         yield found
+        found.databases.stop()
         _run(_admin(found.admin_url, f'DROP DATABASE IF EXISTS "{found.template}" WITH (FORCE)'))
     finally:
         if found.valkey is not None:
@@ -146,12 +151,12 @@ def _make_template(found: Stores) -> None:
 
 @pytest.fixture
 async def database_url(stores: Stores) -> AsyncIterator[str]:
-    """A fresh, migrated database of this test's own."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    await _admin(stores.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{stores.template}"')
+    """A fresh, migrated database of this test's own (tasks/tests/databases.py)."""
+    assert stores.databases is not None
+    name = await asyncio.to_thread(stores.databases.take)
     yield with_database(stores.admin_url, name)
     await test_handlers.close_pools()
-    await _admin(stores.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    stores.databases.give_back(name)
 
 
 @pytest.fixture
