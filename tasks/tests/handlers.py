@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextlib import suppress
 from typing import Any
 
 import asyncpg
@@ -14,15 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.handlers import NoRetry, TaskContext, handler
 
-_pools: dict[tuple[str, int], asyncpg.Pool] = {}
+# One pool per database and event loop, made by the first handler that asks:
+# the others wait for the same one (made twice, one would never be closed).
+_pools: dict[tuple[str, int], asyncio.Future[asyncpg.Pool]] = {}
 
 
 async def _pool() -> asyncpg.Pool:
     dsn = os.environ["TASKLINE_TEST_RECORD_DSN"]
     key = (dsn, id(asyncio.get_running_loop()))
     if key not in _pools:
-        _pools[key] = await asyncpg.create_pool(dsn, min_size=1, max_size=5)
-    return _pools[key]
+        _pools[key] = asyncio.ensure_future(asyncpg.create_pool(dsn, min_size=1, max_size=5))
+    return await asyncio.shield(_pools[key])
 
 
 class RecordPayload(BaseModel):
@@ -92,4 +95,6 @@ async def not_json(task: TaskContext) -> object:
 async def close_pools() -> None:
     loop_id = id(asyncio.get_running_loop())
     for key in [key for key in _pools if key[1] == loop_id]:
-        await _pools.pop(key).close()
+        made = _pools.pop(key)
+        with suppress(Exception):  # a pool that could not be made has nothing to close
+            await (await made).close()
