@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, Security
+from fastapi import APIRouter, Response
 from pydantic_core import to_json
 
 from app.error_bodies import error_responses
-from auth.caller import Scope
-from auth.dependencies import AUTH_RESPONSES, CallerDep, require
+from auth.dependencies import AUTH_RESPONSES
 from tasks import batch
 from tasks.batch_schemas import BATCH_MAX_BODY_BYTES, MAX_BATCH_ITEMS, BatchOut, TaskBatchIn
-from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep
+from tasks.dependencies import WriterDep
 
 batch_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
 
@@ -29,16 +28,8 @@ batch_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONS
         (503, "PostgreSQL or Redis is unreachable; nothing was written."),
     ),
     summary="Create many tasks",
-    dependencies=[Security(require, scopes=[Scope.TASKS_WRITE])],
 )
-async def create_tasks(
-    body: TaskBatchIn,
-    caller: CallerDep,
-    intake: IntakeDep,
-    resources: ResourcesDep,
-    registry: RegistryDep,
-    client: ClientDep,
-) -> Response:
+async def create_tasks(body: TaskBatchIn, writer: WriterDep) -> Response:
     """Each item is a POST /tasks body (plus its own `idempotency_key`) and is
     judged as POST /tasks would judge it; the answer is 200 with one result per
     item, in order: its status (201, 200 for a replayed key, 403, 422, 429, 503)
@@ -49,8 +40,8 @@ async def create_tasks(
     fails the whole request (503) and writes nothing. Tasks belong to the key's
     owner; an item naming another owner is refused (403) unless the key is admin."""
     answer = await batch.create_tasks(
-        intake=intake, settings=resources.settings, registry=registry, items=body.tasks,
-        caller=caller, client=client,
+        intake=writer.intake, settings=writer.resources.settings, registry=writer.registry,
+        items=body.tasks, caller=writer.caller, client=writer.client,
     )  # fmt: skip
     # Serialized once, here: FastAPI would validate 1,000 tasks again first.
     return Response(to_json(answer), media_type="application/json")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.lifespan import Resources
 from app.redis import RedisClient
-from auth.dependencies import CallerDep
+from auth.caller import Caller, Scope
+from auth.dependencies import CallerDep, require
 from tasks import limits, repository
 from tasks.exceptions import TaskNotFound
 from tasks.feed import EventFeed
@@ -78,7 +80,7 @@ async def get_feed(request: Request) -> EventFeed:
 FeedDep = Annotated[EventFeed, Depends(get_feed)]
 
 
-async def get_client(request: Request, caller: CallerDep) -> str:
+def client_of(request: Request, caller: Caller) -> str:
     """Who is asking, for the rate limit: the key's owner (AUTH=keys), else the
     X-API-Key header (hashed), else the address."""
     if caller.key_id is not None and caller.owner is not None:
@@ -87,7 +89,39 @@ async def get_client(request: Request, caller: CallerDep) -> str:
     return limits.client_key(request.headers.get("x-api-key"), address)
 
 
+async def get_client(request: Request, caller: CallerDep) -> str:
+    return client_of(request, caller)
+
+
 ClientDep = Annotated[str, Depends(get_client)]
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """What creating tasks takes: the API process's parts and who asks (with
+    `tasks:write`). One dependency for all of it: FastAPI solves each dependency
+    of each request anew, and for POST /tasks those solves cost more CPU than
+    the rest of the route."""
+
+    intake: Intake
+    resources: Resources
+    registry: Registry
+    waiters: Waiters
+    caller: Caller
+    client: str
+
+
+async def get_writer(
+    request: Request, caller: Annotated[Caller, Security(require, scopes=[Scope.TASKS_WRITE])]
+) -> Writer:
+    state = request.app.state
+    return Writer(
+        state.intake, state.resources, state.registry, state.waiters, caller,
+        client_of(request, caller),
+    )  # fmt: skip
+
+
+WriterDep = Annotated[Writer, Depends(get_writer)]
 
 
 async def valid_task(task_id: uuid.UUID, session: SessionDep, caller: CallerDep) -> Task:

@@ -16,14 +16,12 @@ from auth.caller import Scope
 from auth.dependencies import AUTH_RESPONSES, CallerDep, require
 from tasks import service, sse
 from tasks.dependencies import (
-    ClientDep,
     FeedDep,
-    IntakeDep,
-    RegistryDep,
     ResourcesDep,
     SessionDep,
     TaskDep,
     WaitersDep,
+    WriterDep,
 )
 from tasks.event_schemas import STREAM_RESPONSE
 from tasks.events import EVENT_ID_PATTERN
@@ -104,17 +102,11 @@ _NOT_FOUND = (404, "No such task.")
         ),
     },
     summary="Create a task",
-    dependencies=WRITE,
 )
 async def create_task(
     body: TaskCreate,
     response: Response,
-    caller: CallerDep,
-    intake: IntakeDep,
-    resources: ResourcesDep,
-    registry: RegistryDep,
-    client: ClientDep,
-    waiters: WaitersDep,
+    writer: WriterDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
     ] = None,
@@ -127,12 +119,12 @@ async def create_task(
     The task belongs to the key's owner; only an admin key may name another `owner`."""
     started_s = time.monotonic()
     row, created = await service.create_task(
-        intake=intake, resources=resources, registry=registry, body=body, caller=caller,
-        idempotency_key=idempotency_key, client=client,
+        intake=writer.intake, resources=writer.resources, registry=writer.registry, body=body,
+        caller=writer.caller, idempotency_key=idempotency_key, client=writer.client,
     )  # fmt: skip
     if wait is not None:
         row = await service.wait_final(
-            waiters=waiters, row=row, timeout_s=wait - (time.monotonic() - started_s)
+            waiters=writer.waiters, row=row, timeout_s=wait - (time.monotonic() - started_s)
         )
         if not service.is_final(row):
             response.status_code = status.HTTP_202_ACCEPTED
