@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -24,7 +26,16 @@ from rates import percentile  # noqa: E402
 from app.embedded import EmbeddedPostgres, EmbeddedValkey  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 
-__all__ = ["ROOT", "Stack", "free_port", "percentile", "stack", "start_api", "start_worker"]
+__all__ = [
+    "ROOT",
+    "Stack",
+    "free_port",
+    "percentile",
+    "server_processes",
+    "stack",
+    "start_api",
+    "start_worker",
+]
 
 
 def free_port() -> int:
@@ -101,3 +112,20 @@ def start_api(found: Stack, port: int, **env: str) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         env=found.env(API_PORT=str(port), **env),
     )
+
+
+def server_processes(found: Stack) -> list[list[psutil.Process]]:
+    """[PostgreSQL's processes, Valkey's]: each server found by the port it
+    listens on (the postmaster with its backends); an empty list if not local."""
+    ports = [urlsplit(found.database_url).port, urlsplit(found.redis_url).port]
+    groups: list[list[psutil.Process]] = [[], []]
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        for index, port in enumerate(ports):
+            if (
+                port is not None
+                and str(port) in cmdline
+                and ("-p" in cmdline or "--port" in cmdline)
+            ):
+                groups[index] = [process, *process.children(recursive=True)]
+    return groups

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+import uuid
 
 import asyncpg
 import psutil
-from common import Stack, stack, start_worker
+from common import Stack, server_processes, stack, start_worker
 from redis.asyncio import Redis
 
 from app.ids import uuid7
@@ -28,6 +29,11 @@ STARTUP_S = 3.0
 
 async def enqueue(found: Stack, count: int, kind: str = "echo") -> None:
     """`count` pending tasks of `kind`, stored in one COPY, then their doorbells rung."""
+    await ring(found, await store(found, count, kind))
+
+
+async def store(found: Stack, count: int, kind: str = "echo") -> list[uuid.UUID]:
+    """`count` pending tasks of `kind`, stored in one COPY; no doorbell yet."""
     ids = [uuid7() for _ in range(count)]
     conn = await asyncpg.connect(found.dsn)
     try:
@@ -38,10 +44,14 @@ async def enqueue(found: Stack, count: int, kind: str = "echo") -> None:
         )
     finally:
         await conn.close()
+    return ids
+
+
+async def ring(found: Stack, ids: list[uuid.UUID]) -> None:
     redis = Redis.from_url(found.redis_url)
     ready = Keys(found.namespace).ready("default")
     try:
-        for start in range(0, count, 5000):
+        for start in range(0, len(ids), 5000):
             # Same rank; the time-ordered ids' own order stands in for ready time.
             await redis.zadd(
                 ready, {str(i): n for n, i in enumerate(ids[start : start + 5000], start)}
@@ -97,6 +107,17 @@ def cpu_s(processes: list[psutil.Process]) -> float:
     return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
+def cpu_by_pid(processes: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds so far of each process still there (a backend may have ended)."""
+    found = {}
+    for process in processes:
+        try:
+            found[process.pid] = sum(process.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
@@ -116,10 +137,16 @@ def main() -> None:
             time.sleep(STARTUP_S)
             supervisor = psutil.Process(worker.pid)
             processes = [supervisor, *supervisor.children()]
+            ids = asyncio.run(store(found, args.tasks))
+            servers_before = [cpu_by_pid(group) for group in server_processes(found)]
             before = cpu_s(processes)
-            asyncio.run(enqueue(found, args.tasks))
+            asyncio.run(ring(found, ids))
             span_s, completed = asyncio.run(wait_drained(found, args.tasks, timeout_s=300))
             spent_s = cpu_s(processes) - before
+            servers_s = [
+                sum(cpu - was.get(pid, 0.0) for pid, cpu in cpu_by_pid(group).items())
+                for group, was in zip(server_processes(found), servers_before, strict=True)
+            ]
             entries = asyncio.run(event_entries(found))
         finally:
             worker.terminate()
@@ -131,6 +158,13 @@ def main() -> None:
         f"= {rate:,.0f} tasks/s ({args.processes} worker process(es), concurrency "
         f"{args.concurrency} each); worker CPU {cpu_ms:.3f} ms per task; {entries} event entries"
     )
+    if all(servers_before):  # the embedded servers (not BENCH_DATABASE_URL's or BENCH_REDIS_URL's)
+        postgres_ms, valkey_ms = (spent * 1000 / max(completed, 1) for spent in servers_s)
+        print(
+            f"servers: PostgreSQL CPU {postgres_ms:.3f} ms per task"
+            f" (one core commits about {1000 / postgres_ms:,.0f} tasks/s),"
+            f" Valkey CPU {valkey_ms:.3f} ms per task"
+        )
 
 
 if __name__ == "__main__":
