@@ -119,13 +119,12 @@ def server_processes(found: Stack) -> list[list[psutil.Process]]:
     listens on (the postmaster with its backends); an empty list if not local."""
     ports = [urlsplit(found.database_url).port, urlsplit(found.redis_url).port]
     groups: list[list[psutil.Process]] = [[], []]
-    for process in psutil.process_iter(["name", "cmdline"]):
+    for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
+        words = " ".join(cmdline).split()  # Valkey shows "valkey-server 127.0.0.1:PORT"
         for index, port in enumerate(ports):
-            if (
-                port is not None
-                and str(port) in cmdline
-                and ("-p" in cmdline or "--port" in cmdline)
+            if port is not None and (
+                ("-p" in words and str(port) in words) or words[-1:] == [f"127.0.0.1:{port}"]
             ):
                 groups[index] = [process, *process.children(recursive=True)]
     return groups
