@@ -122,8 +122,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     rounds = meta["settings"]["rounds"]
     out = [f"# Taskline and its peers, {meta['date']}", ""]
     out += [
-        f"- Machine: {meta['cpu']}, {meta['cores']} cores, shared with other work while this"
-        " ran, so the numbers are indicative; load average "
+        f"- Machine: {meta['cpu']}, {meta['cores']} cores; load average (1.0: one core"
+        " busy; above the benchmark's own, other work shared the machine) "
         f"{'/'.join(f'{x:.1f}' for x in meta['load_before'])} at the start, "
         f"{'/'.join(f'{x:.1f}' for x in meta['load_after'])} at the end ({meta['started']}).",
         f"- PostgreSQL {meta['postgres']} and Valkey {meta['valkey']}, embedded, one of each for"
@@ -181,7 +181,7 @@ def write(results: list[dict[str, Any]], meta: dict[str, Any], out: Path, python
     print(text)
     stem = out / f"peers-{meta['date']}"
     stem.with_suffix(".md").write_text(text)
-    summary = {"title": f"Taskline and its peers, {meta['date']} ({meta['cores']} cores, shared)",
+    summary = {"title": f"Taskline and its peers, {meta['date']} ({meta['cores']} cores)",
                "columns": [[w, m, t, h] for w, m, t, h in COLUMNS],
                "table": summarize(results)}  # fmt: skip
     data = stem.with_suffix(".json")
