@@ -28,7 +28,8 @@ _FILL = """
                        updated_at, started_at, finished_at)
     SELECT (lpad(to_hex((extract(epoch FROM c) * 1000)::bigint), 12, '0') || '7'
             || substr(md5($4 || g::text), 1, 3) || '8' || substr(md5($4 || g::text), 4, 15))::uuid,
-           'echo', $3::text, $2::text, $3::text, CASE WHEN $2::text = 'pending' THEN 0 ELSE 1 END, c, c, c,
+           'echo', $3::text, $2::text, $3::text,
+           CASE WHEN $2::text = 'pending' THEN 0 ELSE 1 END, c, c, c,
            CASE WHEN $2::text = 'pending' THEN NULL ELSE c END,
            CASE WHEN $2::text = 'pending' THEN NULL ELSE c END
       FROM generate_series(1, $1) AS g,
@@ -48,6 +49,8 @@ async def fill(found: Stack, rows: int, status: str, queue: str) -> None:
             _FILL, rows, status, queue, uuid.uuid4().hex
         )  # ids unlike earlier fills'
         await conn.execute("VACUUM ANALYZE tasks")
+        # The fill's WAL flushed now, not by a checkpoint in the middle of the drain.
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
 
