@@ -425,9 +425,12 @@ async def test_running_tasks_come_back_after_an_outage_longer_than_the_lease(
     dsn = plain_dsn(postgres.url())
     monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
     worker = spawn_worker(
-        DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn, WORKER_LEASE_SECONDS="1"
+        DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn, WORKER_LEASE_SECONDS="2"
     )
-    async with app_client(make_settings(postgres.url(), stores.redis_url, namespace)) as http:
+    # Attempts to spare: a lease this short may also lapse on a busy machine
+    # around the restart, and each lapse costs an attempt (at least once).
+    settings = make_settings(postgres.url(), stores.redis_url, namespace, default_max_attempts=10)
+    async with app_client(settings) as http:
         ids = await post_many([http], [4.0] * 5)
     db = await asyncpg.connect(dsn)
     try:
@@ -440,7 +443,11 @@ async def test_running_tasks_come_back_after_an_outage_longer_than_the_lease(
     db = await asyncpg.connect(dsn)
     try:
         # Dropped by the worker when its leases lapsed, then recovered, run again, completed.
-        await wait_status(db, ids, "completed", timeout_s=45)
+        try:
+            await wait_status(db, ids, "completed", timeout_s=45)
+        except AssertionError as error:
+            tail = worker.log()[-4000:]
+            raise AssertionError(f"{error}: {await status_counts(db)}\n{tail}") from None
         counts = await status_counts(db)
         assert counts == {"completed": 5}, counts
         ran = await runs(db)
