@@ -98,10 +98,10 @@ ClientDep = Annotated[str, Depends(get_client)]
 
 @dataclass(frozen=True, slots=True)
 class Writer:
-    """What creating tasks takes: the API process's parts and who asks (with
-    `tasks:write`). One dependency for all of it: FastAPI solves each dependency
-    of each request anew, and for POST /tasks those solves cost more CPU than
-    the rest of the route."""
+    """What creating tasks takes (POST /tasks, /tasks/batch, /run): the API
+    process's parts and who asks, with `tasks:write`. One dependency for all of
+    it, so the caller is resolved once per request, not once for the scope
+    check and again for the route."""
 
     intake: Intake
     resources: Resources

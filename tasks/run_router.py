@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, TypeVar, Union
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import QUEUE_PATTERN
-from auth.caller import Scope
-from auth.dependencies import AUTH_RESPONSES, CallerDep, require
+from auth.dependencies import AUTH_RESPONSES
 from tasks import runs
-from tasks.dependencies import ClientDep, IntakeDep, RegistryDep, ResourcesDep, WaitersDep
+from tasks.dependencies import WriterDep
 from tasks.handlers import Registry
 from tasks.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -103,8 +102,7 @@ def run_router(registry: Registry) -> APIRouter:
     router = APIRouter(
         prefix="/run",
         tags=["run"],
-        dependencies=[Security(require, scopes=[Scope.TASKS_WRITE])],
-        responses=AUTH_RESPONSES,
+        responses=AUTH_RESPONSES,  # WriterDep checks tasks:write
     )
     typed: list[str] = []
     for kind in registry.kinds():
@@ -125,17 +123,12 @@ def run_router(registry: Registry) -> APIRouter:
     return router
 
 
-async def run_context(
-    intake: IntakeDep,
-    resources: ResourcesDep,
-    registry: RegistryDep,
-    waiters: WaitersDep,
-    client: ClientDep,
-    caller: CallerDep,
-    idempotency_key: KeyHeader = None,
-) -> runs.RunContext:
+async def run_context(writer: WriterDep, idempotency_key: KeyHeader = None) -> runs.RunContext:
     """What every /run operation hands to runs.run: the API's parts and the caller."""
-    return runs.RunContext(intake, resources, registry, waiters, client, idempotency_key, caller)
+    return runs.RunContext(
+        writer.intake, writer.resources, writer.registry, writer.waiters, writer.client,
+        idempotency_key, writer.caller,
+    )  # fmt: skip
 
 
 RunContextDep = Annotated[runs.RunContext, Depends(run_context)]

@@ -23,9 +23,11 @@ _pools: dict[tuple[str, int], asyncio.Future[asyncpg.Pool]] = {}
 async def _pool() -> asyncpg.Pool:
     dsn = os.environ["TASKLINE_TEST_RECORD_DSN"]
     key = (dsn, id(asyncio.get_running_loop()))
-    if key not in _pools:
-        _pools[key] = asyncio.ensure_future(asyncpg.create_pool(dsn, min_size=1, max_size=5))
-    return await asyncio.shield(_pools[key])
+    made = _pools.get(key)
+    if made is None or (made.done() and (made.cancelled() or made.exception() is not None)):
+        # None yet, or the last try failed (the database was down): try again.
+        made = _pools[key] = asyncio.ensure_future(asyncpg.create_pool(dsn, min_size=1, max_size=5))
+    return await asyncio.shield(made)
 
 
 class RecordPayload(BaseModel):
