@@ -20,6 +20,7 @@ from app.http import BodySizeLimit, health_router, install_error_handlers
 from app.lifespan import lifespan as resources_lifespan
 from app.logs import configure_logging
 from app.shutdown import on_exit_signal
+from auth.dependencies import document_credentials
 from auth.exceptions import AuthError
 from auth.lifespan import keyring_lifespan
 from auth.router import router as keys_router
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(TaskError, task_error)
     app.add_exception_handler(AuthError, auth_error)
+    document_credentials(app)  # before the error bodies' hook, which wraps it
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.security import SecurityScopes
 
 from auth.caller import Caller
-from auth.dependencies import ApiKeyDep, BearerDep, SessionCookieDep, require
+from auth.dependencies import Credentials, presented
 from auth.exceptions import InvalidKey, InvalidSession, MissingKey, SignInRequired
 
 LOGIN_PATH = "/dashboard/login"
@@ -17,22 +17,22 @@ HOME_PATH = "/dashboard"
 MAX_NEXT_CHARS = 2000
 
 
-async def require_page(
-    security_scopes: SecurityScopes,
-    request: Request,
-    bearer: BearerDep,
-    api_key: ApiKeyDep,
-    session_value: SessionCookieDep,
-) -> Caller:
-    """As `require`; but a browser opening a page (a GET that accepts HTML) with
-    no key in a header and no valid sign-in gets a 303 to the sign-in page, which
-    sends it back here after. Scripts (no text/html in Accept) still get 401."""
-    try:
-        return await require(security_scopes, request, bearer, api_key, session_value)
-    except (MissingKey, InvalidKey, InvalidSession) as refused:
-        if bearer is not None or api_key is not None or not _opens_a_page(request):
-            raise
-        raise SignInRequired(login_location(request)) from refused
+class PageCredentials(Credentials):
+    """`require_page`: as `require`; but a browser opening a page (a GET that
+    accepts HTML) with no key in a header and no valid sign-in gets a 303 to the
+    sign-in page, which sends it back here after. Scripts (no text/html in
+    Accept) still get 401."""
+
+    async def __call__(self, security_scopes: SecurityScopes, request: Request) -> Caller:
+        try:
+            return await super().__call__(security_scopes, request)
+        except (MissingKey, InvalidKey, InvalidSession) as refused:
+            if (await presented(request)).token is not None or not _opens_a_page(request):
+                raise
+            raise SignInRequired(login_location(request)) from refused
+
+
+require_page = PageCredentials()
 
 
 def _opens_a_page(request: Request) -> bool:

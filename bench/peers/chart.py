@@ -30,6 +30,9 @@ def panel(axis: Any, table: dict, key: str, title: str, higher: bool) -> None:
     """One bar per system that has `key`: its median, whiskers to its range, the
     median written past the whisker; a log scale where values span a hundredfold."""
     names = [name for name, row in table.items() if row.get(key)]
+    if not names:  # a run with --systems or --workloads left this column empty
+        axis.set_visible(False)
+        return
     values = [table[name][key] for name in names]
     middles = [median(found) for found in values]
     errors = [[m - min(v) for m, v in zip(middles, values, strict=True)],
