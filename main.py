@@ -32,6 +32,7 @@ from schedules.router import router as schedules_router
 from tasks.batch_router import batch_router
 from tasks.batch_schemas import BATCH_MAX_BODY_BYTES
 from tasks.exceptions import TaskError
+from tasks.fast_create import FastCreate
 from tasks.feed import EventFeed
 from tasks.handlers import load_handlers
 from tasks.intake import Intake
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = load_handlers(settings.handler_modules)
     http_kind.register(app.state.registry)  # the `http` kind (gateway/kind.py)
+    app.add_middleware(FastCreate)  # innermost: inside the body limit and the headers
     app.add_middleware(BodySizeLimit, larger={"/tasks/batch": BATCH_MAX_BODY_BYTES})
     if settings.cors_origin_list:
         app.add_middleware(
