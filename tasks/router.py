@@ -288,7 +288,7 @@ async def follow_events(
     admin key sees every owner's."""
     owner = owner if caller.tenant is None else caller.owner_for(owner)
     where = sse.Filter(queue, kind, owner, status.value if status else None, task_id)
-    body = sse.open_stream(feed, where, last_event_id, max_seconds)
+    body = await sse.open_stream(feed, where, last_event_id, max_seconds)
     return StreamingResponse(
         body,
         media_type="text/event-stream",

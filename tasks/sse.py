@@ -90,19 +90,19 @@ class Subscription:
         self.queue.put_nowait(end)
 
 
-def open_stream(
+async def open_stream(
     feed: EventFeed, where: Filter, last_event_id: str | None, max_s: float | None = None
 ) -> AsyncIterator[str]:
-    """The SSE body, ending after `max_s` if given; StoreUnavailable (503) at once
-    if the feed has no Redis."""
+    """The SSE body, ending after `max_s` if given, once the feed follows the
+    stream; StoreUnavailable (503) if it cannot, Redis being down."""
     after = events.position(last_event_id) if last_event_id else None
     if last_event_id and after is None:
         raise InvalidLastEventId(last_event_id)
     if feed.closing:
         raise StoreUnavailable("api", "the API is shutting down")
-    if not feed.connected:
-        raise StoreUnavailable("redis", "the event feed is not connected")
     subscription = Subscription(feed, where, feed.resources.settings.events_subscriber_queue)
+    if not await feed.follow(subscription):
+        raise StoreUnavailable("redis", "the event feed is not connected")
     if after is None:
         feed.subscribers.add(subscription)  # live from now on
     ends_at = None if max_s is None else asyncio.get_running_loop().time() + max_s
@@ -132,6 +132,7 @@ async def _stream(
                 yield _message(item)
     finally:
         feed.subscribers.discard(sub)
+        feed.streams.discard(sub)
         sub.ended = True
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -41,6 +41,7 @@ class Waiters:
         self._reads_asked = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self.on_wait: Callable[[], None] = lambda: None  # set by the feed that wakes us
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read_batches(), name="waiter-reads")
@@ -73,6 +74,7 @@ class Waiters:
         woken = asyncio.Event()
         # Registered before the first read: an event after that read wakes us.
         self._by_task.setdefault(task_id, set()).add(woken)
+        self.on_wait()  # an idle feed follows the stream from now on
         try:
             row = await self.read(task_id)
             while row is not None and row["status"] not in FINAL_STATUSES:
