@@ -78,7 +78,7 @@ class Credentials(SecurityBase):
 
     One dependency that reads all three schemes, rather than one dependency per
     scheme: FastAPI solves each dependency of each request separately, and three
-    fewer of them save a tenth of the API's CPU on POST /tasks. FastAPI documents
+    fewer of them save a few percent of the API's CPU per request. FastAPI documents
     this dependency as the bearer scheme (it is a SecurityBase with its model);
     `document_credentials` adds the other two as alternatives."""
 
