@@ -96,7 +96,7 @@ class Credentials(SecurityBase):
         dependencies ask."""
         caller: Caller | None = getattr(request.state, "caller", None)
         if caller is None:
-            caller = await _resolve(request, await presented(request))
+            caller = await _resolve(request)
             request.state.caller = caller
         return caller
 
@@ -104,11 +104,13 @@ class Credentials(SecurityBase):
 require = Credentials()
 
 
-async def _resolve(request: Request, offered: Presented) -> Caller:
-    """A key in a header first; else the dashboard's session cookie."""
+async def _resolve(request: Request) -> Caller:
+    """A key in a header first; else the dashboard's session cookie. With
+    AUTH=none nothing is read: every request is the anonymous admin."""
     settings = request.app.state.settings
     if settings.auth == "none":
         return ANONYMOUS_ADMIN
+    offered = await presented(request)
     keyring: KeyRing = request.app.state.keyring
     if offered.token is not None or offered.session_value is None:
         return await service.authenticate(keyring=keyring, settings=settings, token=offered.token)
