@@ -112,6 +112,7 @@ IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 class Intake:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
+        self._conn = repository.HeldConnection(resources.engine)  # one batch at a time
         # Groups of entries, each written whole: a POST is a group of one, a
         # POST /tasks/batch one group of all the tasks it admits
         self._waiting: deque[list[Entry]] = deque()
@@ -143,6 +144,7 @@ class Intake:
             if not future.done():
                 future.set_exception(StoreUnavailable("api", "the API is shutting down"))
         await self._send_refusals()
+        await self._conn.close()
 
     async def submit(self, task: NewTask) -> Accepted:
         """The stored row once committed, and whether this request created it;
@@ -201,7 +203,6 @@ class Intake:
             self._idle.set()
 
     async def _write(self, batch: list[Entry]) -> None:
-        resources = self._resources
         try:
             # Admission also tells whether Redis is reachable: if not, refuse
             # before writing; the tasks would wait for Redis anyway.
@@ -210,7 +211,7 @@ class Intake:
                 await self._send_refusals()
                 return
             tasks = [task for task, _ in batch]
-            async with repository.driver_connection(resources.engine) as conn:
+            async with self._conn.use() as conn:
                 rows = await repository.insert_tasks(conn=conn, tasks=tasks)
                 settled: Settled = {row["id"]: (row, True) for row in rows}
                 taken = [task for task in tasks if task.id not in settled]

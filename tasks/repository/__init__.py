@@ -28,6 +28,7 @@ from tasks.repository.claims import (
 )
 from tasks.repository.rows import (
     ClaimedTask,
+    HeldConnection,
     Outcome,
     Recorded,
     Renewal,
@@ -51,6 +52,7 @@ from tasks.repository.sweeps import (
 __all__ = [
     "QUEUE_COUNTS",
     "ClaimedTask",
+    "HeldConnection",
     "Outcome",
     "PendingChunk",
     "PendingCursor",

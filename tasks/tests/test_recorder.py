@@ -75,3 +75,4 @@ async def test_a_write_aborted_as_a_deadlock_is_written_again(
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+        await recorder.close()

@@ -21,6 +21,7 @@ log = logging.getLogger("taskline.worker")
 async def claim_popped(
     popped: list[Popped],
     *,
+    held: repository.HeldConnection,
     db: AsyncEngine,
     doorbell: Doorbell,
     publisher: events.Publisher,
@@ -31,7 +32,7 @@ async def claim_popped(
     limits = settings.kind_concurrency
     no_slot: list[Bell] = []
     try:
-        async with repository.driver_connection(db) as conn:
+        async with held.use() as conn:
             claimed = await repository.claim(
                 conn=conn,
                 ids=ids,

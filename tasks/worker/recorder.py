@@ -38,6 +38,7 @@ class Recorder:
         publisher: events.Publisher,
     ) -> None:
         self._resources = resources
+        self._conn = repository.HeldConnection(resources.engine)  # one batch at a time
         self._publisher = publisher
         self._doorbell = Doorbell(resources)
         self._worker_id = worker_id
@@ -70,6 +71,10 @@ class Recorder:
             return False
         return True
 
+    async def close(self) -> None:
+        """Once `run` has stopped: its connection back to the pool."""
+        await self._conn.close()
+
     async def run(self) -> None:
         backoff = Backoff()
         while True:
@@ -94,7 +99,7 @@ class Recorder:
             self._idle.set()
 
     async def _write(self, batch: list[Outcome]) -> None:
-        async with repository.driver_connection(self._resources.engine) as conn:
+        async with self._conn.use() as conn:
             recorded = await self._flows.finish(conn, batch)
         self._publisher.publish(events.of_recorded(recorded, pending=events.RETRIED))
         retries = [r.bell for r in recorded if r.status == TaskStatus.PENDING]

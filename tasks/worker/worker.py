@@ -92,6 +92,7 @@ class Worker:
     async def run(self, *, handle_signals: bool = False) -> None:
         self.resources = open_resources(self.settings)
         self.db: AsyncEngine = self.resources.engine
+        self._claims = repository.HeldConnection(self.db)  # the puller's, one claim at a time
         self.doorbell = Doorbell(self.resources)
         self.executor = ThreadPoolExecutor(self.slots.capacity, thread_name_prefix="handler")
         self.publisher = events.Publisher(self.resources)
@@ -224,6 +225,7 @@ class Worker:
     async def _claim(self, popped: list[Popped]) -> list[ClaimedTask]:
         return await claim_popped(
             popped,
+            held=self._claims,
             db=self.db,
             doorbell=self.doorbell,
             publisher=self.publisher,
@@ -296,6 +298,7 @@ class Worker:
     async def _shutdown(self) -> None:
         log.info("worker %s stopping: no new work; %d running", self.worker_id, len(self.running))
         await _cancel(self._loops.pop("puller"), self._loops.pop("scheduler"))
+        await self._claims.close()
         not_started = [self.local.get_nowait().id for _ in range(self.local.qsize())]
         await self._give_back(not_started)
 
@@ -318,6 +321,7 @@ class Worker:
                 "some events were not published; waiters read their rows at their deadlines"
             )
         await _cancel(*self._loops.values())
+        await self.recorder.close()
         with suppress(Exception):  # else its report expires by itself
             await presence.withdraw(self.resources, self.worker_id)
         self.executor.shutdown(wait=False, cancel_futures=True)
