@@ -1,4 +1,5 @@
-"""The worker: a puller, a scheduler and supervised side loops around a slot pool.
+"""The worker: a puller that starts what it claims, and supervised side loops,
+around a slot pool.
 
 Shutdown runs in two phases: stop pulling and give back what has not started;
 then give running handlers a bounded grace, cancel what is left, give it back,
@@ -65,7 +66,7 @@ class Worker:
         self.extensions = extensions or Extensions()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.slots = Slots(settings.worker_queue_maxsize)
-        self.local: asyncio.Queue[ClaimedTask] = asyncio.Queue()
+        self.not_started: list[ClaimedTask] = []  # claimed as the puller was stopped
         self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._cancel_asked: set[uuid.UUID] = set()
         self._lease_lost: set[uuid.UUID] = set()
@@ -120,7 +121,6 @@ class Worker:
     async def _serve(self) -> None:
         lease_s = self.settings.worker_lease_s
         self._start("puller", self._pull())
-        self._start("scheduler", self._schedule())
         self._start("recorder", self.recorder.run())
         self._start("events", self.publisher.run())
         self._start(
@@ -212,12 +212,11 @@ class Worker:
             claimed = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # Stopping mid-claim: finish the claim so the shutdown can give the tasks back.
-            for task in await claiming:
-                self.local.put_nowait(task)
+            self.not_started += await claiming
             raise
         now_s, observe = time.time(), self.publisher.observe
-        for task in claimed:
-            self.local.put_nowait(task)
+        for task in claimed:  # each has its slot (taken before the pop): it starts now
+            self._launch(task)
             observe(tally.START_DELAY, task.bell.queue, now_s - task.bell.ready_at_s)
         self.publisher.publish(events.of_claimed(claimed))
         return claimed
@@ -233,12 +232,10 @@ class Worker:
             worker_id=self.worker_id,
         )
 
-    async def _schedule(self) -> None:
-        while True:
-            task = await self.local.get()
-            runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
-            self.running[task.id] = runner
-            runner.add_done_callback(partial(self._task_done, task))
+    def _launch(self, task: ClaimedTask) -> None:
+        runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
+        self.running[task.id] = runner
+        runner.add_done_callback(partial(self._task_done, task))
 
     async def _run_task(self, task: ClaimedTask) -> None:
         bind_task(task)  # this runner's log lines, and its handler's, carry the task
@@ -297,10 +294,9 @@ class Worker:
 
     async def _shutdown(self) -> None:
         log.info("worker %s stopping: no new work; %d running", self.worker_id, len(self.running))
-        await _cancel(self._loops.pop("puller"), self._loops.pop("scheduler"))
+        await _cancel(self._loops.pop("puller"))
         await self._claims.close()
-        not_started = [self.local.get_nowait().id for _ in range(self.local.qsize())]
-        await self._give_back(not_started)
+        await self._give_back([task.id for task in self.not_started])
 
         grace_s = self.settings.worker_shutdown_timeout_s
         interrupted: list[uuid.UUID] = []
