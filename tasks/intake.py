@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -29,6 +31,10 @@ log = logging.getLogger("taskline.api")
 
 MAX_BATCH = 500  # tasks per INSERT; a larger group (POST /tasks/batch) goes alone
 REFUSALS_EVERY_S = 1.0
+# With no limit set, admission decides nothing; it is a PING that finds Redis
+# down before anything is written. An answer from Redis this recent (the last
+# batch's ring) stands for that PING.
+REDIS_VOUCHED_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ class Intake:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
         self._conn = repository.HeldConnection(resources.engine)  # one batch at a time
+        self._redis_answered_s = -math.inf  # monotonic: when Redis last answered a batch
         # Groups of entries, each written whole: a POST is a group of one, a
         # POST /tasks/batch one group of all the tasks it admits
         self._waiting: deque[list[Entry]] = deque()
@@ -236,11 +243,16 @@ class Intake:
 
     async def _admit(self, batch: list[Entry]) -> list[Entry]:
         """Refuse what the rate limit or load shedding refuses; set the fairness
-        level of the rest."""
+        level of the rest. No round trip when there is nothing to decide and
+        Redis answered within REDIS_VOUCHED_S."""
+        recent = time.monotonic() - self._redis_answered_s < REDIS_VOUCHED_S
+        if recent and not limits.active(self._resources.settings):
+            return batch
         applicants = [
             limits.Applicant(task.id, task.queue, task.owner, task.client) for task, _ in batch
         ]
         decisions = await limits.admit(self._resources, applicants)
+        self._redis_answered_s = time.monotonic()
         admitted = []
         for (task, future), applicant, decision in zip(batch, applicants, decisions, strict=True):
             if isinstance(decision, int):
@@ -288,7 +300,9 @@ class Intake:
             await Doorbell(self._resources).send(
                 ready=ready, later=later, also=[events.stage(self._resources, created, refusals)]
             )
+            self._redis_answered_s = time.monotonic()
         except Exception as error:
+            self._redis_answered_s = -math.inf  # the next batch asks Redis first
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)
 

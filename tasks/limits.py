@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.config import Settings
 from app.lifespan import Resources
 from tasks.exceptions import Overloaded, RateLimited
 
@@ -178,6 +179,14 @@ class _Numbering:
         return self.numbers.setdefault(name, len(self.numbers) + 1)
 
 
+def active(settings: Settings) -> bool:
+    """Whether admission has anything to decide: a rate limit, a queue cap or
+    fairness levels is set."""
+    return bool(
+        settings.rate_limit_per_s or settings.queue_max_pending or settings.fairness == "levels"
+    )
+
+
 async def admit(resources: Resources, applicants: Sequence[Applicant]) -> list[Decision]:
     """Decide a batch of POSTs in one round trip (two in a cluster with
     QUEUE_MAX_PENDING): a fairness level for each one admitted, the refusal for
@@ -185,7 +194,7 @@ async def admit(resources: Resources, applicants: Sequence[Applicant]) -> list[D
     settings, redis = resources.settings, resources.redis
     rate = settings.rate_limit_per_s
     fair = settings.fairness == "levels"
-    if not (rate or settings.queue_max_pending or fair):
+    if not active(settings):
         await redis.ping()  # the intake relies on admission to find Redis down
         return [0] * len(applicants)
     queues, buckets, windows = _Numbering(), _Numbering(), _Numbering()

@@ -1,0 +1,76 @@
+"""The intake asks Redis nothing before its INSERT while nothing needs deciding
+and Redis has just answered; once Redis stops answering it asks first again
+and refuses with 503 (tasks/intake.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.embedded import EmbeddedValkey
+from tasks import intake
+from tasks.tests.fixtures import app_client, make_settings
+
+
+@pytest.fixture(autouse=True)
+def long_vouching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow machine must not turn 'just answered' into 'a while ago'."""
+    monkeypatch.setattr(intake, "REDIS_VOUCHED_S", 60.0)
+
+
+async def pings(redis: Redis) -> int:
+    stats: Any = await redis.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+
+
+async def post(http: httpx.AsyncClient, message: str) -> httpx.Response:
+    return await http.post("/tasks", json={"message": message})
+
+
+async def test_posts_after_an_answered_ring_send_no_ping(
+    database_url: str, namespace: str, valkey: EmbeddedValkey
+) -> None:
+    redis = Redis.from_url(valkey.url(), decode_responses=True)
+    try:
+        async with app_client(make_settings(database_url, valkey.url(), namespace)) as http:
+            assert (await post(http, "first")).status_code == 201
+            before = await pings(redis)
+            for n in range(10):
+                assert (await post(http, f"then {n}")).status_code == 201
+            assert await pings(redis) == before
+    finally:
+        await redis.aclose()
+
+
+async def test_limits_are_decided_in_redis_for_every_batch(
+    database_url: str, namespace: str, valkey: EmbeddedValkey
+) -> None:
+    """With a queue cap, the answer of the previous batch says nothing of this one."""
+    settings = make_settings(database_url, valkey.url(), namespace, queue_max_pending=3)
+    async with app_client(settings) as http:
+        codes = [(await post(http, f"capped {n}")).status_code for n in range(5)]
+    assert codes == [201, 201, 201, 503, 503]
+
+
+async def test_redis_lost_after_a_ring_commits_one_batch_then_refuses(
+    database_url: str, namespace: str, valkey: EmbeddedValkey, db: asyncpg.Connection
+) -> None:
+    async with app_client(make_settings(database_url, valkey.url(), namespace)) as http:
+        assert (await post(http, "before")).status_code == 201
+        await asyncio.to_thread(valkey.kill)
+        # Redis answered a moment ago: this one is committed, its ring fails.
+        committed = await post(http, "in the instant")
+        assert committed.status_code == 201, committed.text
+        refused = await post(http, "after")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["detail"], refused.text
+    rows = await db.fetch("SELECT message, status FROM tasks ORDER BY id")
+    assert [(row["message"], row["status"]) for row in rows] == [
+        ("before", "pending"),
+        ("in the instant", "pending"),
+    ]
