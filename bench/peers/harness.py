@@ -34,6 +34,7 @@ from rates import percentile, send_steadily  # noqa: E402
 
 WARM_UP = 200  # enqueue calls before the timed ones
 CHUNK = 100  # concurrent enqueue calls while filling a queue for the drain
+BULK_SIZE = 1000  # jobs per call of a bulk enqueue (Taskline: POST /tasks/batch's most)
 Result = dict[str, Any]
 
 

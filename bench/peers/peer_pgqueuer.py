@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
 import probe
 import uvloop
-from harness import System, main
+from harness import BULK_SIZE, Result, System, main
 from pgqueuer import PgQueuer, run
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Job
 from pgqueuer.queries import Queries
-
-FILL_CHUNK = 1000
 
 
 @asynccontextmanager
@@ -60,9 +59,27 @@ class PgQueuerSystem(System):
 
     async def fill(self, count: int) -> None:
         """PgQueuer's batch form: one INSERT per chunk."""
-        for start in range(0, count, FILL_CHUNK):
-            keys = [f"d{n}".encode() for n in range(start, min(count, start + FILL_CHUNK))]
+        for start in range(0, count, BULK_SIZE):
+            keys = [f"d{n}".encode() for n in range(start, min(count, start + BULK_SIZE))]
             await self.queries.enqueue(["noop"] * len(keys), list(keys), [0] * len(keys))
+
+    async def run_enqueue(self) -> list[Result]:
+        """One at a time, then its bulk form (one INSERT per BULK_SIZE jobs), as many
+        jobs as the drain's."""
+        results = await super().run_enqueue()
+        count = self.options.tasks
+        await self.bulk(0, BULK_SIZE)  # warm-up
+        await self.reset()
+        began = time.perf_counter()
+        for start in range(0, count, BULK_SIZE):
+            await self.bulk(start, min(count, start + BULK_SIZE))
+        rate = count / (time.perf_counter() - began)
+        await self.reset()
+        return [*results, self.result("bulk", jobs_per_s=rate, batch=BULK_SIZE)]
+
+    async def bulk(self, first: int, last: int) -> None:
+        keys = [f"b{n}".encode() for n in range(first, last)]
+        await self.queries.enqueue(["noop"] * len(keys), list(keys), [0] * len(keys))
 
     def worker_command(self) -> tuple[list[str], dict[str, str]]:
         return [sys.executable, __file__, "worker"], {}

@@ -6,7 +6,9 @@ time on one keep-alive connection (bench/enqueue.py's raw client: the API's cost
 plus the loopback), then the same through the Python client (httpx), then
 POST /tasks/batch where the API has it. Drain: tasks stored by one COPY and their
 doorbells rung (bench/drain.py), and PostgreSQL's own count checked afterwards.
-Latency: POST /tasks (httpx) to one API process. wrk: POST /tasks with wrk.
+Bulk: POST /tasks/batch, 1,000 a request. Latency: POST /tasks to one API
+process, written as bytes on keep-alive connections (bench/latency.py's client),
+then the same through httpx. wrk: POST /tasks with wrk.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import enqueue as posts
 import httpx
 from common import ROOT, Stack, free_port, start_api
 from harness import HERE, WARM_UP, Result, System, main
-from latency import wait_ready
+from latency import KeepAlive, wait_ready
 from redis.asyncio import Redis
 from taskline_api import batch_form, post_batches, run_wrk
 
@@ -42,6 +44,7 @@ class TasklineSystem(System):
         url = self.options.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         self.stack = Stack(url, self.options.redis_url, "peers")
         self.api: Any = None
+        self.raw: KeepAlive | None = None  # None: POST through httpx
 
     async def open(self) -> None:
         """The latency workload's API process (the others start their own)."""
@@ -50,6 +53,7 @@ class TasklineSystem(System):
             self.http = httpx.AsyncClient(
                 base_url=self.url, limits=httpx.Limits(max_connections=50)
             )
+            self.raw = KeepAlive(self.url)
 
     async def start_api(self) -> str:
         port = free_port()
@@ -60,6 +64,8 @@ class TasklineSystem(System):
     async def close(self) -> None:
         if self.options.workload == "latency":
             await self.http.aclose()
+            if self.raw is not None:
+                await self.raw.aclose()
         if self.api is not None:
             self.api.terminate()
             self.api.wait(60)
@@ -74,8 +80,22 @@ class TasklineSystem(System):
             await redis.aclose()
 
     async def enqueue(self, key: str) -> None:
+        if self.raw is not None:
+            await self.raw.post_task({"message": key, "kind": "noop"})
+            return
         response = await self.http.post("/tasks", json={"message": key, "kind": "noop"})
         response.raise_for_status()
+
+    async def run_latency(self) -> list[Result]:
+        """Through the raw client, then through httpx: what a Python caller adds."""
+        found = await super().run_latency()
+        raw, self.raw = self.raw, None
+        try:
+            through_httpx = await super().run_latency()
+        finally:
+            self.raw = raw
+        return found + [{**result, "system": f"{self.name} (httpx client)"}
+                        for result in through_httpx]  # fmt: skip
 
     async def fill(self, count: int) -> None:
         await drain.enqueue(self.stack, count, kind="noop")
@@ -100,7 +120,7 @@ class TasklineSystem(System):
         try:
             rate = await asyncio.to_thread(client_rate, url, count)
             results.append(self.result("enqueue", "(Python client)", jobs_per_s=rate))
-            results.append(await self.run_batches(url, count))
+            results.append(await self.run_batches(url, self.options.tasks))
         finally:
             await self.close()
         await self.reset()
@@ -110,9 +130,9 @@ class TasklineSystem(System):
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             form = batch_form((await http.get("/openapi.json")).json())
             if form is None:
-                return self.result("enqueue", "(POST /tasks/batch)", skipped="no POST /tasks/batch")
+                return self.result("bulk", skipped="no POST /tasks/batch")
             rate, size = await post_batches(http, form, count)
-        return self.result("enqueue", f"(POST /tasks/batch, {size} a request)", jobs_per_s=rate)
+        return self.result("bulk", jobs_per_s=rate, batch=size)
 
     async def run_wrk(self) -> list[Result]:
         await self.reset()

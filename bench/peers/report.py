@@ -23,6 +23,7 @@ COLUMNS = (
     ("drain", "worker_cpu_ms", "drain, worker CPU ms/job", False),
     ("latency", "p50_ms", "latency p50, ms", False),
     ("latency", "p99_ms", "latency p99, ms", False),
+    ("bulk", "jobs_per_s", "bulk enqueue, jobs/s", True),
 )
 HOW = """How each system ran (one worker process, 10 at a time, no-op jobs):
 
@@ -30,15 +31,18 @@ HOW = """How each system ran (one worker process, 10 at a time, no-op jobs):
   `bench/peers/taskline_handlers.py`; enqueue and latency through one `taskline api`
   process over HTTP. "Taskline" in the enqueue column: POST /tasks on one keep-alive
   connection, written as bytes (the API's cost plus the loopback); "(Python client)":
-  `taskline.client.Client.create_task` (httpx). Every state change committed in
-  PostgreSQL (fsync on, synchronous_commit on).
+  `taskline.client.Client.create_task` (httpx). Latency likewise: POST /tasks
+  written as bytes on keep-alive connections; "(httpx client)": the same POSTs
+  through httpx.AsyncClient, which costs the caller about 1 ms of CPU each. Every
+  state change committed in PostgreSQL (fsync on, synchronous_commit on).
 - Dramatiq: RedisBroker, `dramatiq --processes 1 --threads 10`, `actor.send()`.
 - SAQ: Redis queue, `saq --workers 1` with concurrency 10, `await queue.enqueue()`.
 - Celery: Redis broker, no result backend (`task_ignore_result`),
   `celery worker --pool threads --concurrency 10` (one process), `task.delay()`.
 - PgQueuer: its own database (`pgq install`, durable tables), its worker as
   `pgq run --max-concurrent-tasks 10 --batch-size 5` runs it (`pgqueuer.run`),
-  `await queries.enqueue()`.
+  `await queries.enqueue()`; its bulk enqueue: `queries.enqueue()` with lists of
+  1,000 jobs (one INSERT), beside Taskline's `POST /tasks/batch` of 1,000 tasks.
 - Drain: jobs enqueued before the worker starts (Taskline: one COPY; PgQueuer: its
   batch enqueue), timed inside the worker from the first job's start to the last
   one's (the worker's start-up excluded); CPU is the worker process's (psutil) over

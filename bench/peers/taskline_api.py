@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness import BULK_SIZE
 
 BATCH_PATH = "/tasks/batch"
-BATCH_SIZE = 100  # unless the API allows fewer
 WRK_BODY = '{"message": "Hello World"}'
 WRK_SCRIPT = f"""wrk.method = "POST"
 wrk.body = '{WRK_BODY}'
@@ -46,13 +46,13 @@ def batch_form(openapi: dict[str, Any]) -> BatchForm | None:
     ]
     for field, found in candidates:
         if found.get("type") == "array":
-            return BatchForm(field, int(found.get("maxItems", BATCH_SIZE)))
+            return BatchForm(field, int(found.get("maxItems", BULK_SIZE)))
     return None
 
 
 async def post_batches(http: httpx.AsyncClient, form: BatchForm, count: int) -> tuple[float, int]:
     """`count` tasks in batches, one request at a time: (tasks/s, batch size)."""
-    size = min(BATCH_SIZE, form.max_items)
+    size = min(BULK_SIZE, form.max_items)
 
     async def post(first: int, last: int) -> None:
         tasks = [{"message": f"e{n}"} for n in range(first, last)]
