@@ -41,16 +41,20 @@ async def wait_ready(base_url: str, timeout_s: float = 30) -> None:
 
 class KeepAlive:
     """POST /tasks written as bytes on keep-alive HTTP/1.1 connections: an idle
-    one per request, a new one when none is idle."""
+    one per request, a new one when none is idle. A connection idle for
+    IDLE_S is closed rather than reused: uvicorn closes its side after 5 s."""
+
+    IDLE_S = 2.0
 
     def __init__(self, base_url: str) -> None:
         url = urlsplit(base_url)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # (reader, writer, when it was last answered: time.monotonic())
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def post_task(self, body: dict[str, Any]) -> dict[str, Any]:
         """The created task (raises unless the answer is 201)."""
-        reader, writer = self.idle.pop() if self.idle else await self._connect()
+        reader, writer = await self._connection()
         content = json.dumps(body).encode()
         writer.write(
             b"POST /tasks HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
@@ -59,17 +63,22 @@ class KeepAlive:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower().split("\r\n")
         length = next(int(line[15:]) for line in head if line.startswith("content-length:"))
         answer = await reader.readexactly(length)
-        self.idle.append((reader, writer))
+        self.idle.append((reader, writer, time.monotonic()))
         if head[0].split()[1] != "201":
             raise RuntimeError(f"POST /tasks answered {head[0]}: {answer[:200]!r}")
         created: dict[str, Any] = json.loads(answer)
         return created
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.idle:
+            reader, writer, answered_s = self.idle.pop()
+            if time.monotonic() - answered_s < self.IDLE_S and not reader.at_eof():
+                return reader, writer
+            writer.close()
         return await asyncio.open_connection(self.host, self.port)
 
     async def aclose(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
         self.idle.clear()
 
