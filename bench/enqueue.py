@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 import httpx
 from common import Stack, free_port, percentile, stack, start_api
-from latency import wait_ready
+from latency import read_answer, wait_ready
 
 WARM_UP = 200
 OWNERS = 10
@@ -126,7 +126,7 @@ def raw(clients: int, request: Callable[[int], bytes] = post_request) -> Send:
                 for number in numbers:
                     sent = time.perf_counter()
                     writer.write(request(number))
-                    status = await read_answer(reader)
+                    status, _ = await read_answer(reader)
                     answers.append((status, (time.perf_counter() - sent) * 1000))
             finally:
                 writer.close()
@@ -135,14 +135,6 @@ def raw(clients: int, request: Callable[[int], bytes] = post_request) -> Send:
         return answers
 
     return send
-
-
-async def read_answer(reader: asyncio.StreamReader) -> int:
-    """The status of one HTTP/1.1 answer, its body read (and dropped)."""
-    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower().split("\r\n")
-    length = next(int(line[15:]) for line in lines if line.startswith("content-length:"))
-    await reader.readexactly(length)
-    return int(lines[0].split()[1])
 
 
 async def measure(port: int, pid: int, send: Send, tasks: int) -> Run:

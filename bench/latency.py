@@ -39,6 +39,13 @@ async def wait_ready(base_url: str, timeout_s: float = 30) -> None:
     raise SystemExit("API did not become ready")
 
 
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer read whole: its status and its body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower().split("\r\n")
+    length = next(int(line[15:]) for line in head if line.startswith("content-length:"))
+    return int(head[0].split()[1]), await reader.readexactly(length)
+
+
 class KeepAlive:
     """POST /tasks written as bytes on keep-alive HTTP/1.1 connections: an idle
     one per request, a new one when none is idle. A connection idle for
@@ -60,12 +67,10 @@ class KeepAlive:
             b"POST /tasks HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\n\r\n%s" % (len(content), content)
         )
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower().split("\r\n")
-        length = next(int(line[15:]) for line in head if line.startswith("content-length:"))
-        answer = await reader.readexactly(length)
+        status, answer = await read_answer(reader)
         self.idle.append((reader, writer, time.monotonic()))
-        if head[0].split()[1] != "201":
-            raise RuntimeError(f"POST /tasks answered {head[0]}: {answer[:200]!r}")
+        if status != 201:
+            raise RuntimeError(f"POST /tasks answered {status}: {answer[:200]!r}")
         created: dict[str, Any] = json.loads(answer)
         return created
 

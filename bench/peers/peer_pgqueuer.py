@@ -60,8 +60,7 @@ class PgQueuerSystem(System):
     async def fill(self, count: int) -> None:
         """PgQueuer's batch form: one INSERT per chunk."""
         for start in range(0, count, BULK_SIZE):
-            keys = [f"d{n}".encode() for n in range(start, min(count, start + BULK_SIZE))]
-            await self.queries.enqueue(["noop"] * len(keys), list(keys), [0] * len(keys))
+            await self.bulk(start, min(count, start + BULK_SIZE), prefix="d")
 
     async def run_enqueue(self) -> list[Result]:
         """One at a time, then its bulk form (one INSERT per BULK_SIZE jobs), as many
@@ -77,8 +76,8 @@ class PgQueuerSystem(System):
         await self.reset()
         return [*results, self.result("bulk", jobs_per_s=rate, batch=BULK_SIZE)]
 
-    async def bulk(self, first: int, last: int) -> None:
-        keys = [f"b{n}".encode() for n in range(first, last)]
+    async def bulk(self, first: int, last: int, prefix: str = "b") -> None:
+        keys = [f"{prefix}{n}".encode() for n in range(first, last)]
         await self.queries.enqueue(["noop"] * len(keys), list(keys), [0] * len(keys))
 
     def worker_command(self) -> tuple[list[str], dict[str, str]]:

@@ -3,12 +3,12 @@ worker processes, reusing bench/drain.py, bench/enqueue.py and bench/latency.py.
 
 Jobs are tasks of kind `noop` (taskline_handlers.py). Enqueue: POST /tasks one at a
 time on one keep-alive connection (bench/enqueue.py's raw client: the API's cost
-plus the loopback), then the same through the Python client (httpx), then
-POST /tasks/batch where the API has it. Drain: tasks stored by one COPY and their
-doorbells rung (bench/drain.py), and PostgreSQL's own count checked afterwards.
-Bulk: POST /tasks/batch, 1,000 a request. Latency: POST /tasks to one API
-process, written as bytes on keep-alive connections (bench/latency.py's client),
-then the same through httpx. wrk: POST /tasks with wrk.
+plus the loopback), then the same through the Python client (httpx). Drain: tasks
+stored by one COPY and their doorbells rung (bench/drain.py), and PostgreSQL's own
+count checked afterwards. Bulk: POST /tasks/batch (where the API has it), 1,000 a
+request. Latency: POST /tasks to one API process, written as bytes on keep-alive
+connections (bench/latency.py's client), then the same through httpx. wrk: POST
+/tasks with wrk.
 """
 
 from __future__ import annotations
