@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, func, select, text, true, update
+from sqlalchemy import ColumnElement, any_, func, select, text, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -47,24 +47,35 @@ async def list_tasks(
 ) -> Sequence[Task]:
     """Newest first by the time-ordered id; `before_id` is the keyset cursor.
 
-    The page's ids come first, from an index alone ((status, id), (kind, id) or
-    (kind, status, id), and (owner, id) or (owner, status, id) for a tenant), then
-    their rows by primary key. As one plain query,
-    PostgreSQL may walk the primary key backwards filtering on status instead,
-    which reads most of the table when the status is rare among recent rows.
+    The page's ids come first, from an index alone, then their rows by primary
+    key. As one plain query, PostgreSQL may walk the primary key backwards
+    filtering on status instead, which reads most of the table when the status
+    is rare among recent rows. A kind or an owner without a status takes the
+    newest `limit` of each status along (kind, status, id) or (owner, status,
+    id), and the newest `limit` of those: six short index walks, and no index
+    of its own for every claim and outcome to update.
     """
     found = aliased(Task)
-    page = select(found.id).order_by(found.id.desc()).limit(limit).correlate(None)
-    if status is not None:
-        page = page.where(found.status == status.value)
+    conditions: list[ColumnElement[bool]] = []
     if kind is not None:
-        page = page.where(found.kind == kind)
+        conditions.append(found.kind == kind)
     if before_id is not None:
-        page = page.where(found.id < before_id)
+        conditions.append(found.id < before_id)
     if queue is not None:
-        page = page.where(found.queue == queue)
+        conditions.append(found.queue == queue)
     if owner is not None:
-        page = page.where(found.owner == owner)
+        conditions.append(found.owner == owner)
+    by_status = status is None and (kind is not None or owner is not None)
+    statuses = list(TaskStatus) if by_status else [status]
+    walks = [
+        select(found.id)
+        .where(*conditions, *([] if one is None else [found.status == one.value]))
+        .order_by(found.id.desc())
+        .limit(limit)
+        for one in statuses
+    ]
+    merged = union_all(*walks).subquery() if by_status else walks[0].subquery()
+    page = select(merged.c.id).order_by(merged.c.id.desc()).limit(limit).correlate(None)
     statement = (
         select(Task)
         .where(Task.id == any_(func.array(page.scalar_subquery())))
@@ -149,7 +160,7 @@ _INSERT_MANY = """
            AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
                 idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner,
                 workflow_id, inputs)
-        ON CONFLICT (idempotency_key) DO NOTHING
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
  RETURNING *
 """
 
