@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import uuid
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
@@ -20,7 +21,7 @@ from app.lifespan import Resources
 from tasks import repository
 from tasks.intake import NewTask
 from tasks.models import TaskStatus
-from tasks.repository import Outcome
+from tasks.repository import Outcome, claims
 
 
 def connection(resources: Resources) -> AbstractAsyncContextManager[Any]:
@@ -526,6 +527,31 @@ async def test_list_queries_use_an_index_on_a_large_table(
             assert all(rows <= 60 for rows in sorted_rows(page_plan(plan))), where
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", capture)
+
+
+async def test_a_claim_looks_its_ids_up_by_primary_key_whatever_the_statistics_say(
+    db: asyncpg.Connection,
+) -> None:
+    """A long history analyzed while nothing was pending, then a burst: the
+    statistics say no task is pending, and a claim must still not scan them all."""
+    await db.execute(
+        "INSERT INTO tasks (id, kind, message, status)"
+        " SELECT gen_random_uuid(), 'echo', 'x', 'completed' FROM generate_series(1, 50000)"
+    )
+    await db.execute("ANALYZE tasks")
+    burst = [uuid7() for _ in range(5000)]
+    await db.execute(
+        "INSERT INTO tasks (id, kind, message) SELECT unnest($1::uuid[]), 'echo', 'x'", burst
+    )
+    async with db.transaction():
+        claimed = await repository.claim(conn=db, ids=burst[:10], worker_id="w", lease_s=60)
+        assert len(claimed) == 10
+        explained = await db.fetchval(
+            f"EXPLAIN (FORMAT JSON) {claims._CLAIM}", burst[10:20], "w", 60.0, []
+        )
+    nodes = plan_nodes(json.loads(explained)[0]["Plan"])
+    index_names = re.findall(r'"Index Name": "(\w+)"', explained)
+    assert index_names == ["pk_tasks"], (index_names, nodes)
 
 
 async def test_purge_finished_deletes_only_old_finished_tasks(
