@@ -173,7 +173,7 @@ async def sweeps(resources: Resources, conn: asyncpg.Connection) -> None:
         f" {chunks} sweep(s), {per_chunk:.1f} ms per {maintenance.CHECK_BATCH:,}-task chunk"
     )
     started = time.perf_counter()
-    await maintenance.sweep_finished(resources.engine, retention_days=30)
+    await maintenance.sweep_finished(resources.engine, resources, doorbell)
     print(f"  expiry + retention sweep: {(time.perf_counter() - started) * 1000:.0f} ms")
 
 

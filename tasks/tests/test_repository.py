@@ -529,11 +529,12 @@ async def test_list_queries_use_an_index_on_a_large_table(
         event.remove(resources.engine.sync_engine, "before_cursor_execute", capture)
 
 
-async def test_a_claim_looks_its_ids_up_by_primary_key_whatever_the_statistics_say(
+async def test_claims_and_outcomes_look_ids_up_by_primary_key_whatever_the_statistics_say(
     db: asyncpg.Connection,
 ) -> None:
-    """A long history analyzed while nothing was pending, then a burst: the
-    statistics say no task is pending, and a claim must still not scan them all."""
+    """A long history analyzed while nothing was pending or running, then a
+    burst: the statistics say no task is pending or running, and neither a claim
+    nor an outcome may scan them all."""
     await db.execute(
         "INSERT INTO tasks (id, kind, message, status)"
         " SELECT gen_random_uuid(), 'echo', 'x', 'completed' FROM generate_series(1, 50000)"
@@ -546,12 +547,23 @@ async def test_a_claim_looks_its_ids_up_by_primary_key_whatever_the_statistics_s
     async with db.transaction():
         claimed = await repository.claim(conn=db, ids=burst[:10], worker_id="w", lease_s=60)
         assert len(claimed) == 10
-        explained = await db.fetchval(
+        claim_plan = await db.fetchval(
             f"EXPLAIN (FORMAT JSON) {claims._CLAIM}", burst[10:20], "w", 60.0, []
         )
-    nodes = plan_nodes(json.loads(explained)[0]["Plan"])
-    index_names = re.findall(r'"Index Name": "(\w+)"', explained)
-    assert index_names == ["pk_tasks"], (index_names, nodes)
+        await db.execute(
+            "UPDATE tasks SET status = 'processing', worker_id = 'w', attempts = 1"
+            " WHERE id = ANY($1::uuid[])",
+            burst[20:],
+        )
+        ten = burst[20:30]
+        finish_plan = await db.fetchval(
+            f"EXPLAIN (FORMAT JSON) {claims._FINISH}",
+            ten, [1] * 10, ["completed"] * 10, [None] * 10, [None] * 10, [None] * 10, "w",
+        )  # fmt: skip
+    for explained in (claim_plan, finish_plan):
+        nodes = plan_nodes(json.loads(explained)[0]["Plan"])
+        index_names = re.findall(r'"Index Name": "(\w+)"', explained)
+        assert index_names == ["pk_tasks"], (index_names, nodes)
 
 
 async def test_purge_finished_deletes_only_old_finished_tasks(
