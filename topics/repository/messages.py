@@ -39,7 +39,7 @@ async def lock_queue(*, conn: Any, queue_id: str) -> Any:
 
 _EXTEND = """
     UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-     WHERE id = $1 AND attempts = $2 AND worker_id = $3 AND status = 'processing'
+     WHERE id = $1 AND attempts = $2 AND worker_id = $3 AND (status || '') = 'processing'
        AND lease_expires_at > now()
  RETURNING lease_expires_at
 """
@@ -96,9 +96,11 @@ async def redrive(*, conn: Any, queue_id: str, limit: int) -> list[Recorded]:
 async def pending_of_other_kinds(
     *, conn: Any, ids: Sequence[uuid.UUID], kind: str
 ) -> set[uuid.UUID]:
-    """Which of `ids` wait as tasks of another kind (left for the Python workers)."""
+    """Which of `ids` wait as tasks of another kind (left for the Python workers).
+    By primary key whatever the statistics say (see tasks/repository/claims.py)."""
     rows = await conn.fetch(
-        "SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'pending' AND kind <> $2",
+        "SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND (status || '') = 'pending'"
+        " AND kind <> $2",
         list(ids),
         kind,
     )
