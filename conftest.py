@@ -46,6 +46,7 @@ async def start_full_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
 
     yield start
     for worker, _ in started:
-        worker.request_stop()
+        if not worker.stop_requested.is_set():  # a second request exits the process at once
+            worker.request_stop()
     for _, task in started:
         await asyncio.wait_for(task, 30)
