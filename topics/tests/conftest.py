@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+_CONSUMER_LOGS: dict[int, Path] = {}  # pid -> the file its output goes to
+
+
 @pytest.fixture
 async def deliveries(db: asyncpg.Connection) -> asyncpg.Connection:
     """The `deliveries` table: every consumer writes a row per delivery it handles."""
@@ -109,6 +112,7 @@ def spawn_consumer(
                 stderr=subprocess.STDOUT,
             )
         started.append(process)
+        _CONSUMER_LOGS[process.pid] = log_path
         return process
 
     yield spawn
@@ -116,6 +120,11 @@ def spawn_consumer(
         if process.poll() is None:
             process.kill()
         process.wait(20)
+
+
+def output_of(consumer: subprocess.Popen[bytes]) -> str:
+    """What a consumer spawned by `spawn_consumer` has printed so far."""
+    return _CONSUMER_LOGS[consumer.pid].read_text(errors="replace")
 
 
 async def stop(process: subprocess.Popen[bytes]) -> int:
