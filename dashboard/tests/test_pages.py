@@ -135,14 +135,14 @@ async def test_workers_schedules_and_topics_pages(
         leased = await http.post("/queues/eu-orders/lease", json=lease)
         assert len(leased.json()["messages"]) == 1
 
-        async def workers_html() -> str:
-            return (await http.get("/dashboard/workers")).text
+        html = ""
 
-        html = await workers_html()
-        for _ in range(100):
-            if worker.worker_id in html:
-                break
-            html = await workers_html()
+        async def worker_listed() -> bool:
+            nonlocal html
+            html = (await http.get("/dashboard/workers")).text
+            return worker.worker_id in html
+
+        await wait_for(worker_listed, timeout_s=20, what="the worker on /dashboard/workers")
         schedules = (await http.get("/dashboard/schedules")).text
         topics = (await http.get("/dashboard/topics")).text
     assert f'data-worker="{worker.worker_id}"' in html and "0 / 10" in html

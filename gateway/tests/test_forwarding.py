@@ -78,7 +78,9 @@ async def test_no_answer_within_the_wait_gives_504_with_the_task_id(
     settings: Settings, upstream: Upstream, start_full_worker: WorkerFactory, db: asyncpg.Connection
 ) -> None:
     await start_full_worker()
-    async with gateway_client(settings, gateway_wait_s=0.5) as gateway:
+    # Long enough for a worker that has just started to claim it on a busy
+    # machine: the upstream holds its answer, so the wait still runs out.
+    async with gateway_client(settings, gateway_wait_s=3) as gateway:
         response = await gateway.get("/report", params={"hold": "h"})
     body = assert_error(response, 504)
     assert body["status"] == "processing" and "has not answered yet" in body["detail"]

@@ -234,9 +234,10 @@ async def test_wait_cancel_retry_and_a_kind_limit_through_the_pooler(
 async def test_a_killed_workers_tasks_are_recovered_through_the_pooler(
     api: httpx.AsyncClient, pooled_url: str, spawn_worker: Spawn, db: asyncpg.Connection
 ) -> None:
-    short_lease = {"WORKER_LEASE_SECONDS": "2"}
-    doomed = spawn_pooled(spawn_worker, pooled_url, **short_lease)
-    ids = [(await post(api, "record", payload={"seconds": 1}))["id"] for _ in range(4)]
+    # All four wait before the worker starts, and run long enough that none ends
+    # before the kill on a busy machine.
+    ids = [(await post(api, "record", payload={"seconds": 3}))["id"] for _ in range(4)]
+    doomed = spawn_pooled(spawn_worker, pooled_url, WORKER_LEASE_SECONDS="2")
 
     async def all_started() -> bool:
         return len(await executions(db)) == len(ids)
@@ -244,7 +245,8 @@ async def test_a_killed_workers_tasks_are_recovered_through_the_pooler(
     await wait_for(all_started, timeout_s=30, what="the first worker to start every task")
     doomed.signal(signal.SIGKILL)
     doomed.wait(10)
-    rescuer = spawn_pooled(spawn_worker, pooled_url, **short_lease)
+    # The default lease: a stalled heartbeat must not hand its own tasks to a third run.
+    rescuer = spawn_pooled(spawn_worker, pooled_url)
     await wait_status(db, ids, "completed", timeout_s=60)
 
     rows = await executions(db)

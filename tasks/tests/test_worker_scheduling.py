@@ -21,6 +21,7 @@ from tasks.tests.fixtures import (
     wait_status,
 )
 from tasks.tests.test_worker import executions, max_overlap
+from tasks.tests.test_worker_process import wait_log
 
 Spawn = Callable[..., WorkerProcess]
 
@@ -209,14 +210,15 @@ async def test_without_fairness_a_newcomer_waits_behind_the_backlog(
 
 async def test_fairness_levels_follow_weights_and_the_window_slides(settings: Settings) -> None:
     fair = settings.model_copy(
-        update={"fairness": "levels", "fairness_window_s": 0.5, "fairness_weights": {"big": 6}}
+        # A window the 19 posts fit in on a busy machine (each owner's 8 must count).
+        update={"fairness": "levels", "fairness_window_s": 3.0, "fairness_weights": {"big": 6}}
     )
     async with app_client(fair) as http:
         small = [(await post(http, owner="small"))["fair_level"] for _ in range(8)]
         big = [(await post(http, owner="big"))["fair_level"] for _ in range(8)]
         anonymous = [(await post(http))["fair_level"] for _ in range(3)]
         # The window is what is tested: past it, the heavy owner is new again.
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(3.1)
         again = (await post(http, owner="small"))["fair_level"]
     assert small == [0, 1, 1, 1, 1, 1, 2, 2]
     assert big == [0, 0, 0, 0, 0, 0, 1, 1]  # weight 6: 6 recent count as 1
@@ -230,11 +232,13 @@ async def test_fairness_levels_follow_weights_and_the_window_slides(settings: Se
 async def test_a_kind_limit_holds_across_worker_processes(
     client: httpx.AsyncClient, db: asyncpg.Connection, spawn_worker: Spawn
 ) -> None:
-    limited = [(await post(client, payload={"seconds": 0.3}))["id"] for _ in range(12)]
-    free = [(await post(client, kind="echo"))["id"] for _ in range(10)]
     workers = [
         spawn_worker(WORKER_QUEUE_MAXSIZE="5", KIND_CONCURRENCY='{"record": 2}') for _ in range(3)
     ]
+    for worker in workers:  # all of them up before there is work: each may take some
+        await wait_log(worker, "started")
+    limited = [(await post(client, payload={"seconds": 0.3}))["id"] for _ in range(12)]
+    free = [(await post(client, kind="echo"))["id"] for _ in range(10)]
     await wait_status(db, limited + free, "completed", timeout_s=60)
 
     rows = await executions(db)

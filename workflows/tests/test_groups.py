@@ -58,15 +58,23 @@ async def test_a_group_of_50_on_3_workers_fans_in_once(
 async def _finish_concurrently(resources: Resources, ids: list[uuid.UUID], lanes: int) -> None:
     """Count these (final) tasks into their step from `lanes` connections at once."""
     start = asyncio.Event()
+    holding: list[int] = []
 
     async def lane(chunk: list[uuid.UUID]) -> None:
         async with task_repository.driver_connection(resources.engine) as conn:
+            holding.append(1)
             await start.wait()
             async with conn.transaction():
                 await Progress().advance(conn=conn, task_ids=chunk)
 
+    async def all_holding() -> bool:
+        for run in runs:  # a lane that failed to connect fails the test now
+            if run.done():
+                run.result()
+        return len(holding) == lanes
+
     runs = [asyncio.create_task(lane(ids[n::lanes])) for n in range(lanes)]
-    await asyncio.sleep(0.05)  # let every lane hold its connection before the start
+    await wait_for(all_holding, timeout_s=20, what="every lane holding its connection")
     start.set()
     await asyncio.gather(*runs)
 
