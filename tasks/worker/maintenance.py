@@ -25,7 +25,7 @@ log = logging.getLogger("taskline.worker")
 
 SWEEP_LIMIT = 1_000  # rows per statement of the recovery, expiry and retention sweeps
 SWEEP_MAX_BATCHES = 50  # statements of each per sweep: 50,000 rows, then the next sweep
-CHECK_BATCH = 5_000  # pending tasks per statement (and per Redis round trip) of the walk
+CHECK_BATCH = 2_000  # pending tasks per statement (and per Redis round trip) of the walk
 CHECK_MAX = 100_000  # pending tasks the walk looks at per sweep
 
 
