@@ -156,6 +156,10 @@ def main() -> None:
         raise SystemExit(f"no {PEERS_PYTHON}: run `make bench-peers`, which makes it")
     names, workloads = args.systems.split(","), args.workloads.split(",")
     entries = [entry for entry in SYSTEMS if entry.name in names]
+    unknown = set(names) - {entry.name for entry in entries}
+    if unknown:
+        known = ", ".join(entry.name for entry in SYSTEMS)
+        raise SystemExit(f"--systems: unknown {', '.join(sorted(unknown))} (known: {known})")
     flags = [f"--tasks={args.tasks}", f"--enqueue-tasks={args.enqueue_tasks}",
              f"--rate={args.rate:g}", f"--seconds={args.seconds:g}",
              f"--wrk-seconds={args.wrk_seconds:g}"]  # fmt: skip
