@@ -289,6 +289,17 @@ async def wait_for(
         await asyncio.sleep(0.02)
 
 
+async def wait_handler_started(db: asyncpg.Connection, task_id: str) -> None:
+    """Wait until a `record` task's handler has put its run on record: claimed
+    is not enough for a test that needs the handler running."""
+
+    async def started() -> bool:
+        found = "SELECT count(*) FROM executions WHERE task_id = $1"
+        return bool(await db.fetchval(found, uuid.UUID(task_id)))
+
+    await wait_for(started, timeout_s=20, what="the handler to start")
+
+
 async def wait_status(
     db: asyncpg.Connection, ids: Sequence[str], status: str, timeout_s: float = 30.0
 ) -> None:

@@ -22,6 +22,7 @@ from tasks.tests.fixtures import (
     free_port,
     make_settings,
     wait_for,
+    wait_handler_started,
 )
 
 KNOWN_KINDS = ("blocking", "boom", "echo", "not_json", "record", "sleep")
@@ -362,12 +363,7 @@ async def test_cancel_a_processing_task_is_accepted_and_cancels_the_handler(
 ) -> None:
     task_id = (await create(client, "busy", kind="record", payload={"seconds": 30}))["id"]
     await start_worker()
-
-    async def handler_started() -> bool:  # claimed is not enough: its run is on record
-        found = "SELECT count(*) FROM executions WHERE task_id = $1"
-        return bool(await db.fetchval(found, uuid.UUID(task_id)))
-
-    await wait_for(handler_started, timeout_s=20, what="the handler to start")
+    await wait_handler_started(db, task_id)
     response = await cancel(client, task_id)
     assert response.status_code == 202, response.text
     assert (response.json()["status"], response.json()["cancel_requested"]) == ("processing", True)

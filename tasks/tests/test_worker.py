@@ -24,6 +24,7 @@ from tasks.tests.fixtures import (
     app_client,
     make_settings,
     wait_for,
+    wait_handler_started,
     wait_status,
 )
 from tasks.worker import Worker
@@ -437,12 +438,7 @@ async def test_a_missed_cancel_announcement_is_caught_by_the_heartbeat(
 ) -> None:
     task_id = await post(client, "long", "record", seconds=30)
     await start_worker(worker_lease_s=1.5)
-
-    async def handler_started() -> bool:  # claimed is not enough: its run is on record
-        found = "SELECT count(*) FROM executions WHERE task_id = $1"
-        return bool(await db.fetchval(found, uuid.UUID(task_id)))
-
-    await wait_for(handler_started, timeout_s=20, what="the handler to start")
+    await wait_handler_started(db, task_id)
     # Flag it in the database only, as if the announcement on Redis was lost.
     await db.execute("UPDATE tasks SET cancel_requested = true WHERE id = $1", uuid.UUID(task_id))
     await wait_status(db, [task_id], "canceled")
