@@ -84,14 +84,16 @@ async def post(http: httpx.AsyncClient, kind: str = "echo", **fields: Any) -> di
     return dict(response.json())
 
 
-async def server_connections(db: asyncpg.Connection) -> int:
-    """PgBouncer's connections to this test's database (it names them)."""
-    return int(
-        await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = $1",
-            EmbeddedPgBouncer.application_name,
-        )
+def server_connections(bouncer: EmbeddedPgBouncer) -> int:
+    """The server connections PgBouncer holds open, counted on its own sockets.
+
+    Not pg_stat_activity: a backend whose connection PgBouncer has just closed
+    stays listed there until it has exited, beside the one that replaced it."""
+    assert bouncer.process is not None
+    return sum(
+        1
+        for conn in psutil.Process(bouncer.process.pid).net_connections(kind="tcp")
+        if conn.raddr and conn.raddr.port == bouncer.server.port and conn.status == "ESTABLISHED"
     )
 
 
@@ -169,7 +171,7 @@ async def test_tasks_posted_by_many_clients_all_run_through_the_pooler(
     async def watch() -> None:
         nonlocal peak_servers
         while True:
-            peak_servers = max(peak_servers, await server_connections(db))
+            peak_servers = max(peak_servers, server_connections(pgbouncer))
             await asyncio.sleep(0.05)
 
     watcher = asyncio.create_task(watch())
