@@ -463,3 +463,13 @@ async def valkey(tmp_path: Path) -> AsyncIterator[EmbeddedValkey]:
         yield server
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def wait_log(worker: WorkerProcess, text: str, timeout_s: float = 30.0) -> None:
+    """Wait until a spawned worker has logged `text`; fails at once if it exited."""
+
+    async def logged() -> bool:
+        assert worker.process.poll() is None, f"worker exited:\n{worker.log()}"
+        return text in worker.log()
+
+    await wait_for(logged, timeout_s=timeout_s, what=f"{text!r} in the worker log")

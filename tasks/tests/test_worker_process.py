@@ -24,6 +24,7 @@ from tasks.tests.fixtures import (
     make_settings,
     status_counts,
     wait_for,
+    wait_log,
     wait_status,
 )
 
@@ -58,14 +59,6 @@ async def wait_executions(db: asyncpg.Connection, at_least: int, timeout_s: floa
         return await count_executions(db) >= at_least
 
     await wait_for(started, timeout_s=timeout_s, what=f"{at_least} execution(s) started")
-
-
-async def wait_log(worker: WorkerProcess, text: str, timeout_s: float = 30.0) -> None:
-    async def logged() -> bool:
-        assert worker.process.poll() is None, f"worker exited:\n{worker.log()}"
-        return text in worker.log()
-
-    await wait_for(logged, timeout_s=timeout_s, what=f"{text!r} in the worker log")
 
 
 async def exit_code(worker: WorkerProcess, timeout_s: float) -> int:

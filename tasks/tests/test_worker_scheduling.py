@@ -18,10 +18,10 @@ from tasks.tests.fixtures import (
     WorkerProcess,
     app_client,
     wait_for,
+    wait_log,
     wait_status,
 )
 from tasks.tests.test_worker import executions, max_overlap
-from tasks.tests.test_worker_process import wait_log
 
 Spawn = Callable[..., WorkerProcess]
 

@@ -58,11 +58,12 @@ async def test_a_group_of_50_on_3_workers_fans_in_once(
 async def _finish_concurrently(resources: Resources, ids: list[uuid.UUID], lanes: int) -> None:
     """Count these (final) tasks into their step from `lanes` connections at once."""
     start = asyncio.Event()
-    holding: list[int] = []
+    holding = 0  # lanes that hold their connection
 
     async def lane(chunk: list[uuid.UUID]) -> None:
+        nonlocal holding
         async with task_repository.driver_connection(resources.engine) as conn:
-            holding.append(1)
+            holding += 1
             await start.wait()
             async with conn.transaction():
                 await Progress().advance(conn=conn, task_ids=chunk)
@@ -71,7 +72,7 @@ async def _finish_concurrently(resources: Resources, ids: list[uuid.UUID], lanes
         for run in runs:  # a lane that failed to connect fails the test now
             if run.done():
                 run.result()
-        return len(holding) == lanes
+        return holding == lanes
 
     runs = [asyncio.create_task(lane(ids[n::lanes])) for n in range(lanes)]
     await wait_for(all_holding, timeout_s=20, what="every lane holding its connection")
