@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     # `transaction`: DATABASE_URL is a pooler in transaction mode (PgBouncer), so
     # no statement may rely on the server connection of the one before it.
     database_pooler: Literal["none", "transaction"] = "none"
+    # `off`: a claim does not wait for its WAL flush (tasks/repository/claims.py).
+    claim_synchronous_commit: Literal["on", "off"] = "off"
 
     data_dir: Path = Field(Path(".taskline"), validation_alias=_env("TASKLINE_DATA_DIR"))
     embedded_pg_port: int = Field(54329, ge=1, le=65535)
@@ -187,7 +189,7 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_pooler", mode="before")
+    @field_validator("database_pooler", "claim_synchronous_commit", mode="before")
     @classmethod
     def _lower_pooler(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

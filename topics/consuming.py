@@ -116,8 +116,10 @@ async def _claim(
     try:
         async with _connect(resources) as conn:
             claimed = await tasks_repository.claim_kinds(
-                conn=conn, ids=ids, worker_id=worker_id, lease_s=visibility_s, kinds=[MESSAGE_KIND]
-            )
+                conn=conn, ids=ids, worker_id=worker_id, lease_s=visibility_s,
+                kinds=[MESSAGE_KIND],
+                synchronous_commit=resources.settings.claim_synchronous_commit,
+            )  # fmt: skip
             if len(claimed) < len(ids):
                 taken = {task.id for task in claimed}
                 others = await repository.pending_of_other_kinds(

@@ -54,6 +54,7 @@ def test_defaults() -> None:
     assert found.events_subscriber_queue == 1000 and found.events_heartbeat_s == 15
     assert found.kind_max_backlog == {}
     assert found.database_pooler == "none" and found.worker_processes == 1
+    assert found.claim_synchronous_commit == "off"
 
 
 def test_unset_urls_fall_back_to_the_embedded_dev_stack() -> None:
@@ -91,6 +92,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "API_PORT": "9000",
         "TASKLINE_DATA_DIR": "/var/lib/taskline",
         "TASKLINE_FAULT_SKIP_PUSH": "true",
+        "CLAIM_SYNCHRONOUS_COMMIT": "On",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -111,6 +113,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert found.database_pooler == "transaction"
     assert found.data_dir == Path("/var/lib/taskline")
     assert found.fault_skip_push is True
+    assert found.claim_synchronous_commit == "on"
 
 
 @pytest.mark.parametrize(
@@ -287,6 +290,7 @@ WORKER_BAD_VALUES = [
     ("FAIRNESS_LEVELS", "5,3"),
     ("FAIRNESS_WEIGHTS", '{"acme": 0}'),
     ("PRIORITY_AGING_SECONDS", "-1"),
+    ("CLAIM_SYNCHRONOUS_COMMIT", "local"),
 ]
 
 

@@ -29,12 +29,22 @@ from tasks.repository.rows import (
 # hashed all 5,000 running ones.
 _CLAIMABLE = """(status || '') = 'pending' AND run_at <= clock_timestamp()
        AND (expires_at IS NULL OR expires_at > clock_timestamp())"""
+# A claim commits without waiting for its WAL flush unless
+# CLAIM_SYNCHRONOUS_COMMIT=on ($5): its task starts a flush sooner, and a
+# worker drains faster. What that risks is a claim that a PostgreSQL crash
+# (not a clean stop, which flushes) forgets: the task is pending again and runs
+# again, as after a worker crash; the handlers are at-least-once anyway. Any
+# later durable commit (the outcome, a cancel) flushes the claim before it.
+# set_config(..., true) lasts for the statement's own transaction, so a pooled
+# or PgBouncer server connection keeps its setting; the uncorrelated subquery
+# runs once, before any row is touched.
 _CLAIM_TEMPLATE = f"""
     UPDATE tasks
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
      WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND {{kinds}}
+       AND (SELECT set_config('synchronous_commit', $5::text, true)) IS NOT NULL
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
            workflow_id, inputs, lease_expires_at, owner
 """
@@ -59,19 +69,31 @@ async def claim(
     worker_id: str,
     lease_s: float,
     limited_kinds: Sequence[str] = (),
+    synchronous_commit: str = "off",
 ) -> list[ClaimedTask]:
     """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are
-    skipped, and so are tasks of `limited_kinds` (see claim_limited)."""
-    rows = await conn.fetch(_CLAIM, list(ids), worker_id, lease_s, list(limited_kinds))
+    skipped, and so are tasks of `limited_kinds` (see claim_limited).
+    `synchronous_commit`: CLAIM_SYNCHRONOUS_COMMIT (see _CLAIM_TEMPLATE)."""
+    rows = await conn.fetch(
+        _CLAIM, list(ids), worker_id, lease_s, list(limited_kinds), synchronous_commit
+    )
     return [_claimed(row) for row in rows]
 
 
 async def claim_kinds(
-    *, conn: Any, ids: Sequence[uuid.UUID], worker_id: str, lease_s: float, kinds: Sequence[str]
+    *,
+    conn: Any,
+    ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_s: float,
+    kinds: Sequence[str],
+    synchronous_commit: str = "off",
 ) -> list[ClaimedTask]:
     """The same claim for a consumer that handles only `kinds` (an HTTP consumer
     leasing messages): tasks of other kinds among `ids` are left pending."""
-    rows = await conn.fetch(_CLAIM_KINDS, list(ids), worker_id, lease_s, list(kinds))
+    rows = await conn.fetch(
+        _CLAIM_KINDS, list(ids), worker_id, lease_s, list(kinds), synchronous_commit
+    )
     return [_claimed(row) for row in rows]
 
 
@@ -97,6 +119,7 @@ async def claim_limited(
     worker_id: str,
     lease_s: float,
     limits: dict[str, int],
+    synchronous_commit: str = "off",
 ) -> tuple[list[ClaimedTask], list[Bell]]:
     """Claim tasks of KIND_CONCURRENCY kinds while their kind has a free slot.
 
@@ -119,7 +142,11 @@ async def claim_limited(
             taken = await conn.fetchval(_SLOTS_TAKEN, kind)
             free = max(0, limits[kind] - int(taken))
             chosen = [bell.id for bell in bells[:free]]
-            rows = await conn.fetch(_CLAIM, chosen, worker_id, lease_s, []) if chosen else []
+            rows = (
+                await conn.fetch(_CLAIM, chosen, worker_id, lease_s, [], synchronous_commit)
+                if chosen
+                else []
+            )
             claimed += [_claimed(row) for row in rows]
             no_slot += bells[free:]
     return claimed, no_slot

@@ -189,6 +189,32 @@ async def test_claim_takes_pending_tasks_once_and_skips_the_rest(
     assert (await row(db, canceled))["status"] == "canceled"
 
 
+@pytest.mark.parametrize("mode", ["off", "on"])
+async def test_a_claims_synchronous_commit_lasts_for_its_own_transaction_only(
+    resources: Resources, db: asyncpg.Connection, mode: str
+) -> None:
+    """CLAIM_SYNCHRONOUS_COMMIT applies to the claim alone: the connection goes
+    back to the pool (or PgBouncer's server connection to its next client) as it was."""
+    first, second = await add_tasks(resources, 2)
+    async with connection(resources) as conn:
+        before = await conn.fetchval("SHOW synchronous_commit")
+        async with conn.transaction():
+            claimed = await repository.claim(
+                conn=conn, ids=[first], worker_id="w", lease_s=60, synchronous_commit=mode
+            )
+            during = await conn.fetchval("SHOW synchronous_commit")
+        again = await repository.claim(
+            conn=conn, ids=[second], worker_id="w", lease_s=60, synchronous_commit=mode
+        )
+        after = await conn.fetchval("SHOW synchronous_commit")
+    assert [task.id for task in claimed + again] == [first, second]
+    assert (before, during, after) == ("on", mode, "on")
+    assert [(await row(db, task_id))["status"] for task_id in (first, second)] == [
+        "processing",
+        "processing",
+    ]
+
+
 async def test_finish_records_outcomes_of_the_current_attempt_only(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
@@ -548,7 +574,7 @@ async def test_claims_and_outcomes_look_ids_up_by_primary_key_whatever_the_stati
         claimed = await repository.claim(conn=db, ids=burst[:10], worker_id="w", lease_s=60)
         assert len(claimed) == 10
         claim_plan = await db.fetchval(
-            f"EXPLAIN (FORMAT JSON) {claims._CLAIM}", burst[10:20], "w", 60.0, []
+            f"EXPLAIN (FORMAT JSON) {claims._CLAIM}", burst[10:20], "w", 60.0, [], "off"
         )
         await db.execute(
             "UPDATE tasks SET status = 'processing', worker_id = 'w', attempts = 1"

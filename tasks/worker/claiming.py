@@ -39,11 +39,12 @@ async def claim_popped(
                 worker_id=worker_id,
                 lease_s=settings.worker_lease_s,
                 limited_kinds=list(limits),
+                synchronous_commit=settings.claim_synchronous_commit,
             )
             if limits and len(claimed) < len(ids):
                 more, no_slot = await repository.claim_limited(
                     conn=conn, ids=ids, worker_id=worker_id, lease_s=settings.worker_lease_s,
-                    limits=limits,
+                    limits=limits, synchronous_commit=settings.claim_synchronous_commit,
                 )  # fmt: skip
                 claimed += more
         # Set aside until a slot of their kind frees; no worker spins on them.
