@@ -64,7 +64,10 @@ def _error_text(error: BaseException) -> str:
 
 def encode_result(task: ClaimedTask, result: Any, policy: Policy) -> Outcome:
     try:
-        result_json = json.dumps(result, allow_nan=False, separators=(",", ":"))
+        # None, what most handlers return, without the encoder's call.
+        result_json = (
+            "null" if result is None else json.dumps(result, allow_nan=False, separators=(",", ":"))
+        )
     except (TypeError, ValueError) as error:
         return policy.failed(task, f"result is not JSON: {error}")
     # ASCII-only JSON (json.dumps escapes the rest): as many bytes as characters.

@@ -51,13 +51,20 @@ class Recorder:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def put(self, outcome: Outcome) -> None:
-        while len(self._pending) >= self._max_pending:
+    def try_put(self, outcome: Outcome) -> bool:
+        """Hand in an outcome if there is room; no await, so nothing can cancel it."""
+        if len(self._pending) >= self._max_pending:
             self._space.clear()
-            await self._space.wait()
+            return False
         self._pending.append(outcome)
         self._idle.clear()
         self._wake.set()
+        return True
+
+    async def put(self, outcome: Outcome) -> None:
+        """Hand in an outcome, waiting for room (the writes fell behind)."""
+        while not self.try_put(outcome):
+            await self._space.wait()
 
     def pending_ids(self) -> list[uuid.UUID]:
         """Tasks whose outcome is waiting to be written (their leases must hold)."""

@@ -264,7 +264,9 @@ class Worker:
         if task.workflow_id is not None:
             outcome = replace(outcome, in_flow=True)
         # The handler is over: a cancel arriving now must not lose its outcome.
-        await asyncio.shield(self.recorder.put(outcome))
+        # Mostly there is room, and no await: no shield (a Task each) needed.
+        if not self.recorder.try_put(outcome):
+            await asyncio.shield(self.recorder.put(outcome))
 
     def cancel_running(self, ids: list[uuid.UUID]) -> None:
         """Cancel these tasks' handlers if they run here (a cancel was asked for)."""
