@@ -34,7 +34,11 @@ HOW = """How each system ran (one worker process, 10 at a time, no-op jobs):
   `taskline.client.Client.create_task` (httpx). Latency likewise: POST /tasks
   written as bytes on keep-alive connections; "(httpx client)": the same POSTs
   through httpx.AsyncClient, which costs the caller about 1 ms of CPU each. Every
-  state change committed in PostgreSQL (fsync on, synchronous_commit on).
+  state change committed in PostgreSQL (fsync on, synchronous_commit on); claims
+  (from 3 December 2026 12:00 UTC) with synchronous_commit off for their own
+  transaction (CLAIM_SYNCHRONOUS_COMMIT=off, the default: a claim that a crash
+  forgets runs its task again), so inserts and outcomes wait for the WAL flush
+  and claims do not.
 - Dramatiq: RedisBroker, `dramatiq --processes 1 --threads 10`, `actor.send()`.
 - SAQ: Redis queue, `saq --workers 1` with concurrency 10, `await queue.enqueue()`.
 - Celery: Redis broker, no result backend (`task_ignore_result`),
