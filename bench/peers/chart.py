@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 TASKLINE, PEER = "#2a6f97", "#b0b7bf"
+LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "white", "lw": 0}  # over a whisker cut short
 
 
 def label(value: float) -> str:
@@ -28,7 +29,10 @@ def label(value: float) -> str:
 
 def panel(axis: Any, table: dict, key: str, title: str, higher: bool) -> None:
     """One bar per system that has `key`: its median, whiskers to its range, the
-    median written past the whisker; a log scale where values span a hundredfold."""
+    median written past the whisker; a log scale where values span a hundredfold.
+    The axis ends past the largest median, not the largest round: one slow round
+    (an httpx p99 of seconds) would leave every other bar a sliver. A whisker
+    cut there says where it ends."""
     names = [name for name, row in table.items() if row.get(key)]
     if not names:  # a run with --systems or --workloads left this column empty
         axis.set_visible(False)
@@ -42,12 +46,17 @@ def panel(axis: Any, table: dict, key: str, title: str, higher: bool) -> None:
     axis.invert_yaxis()
     axis.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=10)
     axis.tick_params(labelsize=8)
-    if max(middles) > 100 * min(middles):  # else the smaller bars vanish
+    log_scale = max(middles) > 100 * min(middles)  # else the smaller bars vanish
+    if log_scale:
         axis.set_xscale("log")
-    axis.margins(x=0.3)
+    end = max(middles) * (10 if log_scale else 1.6)
+    axis.set_xlim(right=end)
     for index, (middle, found) in enumerate(zip(middles, values, strict=True)):
-        axis.annotate(label(middle), (max(found), index), xytext=(5, -3),
-                      textcoords="offset points", fontsize=8)  # fmt: skip
+        text, at = label(middle), max(found)
+        if at > end:  # the whisker runs off the panel
+            text, at = f"{text} (rounds up to {label(at)})", middle
+        axis.annotate(text, (at, index), xytext=(5, -3), textcoords="offset points",
+                      fontsize=8, bbox=LABEL_BOX)  # fmt: skip
 
 
 def draw(summary: dict, out: Path) -> None:
