@@ -267,12 +267,9 @@ async def test_postgres_restart_answers_503_and_loses_no_acknowledged_task(
     postgres: EmbeddedPostgres,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dsn = plain_dsn(postgres.url())
-    monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
-    worker = spawn_worker(DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn)
-    async with app_client(make_settings(postgres.url(), stores.redis_url, namespace)) as http:
-        flow = await flow_through_outage(http, postgres.stop, postgres.start)  # a fast shutdown
-    ran = await all_acknowledged_completed(flow, dsn, worker)
+    ran, worker = await through_postgres_outage(
+        postgres.stop, postgres, stores, namespace, spawn_worker, monkeypatch
+    )  # a fast shutdown
     # A handler cut off by the outage may have left an unfinished execution
     # before its retry; none may have finished twice.
     not_once = {task_id: n for task_id, n in ran.items() if n[1] != 1}
@@ -291,12 +288,9 @@ async def test_postgres_crash_loses_no_acknowledged_task(
     """A SIGKILL, not a shutdown: WAL not yet flushed is gone. Every 201 was
     flushed first; a claim may be forgotten (CLAIM_SYNCHRONOUS_COMMIT=off), and
     its task then runs again: at least once, never lost, never stuck."""
-    dsn = plain_dsn(postgres.url())
-    monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
-    worker = spawn_worker(DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn)
-    async with app_client(make_settings(postgres.url(), stores.redis_url, namespace)) as http:
-        flow = await flow_through_outage(http, partial(crash, postgres), postgres.start)
-    ran = await all_acknowledged_completed(flow, dsn, worker)
+    ran, worker = await through_postgres_outage(
+        partial(crash, postgres), postgres, stores, namespace, spawn_worker, monkeypatch
+    )
     unfinished = {task_id: n for task_id, n in ran.items() if n[1] < 1}
     assert unfinished == {}, f"completed without a finished run: {list(unfinished.items())[:5]}"
     await stop_worker(worker)
@@ -310,6 +304,25 @@ def crash(server: EmbeddedPostgres) -> None:
     server.kill()
     _, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [], f"PostgreSQL processes outlived their postmaster: {alive}"
+
+
+async def through_postgres_outage(
+    down: Callable[[], None],
+    postgres: EmbeddedPostgres,
+    stores: Stores,
+    namespace: str,
+    spawn_worker: Spawn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[dict[str, tuple[int, int]], WorkerProcess]:
+    """Tasks flow through an API and a worker on the test's own PostgreSQL while
+    `down` takes it away and it starts again; every acknowledged task completes.
+    Returns the runs on record and the worker."""
+    dsn = plain_dsn(postgres.url())
+    monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
+    worker = spawn_worker(DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn)
+    async with app_client(make_settings(postgres.url(), stores.redis_url, namespace)) as http:
+        flow = await flow_through_outage(http, down, postgres.start)
+    return await all_acknowledged_completed(flow, dsn, worker), worker
 
 
 async def all_acknowledged_completed(
