@@ -191,7 +191,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_pooler", "claim_synchronous_commit", mode="before")
     @classmethod
-    def _lower_pooler(cls, value: object) -> object:
+    def _lower_choice(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")

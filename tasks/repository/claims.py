@@ -30,8 +30,8 @@ from tasks.repository.rows import (
 _CLAIMABLE = """(status || '') = 'pending' AND run_at <= clock_timestamp()
        AND (expires_at IS NULL OR expires_at > clock_timestamp())"""
 # A claim commits without waiting for its WAL flush unless
-# CLAIM_SYNCHRONOUS_COMMIT=on ($5): its task starts a flush sooner, and a
-# worker drains faster. What that risks is a claim that a PostgreSQL crash
+# CLAIM_SYNCHRONOUS_COMMIT=on ($5): its task starts without waiting for a
+# flush, and a worker drains faster. What that risks is a claim that a PostgreSQL crash
 # (not a clean stop, which flushes) forgets: the task is pending again and runs
 # again, as after a worker crash; the handlers are at-least-once anyway. Any
 # later durable commit (the outcome, a cancel) flushes the claim before it.

@@ -204,7 +204,7 @@ class Worker:
             self.slots.give_back(count - len(claimed))
             if claimed:
                 # The handlers just launched start before the next pop is
-                # packed and sent: 0.1 ms sooner each (bench/latency.py).
+                # packed and sent: about 0.1 ms sooner each.
                 await asyncio.sleep(0)
 
     async def _pull_batch(self, count: int) -> list[ClaimedTask]:
