@@ -448,6 +448,39 @@ async def test_a_missed_cancel_announcement_is_caught_by_the_heartbeat(
     assert [run["finished_at"] for run in runs] == [None]
 
 
+async def test_a_claim_lost_by_a_crash_and_made_again_here_does_not_start_a_second_run(
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    resources: Resources,
+    start_worker: WorkerFactory,
+) -> None:
+    """A PostgreSQL crash may forget a claim (CLAIM_SYNCHRONOUS_COMMIT=off): the
+    row is pending again and rung again, and this worker claims it anew, as the
+    same attempt, while the first run still goes on. That run is the attempt's."""
+    task_id = await post(client, "long", "record", seconds=5)
+    await start_worker()
+    await wait_handler_started(db, task_id)
+    # What the crash leaves: the row as it was before the claim, rung again.
+    await db.execute(
+        "UPDATE tasks SET status = 'pending', attempts = attempts - 1, worker_id = NULL,"
+        " started_at = NULL, lease_expires_at = NULL WHERE id = $1",
+        uuid.UUID(task_id),
+    )
+    redis, ready = resources.redis, resources.keys.ready("default")
+    await redis.zadd(ready, {task_id: 0})
+
+    async def claimed_again() -> bool:
+        status = await db.fetchval("SELECT status FROM tasks WHERE id = $1", uuid.UUID(task_id))
+        return bool(status == "processing" and await redis.zcard(ready) == 0)
+
+    await wait_for(claimed_again, timeout_s=4, what="the task claimed again")
+    await wait_status(db, [task_id], "completed")
+    rows = await executions(db)
+    assert [(str(row["task_id"]), row["attempt"]) for row in rows] == [(task_id, 1)]
+    assert rows[0]["finished_at"] is not None
+    assert (await get(client, task_id))["attempts"] == 1
+
+
 # Delays -----------------------------------------------------------------------------------
 
 

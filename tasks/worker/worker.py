@@ -220,6 +220,9 @@ class Worker:
             raise
         now_s, observe = time.time(), self.publisher.observe
         for task in claimed:  # each has its slot (taken before the pop): it starts now
+            if self._runs_here(task.id):
+                self.slots.give_back()
+                continue
             self._launch(task)
             observe(tally.START_DELAY, task.bell.queue, now_s - task.bell.ready_at_s)
         self.publisher.publish(events.of_claimed(claimed))
@@ -235,6 +238,16 @@ class Worker:
             settings=self.settings,
             worker_id=self.worker_id,
         )
+
+    def _runs_here(self, task_id: uuid.UUID) -> bool:
+        """Claimed while its handler still runs here: PostgreSQL forgot the first
+        claim (a crash, CLAIM_SYNCHRONOUS_COMMIT=off), and this claim is the same
+        attempt of the same worker, so the run going on is its run; no second one."""
+        if task_id not in self.running or task_id in self._lease_lost:
+            return False
+        log.warning("task %s claimed again while it runs here: its first claim was lost;"
+                    " the run goes on as this claim's", task_id)  # fmt: skip
+        return True
 
     def _launch(self, task: ClaimedTask) -> None:
         runner = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
@@ -289,8 +302,9 @@ class Worker:
                 runner.cancel()
 
     def _task_done(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
-        self.running.pop(task.id, None)
-        self._cancel_asked.discard(task.id)
+        if self.running.get(task.id) is runner:  # not a run stopped and since replaced
+            del self.running[task.id]
+            self._cancel_asked.discard(task.id)
         self._lease_lost.discard(task.id)
         self.slots.give_back()
         if not runner.cancelled() and runner.exception() is not None:
