@@ -261,15 +261,9 @@ async def test_flushed_redis_loses_no_pending_task(
 
 @pytest.mark.chaos
 async def test_postgres_restart_answers_503_and_loses_no_acknowledged_task(
-    stores: Stores,
-    namespace: str,
-    spawn_worker: Spawn,
-    postgres: EmbeddedPostgres,
-    monkeypatch: pytest.MonkeyPatch,
+    postgres: EmbeddedPostgres, postgres_outage: Outage
 ) -> None:
-    ran, worker = await through_postgres_outage(
-        postgres.stop, postgres, stores, namespace, spawn_worker, monkeypatch
-    )  # a fast shutdown
+    ran, worker = await postgres_outage(postgres.stop)  # a fast shutdown
     # A handler cut off by the outage may have left an unfinished execution
     # before its retry; none may have finished twice.
     not_once = {task_id: n for task_id, n in ran.items() if n[1] != 1}
@@ -279,18 +273,12 @@ async def test_postgres_restart_answers_503_and_loses_no_acknowledged_task(
 
 @pytest.mark.chaos
 async def test_postgres_crash_loses_no_acknowledged_task(
-    stores: Stores,
-    namespace: str,
-    spawn_worker: Spawn,
-    postgres: EmbeddedPostgres,
-    monkeypatch: pytest.MonkeyPatch,
+    postgres: EmbeddedPostgres, postgres_outage: Outage
 ) -> None:
     """A SIGKILL, not a shutdown: WAL not yet flushed is gone. Every 201 was
     flushed first; a claim may be forgotten (CLAIM_SYNCHRONOUS_COMMIT=off), and
     its task then runs again: at least once, never lost, never stuck."""
-    ran, worker = await through_postgres_outage(
-        partial(crash, postgres), postgres, stores, namespace, spawn_worker, monkeypatch
-    )
+    ran, worker = await postgres_outage(partial(crash, postgres))
     unfinished = {task_id: n for task_id, n in ran.items() if n[1] < 1}
     assert unfinished == {}, f"completed without a finished run: {list(unfinished.items())[:5]}"
     await stop_worker(worker)
@@ -306,28 +294,35 @@ def crash(server: EmbeddedPostgres) -> None:
     assert alive == [], f"PostgreSQL processes outlived their postmaster: {alive}"
 
 
-async def through_postgres_outage(
-    down: Callable[[], None],
-    postgres: EmbeddedPostgres,
+Runs = dict[str, tuple[int, int]]
+Outage = Callable[[Callable[[], None]], Awaitable[tuple[Runs, WorkerProcess]]]
+
+
+@pytest.fixture
+def postgres_outage(
     stores: Stores,
     namespace: str,
     spawn_worker: Spawn,
+    postgres: EmbeddedPostgres,
     monkeypatch: pytest.MonkeyPatch,
-) -> tuple[dict[str, tuple[int, int]], WorkerProcess]:
+) -> Outage:
     """Tasks flow through an API and a worker on the test's own PostgreSQL while
     `down` takes it away and it starts again; every acknowledged task completes.
-    Returns the runs on record and the worker."""
-    dsn = plain_dsn(postgres.url())
-    monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
-    worker = spawn_worker(DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn)
-    async with app_client(make_settings(postgres.url(), stores.redis_url, namespace)) as http:
-        flow = await flow_through_outage(http, down, postgres.start)
-    return await all_acknowledged_completed(flow, dsn, worker), worker
+    Gives the runs on record and the worker."""
+
+    async def through(down: Callable[[], None]) -> tuple[Runs, WorkerProcess]:
+        dsn = plain_dsn(postgres.url())
+        monkeypatch.setenv("TASKLINE_TEST_RECORD_DSN", dsn)
+        worker = spawn_worker(DATABASE_URL=postgres.url(), TASKLINE_TEST_RECORD_DSN=dsn)
+        settings = make_settings(postgres.url(), stores.redis_url, namespace)
+        async with app_client(settings) as http:
+            flow = await flow_through_outage(http, down, postgres.start)
+        return await all_acknowledged_completed(flow, dsn, worker), worker
+
+    return through
 
 
-async def all_acknowledged_completed(
-    flow: Flow, dsn: str, worker: WorkerProcess
-) -> dict[str, tuple[int, int]]:
+async def all_acknowledged_completed(flow: Flow, dsn: str, worker: WorkerProcess) -> Runs:
     """The flow saw only 201s and JSON 503s, some 503s, and every task ends
     completed, each acknowledged one with a run on record; returns the runs."""
     assert flow.odd == [], flow.odd[:5]
