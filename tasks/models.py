@@ -135,6 +135,8 @@ class Task(Base):
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
         # GET /queues of one tenant counts its active tasks from this alone.
+        # Tasks without an owner (all of them under AUTH=none) stay out of it:
+        # every insert and claim of one would write an entry nothing reads.
         Index(
             "ix_tasks_active_owner",
             "owner",
@@ -142,7 +144,7 @@ class Task(Base):
             "priority",
             "status",
             "run_at",
-            postgresql_where=text("status IN ('pending', 'processing')"),
+            postgresql_where=text("status IN ('pending', 'processing') AND owner IS NOT NULL"),
         ),
         # Messages (topics/): a queue's messages by status, for its stats, its
         # deletion in batches and its redrive; and those dead-lettered from it.

@@ -22,6 +22,7 @@ from tasks import repository
 from tasks.intake import NewTask
 from tasks.models import TaskStatus
 from tasks.repository import Outcome, claims
+from tasks.repository import api as api_statements
 
 
 def connection(resources: Resources) -> AbstractAsyncContextManager[Any]:
@@ -553,6 +554,33 @@ async def test_list_queries_use_an_index_on_a_large_table(
             assert all(rows <= 60 for rows in sorted_rows(page_plan(plan))), where
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", capture)
+
+
+async def test_a_tenants_queue_counts_read_an_index_that_unowned_tasks_stay_out_of(
+    db: asyncpg.Connection,
+) -> None:
+    """GET /queues of one tenant counts from ix_tasks_active_owner, even with the
+    generic plan a prepared statement settles on; the 20,000 active tasks without
+    an owner (every task under AUTH=none) wrote no entry into it."""
+    await db.execute(
+        "INSERT INTO tasks (id, kind, message, status, owner)"
+        " SELECT gen_random_uuid(), 'echo', 'x',"
+        "        CASE WHEN i % 3 = 0 THEN 'completed' ELSE 'pending' END,"
+        "        CASE WHEN i % 100 = 1 THEN 'acme' END"
+        "   FROM generate_series(1, 30000) AS i"
+    )
+    await db.execute("ANALYZE tasks")
+    counts = await repository.owner_queue_counts(conn=db, owner="acme")
+    assert [(r["queue"], r["pending"], r["processing"]) for r in counts] == [("default", 200, 0)]
+    await db.execute("SET plan_cache_mode = force_generic_plan")
+    statement = await db.prepare(f"EXPLAIN (FORMAT JSON) {api_statements._OWNER_QUEUE_COUNTS}")
+    nodes = json.dumps(json.loads(await statement.fetchval("acme")))
+    assert '"Index Name": "ix_tasks_active_owner"' in nodes, nodes
+    assert "Seq Scan" not in nodes, nodes
+    # 200 entries fit in two pages (the metapage and a leaf); an entry for every
+    # active task took 19, deduplicated.
+    pages = await db.fetchval("SELECT pg_relation_size('ix_tasks_active_owner') / 8192")
+    assert pages <= 4, pages
 
 
 async def test_claims_and_outcomes_look_ids_up_by_primary_key_whatever_the_statistics_say(
