@@ -1,11 +1,13 @@
 """The worker's recorder (tasks/worker/recorder.py) against a real PostgreSQL:
 a write that PostgreSQL aborts as a deadlock is written again, and the
-recorder goes on."""
+recorder goes on; under load outcomes share a write, which a drain does not
+wait for."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -14,6 +16,7 @@ from app.lifespan import Resources
 from tasks import events
 from tasks.models import TaskStatus
 from tasks.repository import Outcome
+from tasks.tests.fixtures import wait_for
 from tasks.worker.recorder import Recorder
 
 WORKER = "test-worker"
@@ -72,6 +75,47 @@ async def test_a_write_aborted_as_a_deadlock_is_written_again(
         assert await drained, "the outcomes were never written"
         statuses = await db.fetch("SELECT status FROM tasks WHERE id = ANY($1)", [first, second])
         assert [row["status"] for row in statuses] == ["completed", "completed"]
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await recorder.close()
+
+
+class Announced(events.Publisher):
+    """The worker's publisher, keeping the task ids of each batch it was given."""
+
+    def __init__(self, resources: Resources) -> None:
+        super().__init__(resources)
+        self.batches: list[list[uuid.UUID]] = []
+
+    def publish(self, batch: Sequence[events.Event]) -> None:
+        self.batches.append([event.task_id for event in batch])
+        super().publish(batch)
+
+
+async def test_outcomes_after_a_write_share_the_next_one_and_a_drain_does_not_wait(
+    db: asyncpg.Connection, resources: Resources
+) -> None:
+    """A lone outcome is written at once. Outcomes handed in right after a write
+    wait for more to join them (here for a minute, so nothing but the drain can
+    end the wait); a drain writes them at once, in one statement."""
+    first, second, third = await processing(db, 3)
+    announced = Announced(resources)
+    recorder = Recorder(resources, WORKER, max_pending=10, publisher=announced, linger_s=60.0)
+    runner = asyncio.create_task(recorder.run(), name="recorder")
+
+    async def first_written() -> bool:
+        return announced.batches == [[first]]
+
+    try:
+        await recorder.put(Outcome(first, 1, TaskStatus.COMPLETED, result_json="1"))
+        await wait_for(first_written, what="the lone outcome's write")
+        for task_id in (second, third):
+            await recorder.put(Outcome(task_id, 1, TaskStatus.COMPLETED, result_json="1"))
+        assert await recorder.drain(timeout_s=15), "the drain waited out the linger"
+        assert announced.batches == [[first], [second, third]]
+        statuses = await db.fetch("SELECT status FROM tasks WHERE id = ANY($1)", [first, second])
+        assert {row["status"] for row in statuses} == {"completed"}
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

@@ -1,15 +1,22 @@
 """Writes outcomes back to PostgreSQL in batches: one statement for many tasks.
 
 While one batch is being written the next one gathers, so batches grow with
-load and a lone task is written at once. The buffer is bounded: `put` waits
-when it is full, which slows handlers down rather than letting memory grow.
+load and a lone task is written at once. Under load (the last write less than
+LINGER_S ago) a batch also waits out the rest of LINGER_S: each statement and
+its WAL flush then records several claims' worth of outcomes, which costs
+PostgreSQL and the worker less CPU per task. The buffer is bounded: `put`
+waits when it is full, which slows handlers down rather than letting memory
+grow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
+from contextlib import suppress
 
 from app.errors import is_store_error
 from app.lifespan import Resources
@@ -25,6 +32,10 @@ from tasks.worker.hooks import FlowHook
 log = logging.getLogger("taskline.worker")
 
 MAX_BATCH = 500
+# A drain of no-op tasks, 10 slots, one write every 3 ms without it: PostgreSQL
+# and worker CPU per task fell 10-16% with it. What it costs: under load, a
+# task's outcome is recorded (and its waiters answered) up to 5 ms later.
+LINGER_S = 0.005
 
 
 class Recorder:
@@ -36,6 +47,7 @@ class Recorder:
         max_pending: int,
         flow_hook: FlowHook | None = None,
         publisher: events.Publisher,
+        linger_s: float = LINGER_S,
     ) -> None:
         self._resources = resources
         self._conn = repository.HeldConnection(resources.engine)  # one batch at a time
@@ -44,6 +56,9 @@ class Recorder:
         self._worker_id = worker_id
         self._flows = FlowRecorder(self._doorbell, worker_id, flow_hook)
         self._max_pending = max_pending
+        self._linger_s = linger_s
+        self._written_at_s = -math.inf
+        self._hurry = asyncio.Event()  # draining: no lingering
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
@@ -72,6 +87,7 @@ class Recorder:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every outcome handed in is written; False if time ran out."""
+        self._hurry.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
@@ -87,6 +103,7 @@ class Recorder:
         while True:
             stop_if_canceled()
             await self._wake.wait()
+            await self._linger()
             self._wake.clear()
             while self._pending:
                 stop_if_canceled()
@@ -100,10 +117,21 @@ class Recorder:
                     log.warning("cannot record outcomes (%s); retrying in %.2fs", error, delay_s)
                     await asyncio.sleep(delay_s)
                     continue
+                self._written_at_s = time.monotonic()
                 backoff.reset()
                 del self._pending[: len(batch)]
                 self._space.set()
             self._idle.set()
+
+    async def _linger(self) -> None:
+        """Under load, let more outcomes join this batch (see LINGER_S); not once
+        the worker drains, nor past a full batch."""
+        pause_s = self._written_at_s + self._linger_s - time.monotonic()
+        if pause_s <= 0 or self._hurry.is_set() or len(self._pending) >= MAX_BATCH:
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(pause_s):
+                await self._hurry.wait()
 
     async def _write(self, batch: list[Outcome]) -> None:
         async with self._conn.use() as conn:
