@@ -163,7 +163,11 @@ async def publish(
 
 
 MAX_ENTRY_EVENTS = 1000
-LINGER_S = 0.005
+# Under load the `started` events wait for the next final ones (the recorder
+# writes every 5 ms or so then) and share their entry: a drain sent 1,600
+# entries instead of 2,550 for 20,000 tasks, with Valkey's CPU per task down
+# by about an eighth. 25 ms late is still live for a dashboard or a stream.
+LINGER_S = 0.025
 
 
 class Publisher:
@@ -171,9 +175,9 @@ class Publisher:
     one loop sends whatever has gathered as one entry, so the claim and the
     recorder never wait on Redis for an event. A final event (someone may be
     waiting for it) goes at once, with whatever else has gathered; other events
-    go at most one entry per `linger_s`, so under load the `started` events of
-    several claims share an entry (a round trip per entry costs the worker more
-    than the rest of the event). Bounded: past
+    go at most one entry per `linger_s` (LINGER_S), so under load the `started`
+    events of several claims share an entry (a round trip per entry costs the
+    worker more than the rest of the event). Bounded: past
     `max_pending` events (Redis down for long), new ones are dropped and logged."""
 
     def __init__(
