@@ -114,8 +114,9 @@ async def test_outcomes_after_a_write_share_the_next_one_and_a_drain_does_not_wa
             await recorder.put(Outcome(task_id, 1, TaskStatus.COMPLETED, result_json="1"))
         assert await recorder.drain(timeout_s=15), "the drain waited out the linger"
         assert announced.batches == [[first], [second, third]]
-        statuses = await db.fetch("SELECT status FROM tasks WHERE id = ANY($1)", [first, second])
-        assert {row["status"] for row in statuses} == {"completed"}
+        written = [first, second, third]
+        statuses = await db.fetch("SELECT status FROM tasks WHERE id = ANY($1)", written)
+        assert [row["status"] for row in statuses] == ["completed"] * 3
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
