@@ -152,7 +152,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     out.append("| **Taskline / best peer** | " + " | ".join(ratio_row(table)) + " |")
     out += ["", "Above x1 in the jobs/s columns, Taskline is faster than the best peer; in the"
             " CPU and latency columns, below x1 is better for Taskline.", ""]  # fmt: skip
-    out += _wrk_lines(table, meta) + _trouble_lines(results) + [HOW, ""]
+    out += _wrk_lines(table, meta) + _caller_lines(table) + _trouble_lines(results) + [HOW, ""]
     return "\n".join(out)
 
 
@@ -175,6 +175,26 @@ def _wrk_lines(table: dict[str, dict[str, list[float]]], meta: dict[str, Any]) -
         f" {int(sum(row.get('wrk.non_2xx', [0])))}.",
         "",
     ]
+
+
+SATURATED_PCT = 80.0  # of one core: a one-threaded caller this busy falls behind
+
+
+def _caller_lines(table: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The latency callers' CPU while sending, and which were too busy to send on time."""
+    found = {name: row["latency.caller_cpu_pct"] for name, row in table.items()
+             if "latency.caller_cpu_pct" in row}  # fmt: skip
+    if not found:
+        return []
+    shares = "; ".join(f"{name} {cell(values)} %" for name, values in found.items())
+    busy = [name for name, values in found.items() if max(values) >= SATURATED_PCT]
+    warning = (
+        f" At {SATURATED_PCT:.0f}% or more the caller could not send at the rate, so those"
+        f" latencies are mostly its own queue: {', '.join(busy)}."
+        if busy
+        else ""
+    )
+    return [f"Latency callers' CPU while sending (share of one core): {shares}.{warning}", ""]
 
 
 def _trouble_lines(results: list[dict[str, Any]]) -> list[str]:
