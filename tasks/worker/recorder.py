@@ -32,8 +32,9 @@ from tasks.worker.hooks import FlowHook
 log = logging.getLogger("taskline.worker")
 
 MAX_BATCH = 500
-# A drain of no-op tasks, 10 slots, one write every 3 ms without it: PostgreSQL
-# and worker CPU per task fell 10-16% with it. What it costs: under load, a
+# A drain of no-op tasks, 10 slots, wrote every 3 ms without it: with it, 1,250
+# outcome statements for 20,000 tasks instead of 1,900, and PostgreSQL CPU per
+# task 0.171 ms against 0.185 (medians of 7 pairs). What it costs: under load, a
 # task's outcome is recorded (and its waiters answered) up to 5 ms later.
 LINGER_S = 0.005
 
