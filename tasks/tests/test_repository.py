@@ -81,6 +81,29 @@ async def test_insert_then_get_returns_the_stored_task(resources: Resources) -> 
     assert task.created_at is not None and task.finished_at is None
 
 
+async def test_insert_answers_each_row_as_select_reads_it(resources: Resources) -> None:
+    """insert_tasks answers rows made from what it sent and the times PostgreSQL
+    set (fresh_row): each must be the stored row, column for column."""
+    now = datetime.now(UTC)
+    payload = {"seconds": 1, "nested": {"b": [1, 2.5, None, "é"], "a": True}}
+    tasks = [
+        new_task(0),
+        new_task(
+            1, kind="sleep", payload=payload, run_at=now + timedelta(hours=1),
+            expires_at=now + timedelta(days=1), idempotency_key=f"key-{uuid7()}",
+            request_hash="h" * 64, queue="mail", priority=2, fair_level=3, owner="acme",
+            workflow_id=uuid7(), inputs={"parent_result": [7]}, timeout_seconds=1.5,
+        ),
+        new_task(2, run_at=now - timedelta(hours=1)),  # in the past: stored as now
+    ]  # fmt: skip
+    async with connection(resources) as conn:
+        answered = await repository.insert_tasks(conn=conn, tasks=tasks)
+        stored = await conn.fetch("SELECT * FROM tasks WHERE id = ANY($1::uuid[])",
+                                  [task.id for task in tasks])  # fmt: skip
+    assert len(answered) == 3
+    assert {row["id"]: row for row in answered} == {row["id"]: dict(row) for row in stored}
+
+
 async def test_list_is_newest_first_filtered_and_keyset_paged(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
