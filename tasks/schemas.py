@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, to_json
 from typing_extensions import TypeAliasType
 
 from app.config import MAX_PRIORITY, QUEUE_PATTERN
@@ -38,10 +39,21 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 
 
 def json_size(value: Any) -> int:
-    """Bytes of compact JSON; NaN and Infinity are refused (PostgreSQL's JSON has neither)."""
-    return len(
-        json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    )
+    """Bytes of compact JSON; NaN and Infinity are refused (ValueError): PostgreSQL's
+    JSON has neither. pydantic_core's encoder: json.dumps took 3 µs for `{}`."""
+    if _non_finite(value):
+        raise ValueError("NaN or Infinity")
+    return len(to_json(value))
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(item) for item in value)
+    return False
 
 
 def has_nul(value: Any) -> bool:

@@ -3,12 +3,12 @@ batched insert of the intake."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import ColumnElement, any_, func, select, text, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -223,7 +223,7 @@ def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str,
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return to_json(value).decode()  # a tenth of json.dumps' time for a small payload
 
 
 _BY_IDEMPOTENCY_KEY = """
