@@ -13,8 +13,9 @@ number of jobs, the same batch size and the same JSON bytes as payload, through
 asyncpg connection, into its own database on the same PostgreSQL server.
 
 Beside them, Taskline's INSERT alone (the intake's statement, straight from
-asyncpg, same batches): what its table (indexes, the count trigger) costs
-without HTTP, validation and Redis.
+asyncpg, same batches; from 100 tasks without keys that statement is a COPY):
+what its table (indexes, the count trigger) costs without HTTP, validation
+and Redis.
 
 Rounds alternate the order, so a drift in the machine's load weighs on both;
 the summary takes each one's median.
@@ -131,8 +132,9 @@ def taskline(found: Stack, batches: list[bytes], tasks: int, inflight: int) -> R
 
 
 async def insert_run(found: Stack, tasks: int, size: int) -> Run:
-    """Taskline's INSERT alone (the statement the intake runs), straight from
-    asyncpg: what the table costs, without HTTP, validation or Redis."""
+    """Taskline's INSERT alone (the statement the intake runs, a COPY for large
+    batches), straight from asyncpg: what the table costs, without HTTP,
+    validation or Redis."""
     from app.ids import uuid7_many
     from tasks.intake import NewTask
     from tasks.repository import insert_tasks
@@ -140,7 +142,11 @@ async def insert_run(found: Stack, tasks: int, size: int) -> Run:
     await truncate(found.dsn)
     conn = await asyncpg.connect(found.dsn)
     try:
-        await conn.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
+        # The engine's jsonb codec (binary, as SQLAlchemy sets it): a COPY needs it.
+        await conn.set_type_codec(
+            "jsonb", encoder=lambda text: b"\x01" + text.encode(),
+            decoder=lambda data: json.loads(data[1:]), schema="pg_catalog", format="binary",
+        )  # fmt: skip
         chunks = []
         for start in range(0, tasks, size):
             numbers = range(start, min(tasks, start + size))

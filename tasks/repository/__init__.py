@@ -9,7 +9,6 @@ Worker statements use asyncpg's `$n` parameters (see driver_connection).
 from tasks.repository.api import (
     cancel_pending,
     get_task,
-    insert_tasks,
     list_tasks,
     owner_queue_counts,
     release_expired_key,
@@ -26,6 +25,7 @@ from tasks.repository.claims import (
     finish,
     release,
 )
+from tasks.repository.inserts import COPY_FROM, insert_tasks
 from tasks.repository.rows import (
     ClaimedTask,
     HeldConnection,
@@ -50,6 +50,7 @@ from tasks.repository.sweeps import (
 )
 
 __all__ = [
+    "COPY_FROM",
     "QUEUE_COUNTS",
     "ClaimedTask",
     "HeldConnection",

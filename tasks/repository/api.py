@@ -1,14 +1,12 @@
 """The API's statements: reads and changes through the ORM session, and the
-batched insert of the intake."""
+intake's lookups of idempotency keys (its insert: inserts.py)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy import ColumnElement, any_, func, select, text, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -146,84 +144,6 @@ async def requeue_finished(
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.scalars(statement)).one_or_none()
-
-
-_INSERT_TEMPLATE = """
-    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                       idempotency_key, request_hash, expires_at, queue, priority,
-                       fair_level, owner, workflow_id, inputs)
-    SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
-           greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
-           n.expires_at, n.queue, n.priority, n.fair_level, n.owner, n.workflow_id, n.inputs
-      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
-                  $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                  $11::text[], $12::int[], $13::int[], $14::text[], $15::uuid[], $16::jsonb[])
-           AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
-                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner,
-                workflow_id, inputs)
-       {on_conflict}
- RETURNING id, run_at, created_at
-"""
-# ON CONFLICT makes every row a speculative insertion (one more WAL record and
-# a check of the keys' index each), which only a row with a key can need: an
-# INSERT of tasks without keys took about 8% less time without it.
-_INSERT_KEYED = _INSERT_TEMPLATE.format(
-    on_conflict="ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-)
-_INSERT_UNKEYED = _INSERT_TEMPLATE.format(on_conflict="")
-
-
-async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
-    """Many new tasks in one statement (the API's intake batches concurrent POSTs),
-    as whole rows. A task whose idempotency key is taken is not inserted (and not
-    returned)."""
-    keyed = any(t.idempotency_key is not None for t in tasks)
-    made = await conn.fetch(
-        _INSERT_KEYED if keyed else _INSERT_UNKEYED,
-        [t.id for t in tasks],
-        [t.kind for t in tasks],
-        [t.message for t in tasks],
-        [_json(t.payload) for t in tasks],
-        [t.max_attempts for t in tasks],
-        [t.timeout_seconds for t in tasks],
-        [t.run_at for t in tasks],
-        [t.idempotency_key for t in tasks],
-        [t.request_hash for t in tasks],
-        [t.expires_at for t in tasks],
-        [t.queue for t in tasks],
-        [t.priority for t in tasks],
-        [t.fair_level for t in tasks],
-        [t.owner for t in tasks],
-        [t.workflow_id for t in tasks],
-        [None if t.inputs is None else _json(t.inputs) for t in tasks],
-    )
-    by_id = {t.id: t for t in tasks}
-    return [fresh_row(by_id[r[0]], run_at=r[1], created_at=r[2]) for r in made]
-
-
-def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str, Any]:
-    """The row an INSERT of `task` stored, without reading it back: the INSERT
-    returns only what PostgreSQL decided (the times); the rest is what was sent,
-    and the columns' defaults for a new task. Decoding 1,000 whole rows cost the
-    API about 9 ms of its 75 ms for a batch. test_repository holds this to what
-    `SELECT *` reads."""
-    return {
-        "id": task.id, "kind": task.kind, "message": task.message, "payload": task.payload,
-        "status": "pending", "result": None, "error": None, "errors": [], "attempts": 0,
-        "max_attempts": task.max_attempts, "redrives": 0,
-        "timeout_seconds": task.timeout_seconds, "run_at": run_at,
-        "expires_at": task.expires_at, "lease_expires_at": None, "worker_id": None,
-        "queue": task.queue, "priority": task.priority, "fair_level": task.fair_level,
-        "owner": task.owner, "cancel_requested": False,
-        "idempotency_key": task.idempotency_key, "request_hash": task.request_hash,
-        "workflow_id": task.workflow_id, "inputs": task.inputs, "dead_from": None,
-        "created_at": created_at, "updated_at": created_at, "started_at": None,
-        "finished_at": None,
-    }  # fmt: skip
-
-
-def _json(value: Any) -> str:
-    return to_json(value).decode()  # a tenth of json.dumps' time for a small payload
 
 
 _BY_IDEMPOTENCY_KEY = """

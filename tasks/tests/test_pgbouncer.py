@@ -177,6 +177,12 @@ async def test_tasks_posted_by_many_clients_all_run_through_the_pooler(
     watcher = asyncio.create_task(watch())
     try:
         ids = await asyncio.gather(*(submit(n) for n in range(300)))
+        # A batch this large is copied (COPY in its own transaction) through the pooler.
+        batch = await api.post(
+            "/tasks/batch", json={"tasks": [{"message": str(n)} for n in range(150)]}
+        )
+        assert batch.status_code == 200 and batch.json()["created"] == 150, batch.text
+        ids += [result["task"]["id"] for result in batch.json()["results"]]
         listed = await api.get("/tasks", params={"limit": 500})
         assert listed.status_code == 200, listed.text
         clients = client_connections(pgbouncer)

@@ -104,6 +104,28 @@ async def test_insert_answers_each_row_as_select_reads_it(resources: Resources) 
     assert {row["id"]: row for row in answered} == {row["id"]: dict(row) for row in stored}
 
 
+async def test_a_large_group_without_keys_is_copied_and_answered_as_stored(
+    resources: Resources,
+) -> None:
+    """From COPY_FROM tasks without keys the rows are copied: each answered row
+    must still be the stored one, run_at never in the past, and the count
+    trigger must count them as it counts an INSERT's."""
+    now = datetime.now(UTC)
+    tasks = [new_task(number, queue="bulk") for number in range(repository.COPY_FROM)]
+    tasks[1] = new_task(1, queue="bulk", run_at=now + timedelta(hours=1), owner="acme",
+                        payload={"n": [1, 2.5]}, expires_at=now + timedelta(days=1),
+                        workflow_id=uuid7(), inputs={"parent_result": 7})  # fmt: skip
+    tasks[2] = new_task(2, queue="bulk", run_at=now - timedelta(hours=1))
+    async with connection(resources) as conn:
+        answered = await repository.insert_tasks(conn=conn, tasks=tasks)
+        stored = await conn.fetch("SELECT * FROM tasks WHERE queue = 'bulk'")
+        [counts] = [r for r in await repository.queue_counts(conn=conn) if r["queue"] == "bulk"]
+    assert [row["id"] for row in answered] == [task.id for task in tasks]
+    assert {row["id"]: row for row in answered} == {row["id"]: dict(row) for row in stored}
+    assert answered[2]["run_at"] == answered[2]["created_at"]  # a past run_at: now
+    assert (counts["pending"], counts["scheduled"]) == (repository.COPY_FROM, 1)
+
+
 async def test_list_is_newest_first_filtered_and_keyset_paged(
     resources: Resources, db: asyncpg.Connection
 ) -> None:

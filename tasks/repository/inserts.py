@@ -1,0 +1,123 @@
+"""New tasks, many in one statement: the intake's batches of POSTs, a
+POST /tasks/batch, the schedules' ticks, published messages, workflow steps.
+
+A group is one INSERT ... SELECT FROM unnest(...) that returns only what
+PostgreSQL decides (the times); each row answered is built from what was sent
+(fresh_row). A large group without idempotency keys is copied instead (COPY,
+binary): it neither reads keys nor needs RETURNING, and the copy costs both
+sides less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic_core import to_json
+
+_INSERT_TEMPLATE = """
+    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                       idempotency_key, request_hash, expires_at, queue, priority,
+                       fair_level, owner, workflow_id, inputs)
+    SELECT n.id, n.kind, n.message, n.payload, n.max_attempts, n.timeout_seconds,
+           greatest(coalesce(n.run_at, now()), now()), n.idempotency_key, n.request_hash,
+           n.expires_at, n.queue, n.priority, n.fair_level, n.owner, n.workflow_id, n.inputs
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::float8[],
+                  $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
+                  $11::text[], $12::int[], $13::int[], $14::text[], $15::uuid[], $16::jsonb[])
+           AS n(id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                idempotency_key, request_hash, expires_at, queue, priority, fair_level, owner,
+                workflow_id, inputs)
+       {on_conflict}
+ RETURNING id, run_at, created_at
+"""
+# ON CONFLICT makes every row a speculative insertion (one more WAL record and
+# a check of the keys' index each), which only a row with a key can need: an
+# INSERT of tasks without keys took about 8% less time without it.
+_INSERT_KEYED = _INSERT_TEMPLATE.format(
+    on_conflict="ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+_INSERT_UNKEYED = _INSERT_TEMPLATE.format(on_conflict="")
+
+# From this many tasks without keys, a group is copied. 1,000 tasks: 15.7 ms
+# against 21.9 ms for the INSERT, and 4.3 ms of the caller's CPU against 9.8
+# (asyncpg checks every element of the INSERT's 16 arrays); below ~100 the
+# copy's three more round trips (BEGIN, now(), COMMIT) cost more than it saves.
+COPY_FROM = 100
+_COPIED = (
+    "id", "kind", "message", "payload", "max_attempts", "timeout_seconds", "run_at",
+    "request_hash", "expires_at", "queue", "priority", "fair_level", "owner", "workflow_id",
+    "inputs",
+)  # fmt: skip
+
+
+async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
+    """Many new tasks in one statement, as whole rows. A task whose idempotency
+    key is taken is not inserted (and not returned). `conn`: asyncpg's, with
+    the jsonb codec the engine sets (app/db.py)."""
+    keyed = any(t.idempotency_key is not None for t in tasks)
+    if not keyed and len(tasks) >= COPY_FROM:
+        return await _copy_tasks(conn, tasks)
+    made = await conn.fetch(
+        _INSERT_KEYED if keyed else _INSERT_UNKEYED,
+        [t.id for t in tasks],
+        [t.kind for t in tasks],
+        [t.message for t in tasks],
+        [_json(t.payload) for t in tasks],
+        [t.max_attempts for t in tasks],
+        [t.timeout_seconds for t in tasks],
+        [t.run_at for t in tasks],
+        [t.idempotency_key for t in tasks],
+        [t.request_hash for t in tasks],
+        [t.expires_at for t in tasks],
+        [t.queue for t in tasks],
+        [t.priority for t in tasks],
+        [t.fair_level for t in tasks],
+        [t.owner for t in tasks],
+        [t.workflow_id for t in tasks],
+        [None if t.inputs is None else _json(t.inputs) for t in tasks],
+    )
+    by_id = {t.id: t for t in tasks}
+    return [fresh_row(by_id[r[0]], run_at=r[1], created_at=r[2]) for r in made]
+
+
+async def _copy_tasks(conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
+    """The same rows by COPY, in a transaction whose now() is every row's
+    created_at (the column's default), read first to answer the rows."""
+    async with conn.transaction():
+        now = await conn.fetchval("SELECT now()")
+        # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
+        run_at = [now if t.run_at is None or t.run_at < now else t.run_at for t in tasks]
+        records = [
+            (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
+             due, t.request_hash, t.expires_at, t.queue, t.priority, t.fair_level, t.owner,
+             t.workflow_id, None if t.inputs is None else _json(t.inputs))
+            for t, due in zip(tasks, run_at, strict=True)
+        ]  # fmt: skip
+        await conn.copy_records_to_table("tasks", columns=_COPIED, records=records)
+    return [fresh_row(t, run_at=due, created_at=now) for t, due in zip(tasks, run_at, strict=True)]
+
+
+def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str, Any]:
+    """The row an INSERT of `task` stored, without reading it back: what was
+    sent, the columns' defaults for a new task, and the times PostgreSQL set.
+    Decoding 1,000 whole rows (RETURNING *) cost the API about 9 ms of its
+    75 ms for a batch. test_repository holds this to what `SELECT *` reads."""
+    return {
+        "id": task.id, "kind": task.kind, "message": task.message, "payload": task.payload,
+        "status": "pending", "result": None, "error": None, "errors": [], "attempts": 0,
+        "max_attempts": task.max_attempts, "redrives": 0,
+        "timeout_seconds": task.timeout_seconds, "run_at": run_at,
+        "expires_at": task.expires_at, "lease_expires_at": None, "worker_id": None,
+        "queue": task.queue, "priority": task.priority, "fair_level": task.fair_level,
+        "owner": task.owner, "cancel_requested": False,
+        "idempotency_key": task.idempotency_key, "request_hash": task.request_hash,
+        "workflow_id": task.workflow_id, "inputs": task.inputs, "dead_from": None,
+        "created_at": created_at, "updated_at": created_at, "started_at": None,
+        "finished_at": None,
+    }  # fmt: skip
+
+
+def _json(value: Any) -> str:
+    return to_json(value).decode()  # a tenth of json.dumps' time for a small payload
