@@ -22,7 +22,7 @@ from tasks.batch_schemas import TaskBatchItem
 from tasks.exceptions import TaskError
 from tasks.handlers import Registry
 from tasks.intake import Accepted, Intake, NewTask
-from tasks.schemas import TaskOut
+from tasks.schemas import task_values
 
 
 async def create_tasks(
@@ -64,7 +64,6 @@ async def create_tasks(
 # a TaskOut model per task would cost more than the INSERT. The tests hold
 # each task to what GET /tasks/{id} answers.
 Result = dict[str, Any]
-TASK_FIELDS = tuple(TaskOut.model_fields)
 _ITEMS = TypeAdapter(list[TaskBatchItem])
 
 
@@ -128,5 +127,4 @@ def _result(index: int, outcome: Accepted | Exception) -> Result:
     if isinstance(outcome, Exception):
         raise outcome
     row, created = outcome
-    task = {field: row[field] for field in TASK_FIELDS}
-    return {"index": index, "status": 201 if created else 200, "task": task}
+    return {"index": index, "status": 201 if created else 200, "task": task_values(row)}

@@ -18,13 +18,13 @@ are FastAPI's, and OpenAPI describes the route FastAPI still has.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 from fastapi.security import SecurityScopes
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,7 +33,7 @@ from auth.caller import Scope as AuthScope
 from auth.dependencies import require
 from tasks import service
 from tasks.dependencies import get_writer
-from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, TaskCreate, TaskOut
+from tasks.schemas import IDEMPOTENCY_KEY_PATTERN, TaskCreate, task_values
 
 PATH = "/tasks"
 WRITE_SCOPES = SecurityScopes([AuthScope.TASKS_WRITE])
@@ -110,8 +110,8 @@ def _parse(scope: Scope, body: bytes) -> tuple[TaskCreate, str | None] | None:
     if key is not None and _IDEMPOTENCY_KEY.search(key) is None:
         return None
     try:
-        return TaskCreate.model_validate(json.loads(body)), key
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError too
+        return TaskCreate.model_validate_json(body), key
+    except ValidationError:  # invalid JSON too (FastAPI then answers it as it would)
         return None
 
 
@@ -121,9 +121,8 @@ async def _create(request: Request, body: TaskCreate, idempotency_key: str | Non
         intake=writer.intake, resources=writer.resources, registry=writer.registry, body=body,
         caller=writer.caller, idempotency_key=idempotency_key, client=writer.client,
     )  # fmt: skip
-    task = TaskOut.model_validate(dict(row))
     return Response(
-        task.model_dump_json(by_alias=True),
+        to_json(task_values(row)),
         status_code=201 if created else 200,
         headers={"Location": f"{PATH}/{row['id']}"},
         media_type="application/json",
