@@ -1,6 +1,6 @@
 """The rules of POST /tasks/batch: each item judged as POST /tasks would judge it,
 the admitted ones written together through the intake (one admission, one
-INSERT, one ring), and an answer per item."""
+statement, one ring), and an answer per item."""
 
 from __future__ import annotations
 

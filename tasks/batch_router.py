@@ -36,7 +36,8 @@ async def create_tasks(body: TaskBatchIn, writer: WriterDep) -> Response:
     and the task or the error. The admitted items are written together: one
     admission (each takes a RATE_LIMIT token and a place under
     QUEUE_MAX_PENDING, in order, so a nearly full queue takes the first items and
-    refuses the rest), one INSERT, one ring of the doorbell. A store that is down
+    refuses the rest), one statement (an INSERT, or a COPY from 100 items without
+    keys), one ring of the doorbell. A store that is down
     fails the whole request (503) and writes nothing. Tasks belong to the key's
     owner; an item naming another owner is refused (403) unless the key is admin."""
     answer = await batch.create_tasks(

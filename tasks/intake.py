@@ -167,7 +167,7 @@ class Intake:
     async def submit_many(self, tasks: Sequence[NewTask]) -> list[Accepted | Exception]:
         """Each task's outcome, in order: as `submit` would answer it, or the error it
         would raise. They are written together, in one batch of the intake, never
-        split across batches: one admission, one INSERT, one ring. A store that is
+        split across batches: one admission, one statement, one ring. A store that is
         down makes every outcome StoreUnavailable (nothing written)."""
         if not tasks:
             return []
