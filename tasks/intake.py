@@ -1,5 +1,5 @@
 """Task creation in batches: concurrent POSTs share one admission script, one
-INSERT and one ring of the doorbell.
+INSERT (a COPY from 100 tasks) and one ring of the doorbell.
 
 A request waits until its row is committed, so nothing is acknowledged before
 it is durable. While one batch is being written the next one gathers; a lone
