@@ -31,6 +31,17 @@ from app.redis import ping
 log = logging.getLogger("taskline.api")
 
 
+def preference(prefer: str | None, name: str) -> str | None:
+    """The value of preference `name` in a Prefer header (RFC 7240): its first
+    occurrence wins, names are case-insensitive, parameters after `;` are ignored;
+    "" for a preference without a value, None when it is not there."""
+    for item in (prefer or "").split(","):
+        token, _, value = item.split(";", 1)[0].partition("=")
+        if token.strip().lower() == name:
+            return value.strip().strip('"')
+    return None
+
+
 class BodySizeLimit:
     """Refuse request bodies over `max_bytes` with 413, before anything parses them;
     `larger` raises the limit for the paths it names (a route taking many items)."""

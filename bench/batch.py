@@ -5,7 +5,9 @@ Taskline: one `taskline api` process (no worker); one client sends `--tasks`
 `echo` tasks in batches of `--batch` over one keep-alive connection (`--inflight`
 connections, each one batch at a time), request bytes made before the clock
 starts; every answer is read and its `created` count checked. Reports tasks/s,
-the answer time per batch and the API process's CPU time per task.
+the answer time per batch and the API process's CPU time per task. `--answer
+ids` (the default) asks for ids only (`Prefer: return=minimal`), as PgQueuer's
+enqueue answers ids; `--answer tasks` for every task whole.
 
 PgQueuer (when `pgqueuer` is installed: `pip install -e '.[bench]'`): the same
 number of jobs, the same batch size and the same JSON bytes as payload, through
@@ -66,14 +68,17 @@ def item(number: int) -> dict[str, str]:
     return {"message": f"task {number}"}
 
 
-def requests(tasks: int, size: int) -> list[bytes]:
+def requests(tasks: int, size: int, answer: str = "ids") -> list[bytes]:
+    """The request bytes; `answer` "ids" asks for ids only (Prefer: return=minimal),
+    "tasks" for every task whole."""
+    prefer = "prefer: return=minimal\r\n" if answer == "ids" else ""
     made = []
     for start in range(0, tasks, size):
         items = [item(n) for n in range(start, min(tasks, start + size))]
         content = json.dumps({"tasks": items}, separators=(",", ":")).encode()
         head = (
             "POST /tasks/batch HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(content)}\r\n\r\n"
+            f"{prefer}content-length: {len(content)}\r\n\r\n"
         )
         made.append(head.encode() + content)
     return made
@@ -221,9 +226,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--inflight", type=int, default=1, help="batches in flight")
+    parser.add_argument("--answer", choices=["ids", "tasks"], default="ids",
+                        help="ids: Prefer: return=minimal (as PgQueuer answers ids);"
+                        " tasks: every task whole")  # fmt: skip
     args = parser.parse_args()
-    batches = requests(args.tasks, args.batch)
-    print(f"{args.tasks:,} tasks a run in batches of {args.batch}, {args.inflight} in flight")
+    batches = requests(args.tasks, args.batch, args.answer)
+    print(f"{args.tasks:,} tasks a run in batches of {args.batch}, {args.inflight} in flight,"
+          f" answered with {args.answer}")  # fmt: skip
     names = {"http": "Taskline, POST /tasks/batch", "insert": "Taskline's INSERT alone",
              "pgqueuer": "PgQueuer, Queries.enqueue"}  # fmt: skip
     runs: dict[str, list[Run]] = {who: [] for who in names}

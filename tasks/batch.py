@@ -33,8 +33,10 @@ async def create_tasks(
     items: list[dict[str, Any]],
     caller: Caller,
     client: str | None,
+    return_minimal: bool = False,
 ) -> Result:
-    """The answer, as BatchOut in plain values: one result per item, in order.
+    """The answer, as BatchOut in plain values: one result per item, in order
+    (`return_minimal`: a created or replayed item's id, not its task).
     Items that pass go to the intake as one group; what it refuses (rate limit,
     load shedding, a reused key) is refused per item with what POST /tasks would
     answer. StoreUnavailable (503 for the whole request, nothing written) if
@@ -51,7 +53,7 @@ async def create_tasks(
     tasks = [one for one in prepared if isinstance(one, NewTask)]
     outcomes = iter(await intake.submit_many(tasks) if tasks else [])
     results = [
-        _result(index, next(outcomes)) if isinstance(one, NewTask) else one
+        _result(index, next(outcomes), return_minimal) if isinstance(one, NewTask) else one
         for index, one in enumerate(prepared)
     ]
     counts = Counter(result["status"] for result in results)
@@ -119,7 +121,7 @@ def _refused(index: int, status: int, detail: str, retry_after_s: float | None =
     return {"index": index, "status": status, "error": body}
 
 
-def _result(index: int, outcome: Accepted | Exception) -> Result:
+def _result(index: int, outcome: Accepted | Exception, return_minimal: bool) -> Result:
     if isinstance(outcome, StoreUnavailable):
         raise outcome  # the group was written whole or not at all: here, not at all
     if isinstance(outcome, TaskError):
@@ -127,4 +129,7 @@ def _result(index: int, outcome: Accepted | Exception) -> Result:
     if isinstance(outcome, Exception):
         raise outcome
     row, created = outcome
-    return {"index": index, "status": 201 if created else 200, "task": task_values(row)}
+    status = 201 if created else 200
+    if return_minimal:
+        return {"index": index, "status": status, "id": row["id"]}
+    return {"index": index, "status": status, "task": task_values(row)}

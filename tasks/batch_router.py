@@ -9,7 +9,7 @@ from app.error_bodies import error_responses
 from auth.dependencies import AUTH_RESPONSES
 from tasks import batch
 from tasks.batch_schemas import BATCH_MAX_BODY_BYTES, MAX_BATCH_ITEMS, BatchOut, TaskBatchIn
-from tasks.dependencies import WriterDep
+from tasks.dependencies import ReturnMinimalDep, WriterDep
 
 batch_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
 
@@ -29,11 +29,14 @@ batch_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONS
     ),
     summary="Create many tasks",
 )
-async def create_tasks(body: TaskBatchIn, writer: WriterDep) -> Response:
+async def create_tasks(
+    body: TaskBatchIn, writer: WriterDep, return_minimal: ReturnMinimalDep
+) -> Response:
     """Each item is a POST /tasks body (plus its own `idempotency_key`) and is
     judged as POST /tasks would judge it; the answer is 200 with one result per
     item, in order: its status (201, 200 for a replayed key, 403, 422, 429, 503)
-    and the task or the error. The admitted items are written together: one
+    and the task or the error; with `Prefer: return=minimal`, the task's id instead
+    of the task (less to build, send and read). The admitted items are written together: one
     admission (each takes a RATE_LIMIT token and a place under
     QUEUE_MAX_PENDING, in order, so a nearly full queue takes the first items and
     refuses the rest), one statement (an INSERT, or a COPY from 100 items without
@@ -43,6 +46,8 @@ async def create_tasks(body: TaskBatchIn, writer: WriterDep) -> Response:
     answer = await batch.create_tasks(
         intake=writer.intake, settings=writer.resources.settings, registry=writer.registry,
         items=body.tasks, caller=writer.caller, client=writer.client,
+        return_minimal=return_minimal,
     )  # fmt: skip
     # Serialized once, here: FastAPI would validate 1,000 tasks again first.
-    return Response(to_json(answer), media_type="application/json")
+    headers = {"Preference-Applied": "return=minimal"} if return_minimal else None
+    return Response(to_json(answer), media_type="application/json", headers=headers)

@@ -3,6 +3,7 @@ result per item."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, JsonValue
@@ -96,7 +97,14 @@ class BatchResult(BaseModel):
         " 200 the first task of its idempotency key, 403 another owner named,"
         " 422 invalid, 429 RATE_LIMIT, 503 QUEUE_MAX_PENDING."
     )
-    task: TaskOut | None = Field(None, description="With 200 and 201.")
+    task: TaskOut | None = Field(
+        None, description="With 200 and 201, unless the request says `Prefer: return=minimal`."
+    )
+    id: uuid.UUID | None = Field(
+        None,
+        description="With 200 and 201 when the request says `Prefer: return=minimal`:"
+        " the task's id, in place of the task.",
+    )
     error: BatchItemError | None = Field(None, description="With any other status.")
 
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.http import preference
 from app.lifespan import Resources
 from app.redis import RedisClient
 from auth.caller import Caller, Scope
@@ -122,6 +123,23 @@ async def get_writer(
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]
+
+
+async def get_return_minimal(
+    prefer: Annotated[
+        str | None,
+        Header(
+            max_length=1024,
+            description="RFC 7240. `return=minimal`: each created or replayed item is"
+            " answered with its task's `id` instead of the whole task.",
+        ),
+    ] = None,
+) -> bool:
+    return preference(prefer, "return") == "minimal"
+
+
+# Prefer: return=minimal (the answer sends ids, not whole tasks).
+ReturnMinimalDep = Annotated[bool, Depends(get_return_minimal)]
 
 
 async def valid_task(task_id: uuid.UUID, session: SessionDep, caller: CallerDep) -> Task:

@@ -46,7 +46,9 @@ HOW = """How each system ran (one worker process, 10 at a time, no-op jobs):
 - PgQueuer: its own database (`pgq install`, durable tables), its worker as
   `pgq run --max-concurrent-tasks 10 --batch-size 5` runs it (`pgqueuer.run`),
   `await queries.enqueue()`; its bulk enqueue: `queries.enqueue()` with lists of
-  1,000 jobs (one INSERT), beside Taskline's `POST /tasks/batch` of 1,000 tasks.
+  1,000 jobs (one INSERT; it answers their ids), beside Taskline's `POST
+  /tasks/batch` of 1,000 tasks through httpx, one request at a time, ids back
+  (`Prefer: return=minimal`, from 3 December 2026 21:00 UTC).
 - Drain: jobs enqueued before the worker starts (Taskline: one COPY; PgQueuer: its
   batch enqueue), timed inside the worker from the first job's start to the last
   one's (the worker's start-up excluded); CPU is the worker process's (psutil) over

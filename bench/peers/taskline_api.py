@@ -51,13 +51,16 @@ def batch_form(openapi: dict[str, Any]) -> BatchForm | None:
 
 
 async def post_batches(http: httpx.AsyncClient, form: BatchForm, count: int) -> tuple[float, int]:
-    """`count` tasks in batches, one request at a time: (tasks/s, batch size)."""
+    """`count` tasks in batches, one request at a time: (tasks/s, batch size). Ids
+    back only (Prefer: return=minimal), as PgQueuer's bulk enqueue answers ids."""
     size = min(BULK_SIZE, form.max_items)
 
     async def post(first: int, last: int) -> None:
         tasks = [{"message": f"e{n}"} for n in range(first, last)]
         response = await http.post(
-            BATCH_PATH, json=tasks if form.field is None else {form.field: tasks}
+            BATCH_PATH,
+            json=tasks if form.field is None else {form.field: tasks},
+            headers={"Prefer": "return=minimal"},
         )
         response.raise_for_status()
 

@@ -81,7 +81,7 @@ async def send_batch(client: AsyncClient, batch: list[Line], tally: Tally) -> No
     """One request; each line counted by its own result. A refusal of the whole
     request (413, 401, ...) refuses each of its lines with it."""
     try:
-        answer = await client.create_tasks([line.body for line in batch])
+        answer = await client.create_tasks([line.body for line in batch], ids_only=True)
     except Unreachable as error:
         if tally.stopped is None:  # batches in flight fail together: name the first
             tally.stopped = f"at line {batch[0].number}: {error}"
@@ -93,7 +93,7 @@ async def send_batch(client: AsyncClient, batch: list[Line], tally: Tally) -> No
             tally.refuse(line.job, str(error.status or "error"), error.detail)
         return
     for line, result in zip(batch, answer.results, strict=True):
-        if result.task is not None:  # 201, or 200 for a replayed idempotency_key
+        if result.status in (200, 201):  # 200: a replayed idempotency_key
             tally.accepted += 1
         else:
             detail = result.error.detail if result.error is not None else ""

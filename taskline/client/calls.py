@@ -86,15 +86,17 @@ def create_task(body: TaskCreate | Mapping[str, Any], idempotency_key: str | Non
 BatchItemIn = TaskCreate | Mapping[str, Any]
 
 
-def create_tasks(items: Iterable[BatchItemIn]) -> Call[BatchOut]:
+def create_tasks(items: Iterable[BatchItemIn], *, ids_only: bool = False) -> Call[BatchOut]:
     """POST /tasks/batch. A model was checked here already (a TaskBatchItem carries
-    its idempotency_key); a mapping is sent as it is, for the server to judge."""
+    its idempotency_key); a mapping is sent as it is, for the server to judge.
+    `ids_only`: Prefer: return=minimal, each created item's `id` instead of its `task`."""
     bodies = [
         item.model_dump(mode="json", exclude_none=True) if isinstance(item, TaskCreate)
         else dict(item)
         for item in items
     ]  # fmt: skip
-    return Call("POST", "/tasks/batch", expect(BatchOut), json={"tasks": bodies})
+    headers = {"Prefer": "return=minimal"} if ids_only else {}
+    return Call("POST", "/tasks/batch", expect(BatchOut), json={"tasks": bodies}, headers=headers)
 
 
 def get_task(task_id: TaskId, *, wait_s: float | None = None) -> Call[TaskOut]:

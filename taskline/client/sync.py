@@ -91,14 +91,17 @@ class Client:
         """Send a prepared body; a plain mapping is judged by the server alone."""
         return self.call(calls.create_task(body, idempotency_key))
 
-    def create_tasks(self, items: Iterable[calls.BatchItemIn]) -> BatchOut:
+    def create_tasks(
+        self, items: Iterable[calls.BatchItemIn], *, ids_only: bool = False
+    ) -> BatchOut:
         """Up to 1,000 tasks in one request (POST /tasks/batch): one result per item,
         in order, each with its status (201, 200 for a replayed idempotency_key, or a
         refusal: 403, 422, 429, 503) and the task or the error. An item refused does
         not refuse the others; a refused request raises (Invalid, Unavailable, ...).
         Items: TaskBatchItem or TaskCreate models (checked here first) or mappings
-        (judged by the server alone)."""
-        return self.call(calls.create_tasks(items))
+        (judged by the server alone). `ids_only`: each created item's `id` and no
+        `task` (Prefer: return=minimal), less for both sides to build and read."""
+        return self.call(calls.create_tasks(items, ids_only=ids_only))
 
     def get_task(self, task_id: TaskId) -> TaskOut:
         return self.call(calls.get_task(task_id))

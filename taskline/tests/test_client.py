@@ -128,6 +128,19 @@ async def test_async_create_tasks(api: str) -> None:
             await taskline.create_tasks([{"message": "x"}] * 1001)
 
 
+async def test_create_tasks_ids_only_answers_ids_of_the_stored_tasks(api: str) -> None:
+    async with AsyncClient(api) as taskline:
+        made = await taskline.create_tasks(
+            [{"message": "one"}, {"message": ""}, {"message": "two"}], ids_only=True
+        )
+        assert [result.status for result in made.results] == [201, 422, 201]
+        assert all(result.task is None for result in made.results)
+        assert made.results[1].id is None and made.results[1].error is not None
+        for result, message in ((made.results[0], "one"), (made.results[2], "two")):
+            assert result.id is not None
+            assert (await taskline.get_task(result.id)).message == message
+
+
 async def test_wait_gives_up_at_its_timeout_with_the_last_state(api: str) -> None:
     async with AsyncClient(api) as taskline:
         task = await taskline.create_task("not yet", delay_seconds=3600)

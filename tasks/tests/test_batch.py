@@ -191,6 +191,52 @@ async def test_an_idempotency_key_per_item_replays_or_refuses_that_item(
     assert await db.fetchval("SELECT count(*) FROM tasks") == 4
 
 
+async def test_prefer_return_minimal_answers_ids_instead_of_tasks(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    first = await client.post("/tasks", json={"message": "x"}, headers={"Idempotency-Key": "k1"})
+    items = [
+        {"message": "a"},
+        {"message": ""},
+        {"message": "x", "idempotency_key": "k1"},
+        {"message": "b", "payload": {"n": 1}},
+    ]
+    minimal = await client.post(
+        "/tasks/batch", json={"tasks": items}, headers={"Prefer": "Return = minimal; x=1"}
+    )
+    assert minimal.status_code == 200, minimal.text
+    assert minimal.headers["preference-applied"] == "return=minimal"
+    body = minimal.json()
+    assert [(r["index"], r["status"]) for r in body["results"]] == [
+        (0, 201), (1, 422), (2, 200), (3, 201),
+    ]  # fmt: skip
+    assert all("task" not in result for result in body["results"])
+    assert "id" not in body["results"][1] and "message" in body["results"][1]["error"]["detail"]
+    assert body["results"][2]["id"] == first.json()["id"]  # the replayed key's first task
+    assert (body["created"], body["replayed"], body["refused"]) == (2, 1, 1)
+    stored = {str(row["id"]): row["message"] for row in await rows(db)}
+    assert {body["results"][0]["id"]: "a", body["results"][3]["id"]: "b"}.items() <= (
+        stored.items()
+    )
+    assert len(stored) == 3
+
+    # Another preference, or none: whole tasks, and nothing said applied
+    for prefer in ("return=representation, return=minimal", "respond-async"):
+        full = await client.post(
+            "/tasks/batch", json={"tasks": [{"message": "c"}]}, headers={"Prefer": prefer}
+        )
+        assert "preference-applied" not in full.headers
+        assert full.json()["results"][0]["task"]["message"] == "c"
+        assert "id" not in full.json()["results"][0]
+
+    too_long = await client.post(
+        "/tasks/batch", json={"tasks": [{"message": "d"}]}, headers={"Prefer": "x" * 1025}
+    )
+    assert too_long.status_code == 422
+    assert too_long.json()["errors"][0]["loc"] == ["header", "prefer"]
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 5
+
+
 async def test_a_nearly_full_queue_takes_the_first_items_and_refuses_the_rest(
     database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
 ) -> None:
