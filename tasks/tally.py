@@ -65,7 +65,9 @@ return id
 """
 
 
-def stage_entry(pipe: Any, keys: Keys, fields: Mapping[str, str], *, max_entries: int) -> Any:
+def stage_entry(
+    pipe: Any, keys: Keys, fields: Mapping[str, str | bytes], *, max_entries: int
+) -> Any:
     """Add an event entry (tasks.events.encode) to the stream, counted, to a
     pipeline; given the client itself, what it answers is to be awaited."""
     return pipe.eval(
