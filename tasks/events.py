@@ -119,9 +119,12 @@ def of_claimed(claimed: Iterable[Any]) -> list[Event]:
 
 
 def encode(events: Sequence[Event]) -> dict[Any, Any]:
-    """The entry's fields; `e` is compact JSON, made by pydantic_core's to_json
-    (ids as strings) in a quarter of json.dumps's time."""
-    rows = [[e.task_id, e.event, e.status, e.queue, e.kind, e.owner, e.attempt] for e in events]
+    """The entry's fields; `e` is compact JSON, made by pydantic_core's to_json in
+    half of json.dumps's time. Ids go as strings: to_json takes asyncpg's UUID
+    subclass ten times slower than a str."""
+    rows = [
+        [str(e.task_id), e.event, e.status, e.queue, e.kind, e.owner, e.attempt] for e in events
+    ]
     return {"t": f"{time.time():.6f}", "e": to_json(rows)}
 
 
