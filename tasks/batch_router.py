@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from pydantic_core import to_json
 
@@ -13,11 +15,25 @@ from tasks.dependencies import ReturnMinimalDep, WriterDep
 
 batch_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=AUTH_RESPONSES)
 
+_ANSWERED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One result per item, in order.",
+        "headers": {
+            "Preference-Applied": {
+                "description": "`return=minimal` when the request asked for it: each"
+                " created or replayed item carries its `id`, not its `task`.",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+
 
 @batch_router.post(
     "/batch",
     response_model=BatchOut,
-    responses=error_responses(
+    responses=_ANSWERED
+    | error_responses(
         (413, f"The request body is over {BATCH_MAX_BODY_BYTES} bytes (this route's limit)."),
         (
             422,

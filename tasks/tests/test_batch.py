@@ -358,6 +358,11 @@ async def test_openapi_documents_the_batch(client: httpx.AsyncClient, settings: 
     assert set(operation["responses"]) >= {"200", "401", "403", "413", "422", "503"}
     ok = operation["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/BatchOut"}
+    assert "Preference-Applied" in operation["responses"]["200"]["headers"]
+    [prefer] = [param for param in operation["parameters"] if param["name"] == "prefer"]
+    assert (prefer["in"], prefer["schema"]["maxLength"]) == ("header", 1024)
+    result = schema["components"]["schemas"]["BatchResult"]["properties"]
+    assert {"task", "id", "error"} <= set(result)
     request = operation["requestBody"]["content"]["application/json"]["schema"]
     envelope = schema["components"]["schemas"][request["$ref"].rsplit("/", 1)[1]]
     items = envelope["properties"]["tasks"]
