@@ -51,14 +51,14 @@ async def create_tasks(
     """Each item is a POST /tasks body (plus its own `idempotency_key`) and is
     judged as POST /tasks would judge it; the answer is 200 with one result per
     item, in order: its status (201, 200 for a replayed key, 403, 422, 429, 503)
-    and the task or the error; with `Prefer: return=minimal`, the task's id instead
-    of the task (less to build, send and read). The admitted items are written together: one
-    admission (each takes a RATE_LIMIT token and a place under
-    QUEUE_MAX_PENDING, in order, so a nearly full queue takes the first items and
-    refuses the rest), one statement (an INSERT, or a COPY from 100 items without
-    keys), one ring of the doorbell. A store that is down
-    fails the whole request (503) and writes nothing. Tasks belong to the key's
-    owner; an item naming another owner is refused (403) unless the key is admin."""
+    and the task or the error; with `Prefer: return=minimal`, the task's id
+    instead of the task (less to build, send and read). The admitted items are
+    written together: one admission (each takes a RATE_LIMIT token and a place
+    under QUEUE_MAX_PENDING, in order, so a nearly full queue takes the first
+    items and refuses the rest), one statement (an INSERT, or a COPY from 100
+    items without keys), one ring of the doorbell. A store that is down fails
+    the whole request (503) and writes nothing. Tasks belong to the key's owner;
+    an item naming another owner is refused (403) unless the key is admin."""
     answer = await batch.create_tasks(
         intake=writer.intake, settings=writer.resources.settings, registry=writer.registry,
         items=body.tasks, caller=writer.caller, client=writer.client,
