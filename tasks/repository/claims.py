@@ -43,14 +43,22 @@ _CLAIM_TEMPLATE = f"""
        SET status = 'processing', attempts = attempts + 1, worker_id = $2,
            started_at = now(), updated_at = now(),
            lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY($1::uuid[]) AND {_CLAIMABLE} AND {{kinds}}
+     WHERE {{which}} AND {_CLAIMABLE} AND {{kinds}}
        AND (SELECT set_config('synchronous_commit', $5::text, true)) IS NOT NULL
  RETURNING id, kind, message, payload, attempts, max_attempts, timeout_seconds, {BELL_COLUMNS},
            workflow_id, inputs, lease_expires_at, owner
 """
 # The worker's claim skips the kinds given ($4); an HTTP consumer's takes only them.
-_CLAIM = _CLAIM_TEMPLATE.format(kinds="kind <> ALL($4::text[])")
-_CLAIM_KINDS = _CLAIM_TEMPLATE.format(kinds="kind = ANY($4::text[])")
+_SKIP_KINDS, _ONLY_KINDS = "kind <> ALL($4::text[])", "kind = ANY($4::text[])"
+_CLAIM = _CLAIM_TEMPLATE.format(which="id = ANY($1::uuid[])", kinds=_SKIP_KINDS)
+_CLAIM_KINDS = _CLAIM_TEMPLATE.format(which="id = ANY($1::uuid[])", kinds=_ONLY_KINDS)
+# One id, the common claim of a worker that is not busy, has a statement of its
+# own: PostgreSQL plans `id = $1` once per connection (its generic plan costs
+# what a custom one does), while `id = ANY($1)` is planned again at every claim
+# (the generic plan's estimate assumes ten ids). That planning was 0.1 ms of
+# the 0.45 ms that a claim took, on the path from a POST to its handler.
+_CLAIM_ONE = _CLAIM_TEMPLATE.format(which="id = $1::uuid", kinds=_SKIP_KINDS)
+_CLAIM_KINDS_ONE = _CLAIM_TEMPLATE.format(which="id = $1::uuid", kinds=_ONLY_KINDS)
 
 
 def _claimed(row: Any) -> ClaimedTask:
@@ -74,8 +82,9 @@ async def claim(
     """Claim the pending ones among `ids`; canceled, unknown and duplicate ids are
     skipped, and so are tasks of `limited_kinds` (see claim_limited).
     `synchronous_commit`: CLAIM_SYNCHRONOUS_COMMIT (see _CLAIM_TEMPLATE)."""
+    statement, which = (_CLAIM_ONE, ids[0]) if len(ids) == 1 else (_CLAIM, list(ids))
     rows = await conn.fetch(
-        _CLAIM, list(ids), worker_id, lease_s, list(limited_kinds), synchronous_commit
+        statement, which, worker_id, lease_s, list(limited_kinds), synchronous_commit
     )
     return [_claimed(row) for row in rows]
 
@@ -91,9 +100,8 @@ async def claim_kinds(
 ) -> list[ClaimedTask]:
     """The same claim for a consumer that handles only `kinds` (an HTTP consumer
     leasing messages): tasks of other kinds among `ids` are left pending."""
-    rows = await conn.fetch(
-        _CLAIM_KINDS, list(ids), worker_id, lease_s, list(kinds), synchronous_commit
-    )
+    statement, which = (_CLAIM_KINDS_ONE, ids[0]) if len(ids) == 1 else (_CLAIM_KINDS, list(ids))
+    rows = await conn.fetch(statement, which, worker_id, lease_s, list(kinds), synchronous_commit)
     return [_claimed(row) for row in rows]
 
 

@@ -235,6 +235,23 @@ async def test_claim_takes_pending_tasks_once_and_skips_the_rest(
     assert (await row(db, canceled))["status"] == "canceled"
 
 
+async def test_a_claim_of_one_id_takes_it_once_and_skips_what_is_not_pending(
+    resources: Resources, db: asyncpg.Connection
+) -> None:
+    """One id goes through a statement of its own; it keeps the claim's rules."""
+    pending, canceled = await add_tasks(resources, 2)
+    await db.execute("UPDATE tasks SET status = 'canceled' WHERE id = $1", canceled)
+    got = await claim(resources, [pending], "worker-a", lease_s=45)
+    assert [(task.id, task.attempt, task.kind) for task in got] == [(pending, 1, "echo")]
+    for task_id in (pending, canceled, uuid7()):
+        assert await claim(resources, [task_id], "worker-b", lease_s=45) == []
+    claimed = await row(db, pending)
+    assert (claimed["status"], claimed["worker_id"], claimed["attempts"]) == (
+        "processing", "worker-a", 1,
+    )  # fmt: skip
+    assert (await row(db, canceled))["status"] == "canceled"
+
+
 @pytest.mark.parametrize("mode", ["off", "on"])
 async def test_a_claims_synchronous_commit_lasts_for_its_own_transaction_only(
     resources: Resources, db: asyncpg.Connection, mode: str
@@ -649,6 +666,13 @@ async def test_claims_and_outcomes_look_ids_up_by_primary_key_whatever_the_stati
         claim_plan = await db.fetchval(
             f"EXPLAIN (FORMAT JSON) {claims._CLAIM}", burst[10:20], "w", 60.0, [], "off"
         )
+        # One id has a statement of its own; its plan is made once, generic.
+        claimed = await repository.claim(conn=db, ids=burst[19:20], worker_id="w", lease_s=60)
+        assert [task.id for task in claimed] == burst[19:20]
+        await db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        one_statement = await db.prepare(f"EXPLAIN (FORMAT JSON) {claims._CLAIM_ONE}")
+        claim_one_plan = await one_statement.fetchval(burst[18], "w", 60.0, [], "off")
+        await db.execute("SET LOCAL plan_cache_mode = auto")
         await db.execute(
             "UPDATE tasks SET status = 'processing', worker_id = 'w', attempts = 1"
             " WHERE id = ANY($1::uuid[])",
@@ -659,7 +683,7 @@ async def test_claims_and_outcomes_look_ids_up_by_primary_key_whatever_the_stati
             f"EXPLAIN (FORMAT JSON) {claims._FINISH}",
             ten, [1] * 10, ["completed"] * 10, [None] * 10, [None] * 10, [None] * 10, "w",
         )  # fmt: skip
-    for explained in (claim_plan, finish_plan):
+    for explained in (claim_plan, claim_one_plan, finish_plan):
         nodes = plan_nodes(json.loads(explained)[0]["Plan"])
         index_names = re.findall(r'"Index Name": "(\w+)"', explained)
         assert index_names == ["pk_tasks"], (index_names, nodes)
