@@ -35,10 +35,24 @@ _INSERT_TEMPLATE = """
 # ON CONFLICT makes every row a speculative insertion (one more WAL record and
 # a check of the keys' index each), which only a row with a key can need: an
 # INSERT of tasks without keys took about 8% less time without it.
-_INSERT_KEYED = _INSERT_TEMPLATE.format(
-    on_conflict="ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-)
+_ON_KEY_TAKEN = "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+_INSERT_KEYED = _INSERT_TEMPLATE.format(on_conflict=_ON_KEY_TAKEN)
 _INSERT_UNKEYED = _INSERT_TEMPLATE.format(on_conflict="")
+# One task (a lone POST, the intake's usual group below a few hundred a
+# second) as one row of VALUES: 0.46 ms against 0.54 for unnest(...) of 16
+# one-element arrays, on the path from a POST to its handler.
+_INSERT_ONE_TEMPLATE = """
+    INSERT INTO tasks (id, kind, message, payload, max_attempts, timeout_seconds, run_at,
+                       idempotency_key, request_hash, expires_at, queue, priority,
+                       fair_level, owner, workflow_id, inputs)
+    VALUES ($1::uuid, $2::text, $3::text, $4::jsonb, $5::int, $6::float8,
+            greatest(coalesce($7::timestamptz, now()), now()), $8::text, $9::text,
+            $10::timestamptz, $11::text, $12::int, $13::int, $14::text, $15::uuid, $16::jsonb)
+       {on_conflict}
+ RETURNING id, run_at, created_at
+"""
+_INSERT_ONE_KEYED = _INSERT_ONE_TEMPLATE.format(on_conflict=_ON_KEY_TAKEN)
+_INSERT_ONE_UNKEYED = _INSERT_ONE_TEMPLATE.format(on_conflict="")
 
 # From this many tasks without keys, a group is copied. 1,000 tasks: 15.7 ms
 # against 21.9 ms for the INSERT, and 4.3 ms of the caller's CPU against 9.8
@@ -57,6 +71,8 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any
     key is taken is not inserted (and not returned). `conn`: asyncpg's, with
     the jsonb codec the engine sets (app/db.py)."""
     keyed = any(t.idempotency_key is not None for t in tasks)
+    if len(tasks) == 1:
+        return await _insert_one(conn, tasks[0], keyed)
     if not keyed and len(tasks) >= COPY_FROM:
         return await _copy_tasks(conn, tasks)
     made = await conn.fetch(
@@ -80,6 +96,17 @@ async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any
     )
     by_id = {t.id: t for t in tasks}
     return [fresh_row(by_id[r[0]], run_at=r[1], created_at=r[2]) for r in made]
+
+
+async def _insert_one(conn: Any, task: Any, keyed: bool) -> list[dict[str, Any]]:
+    made = await conn.fetchrow(
+        _INSERT_ONE_KEYED if keyed else _INSERT_ONE_UNKEYED,
+        task.id, task.kind, task.message, _json(task.payload), task.max_attempts,
+        task.timeout_seconds, task.run_at, task.idempotency_key, task.request_hash,
+        task.expires_at, task.queue, task.priority, task.fair_level, task.owner,
+        task.workflow_id, None if task.inputs is None else _json(task.inputs),
+    )  # fmt: skip
+    return [] if made is None else [fresh_row(task, run_at=made[1], created_at=made[2])]
 
 
 async def _copy_tasks(conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import re
 import uuid
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,9 +82,13 @@ async def test_insert_then_get_returns_the_stored_task(resources: Resources) -> 
     assert task.created_at is not None and task.finished_at is None
 
 
-async def test_insert_answers_each_row_as_select_reads_it(resources: Resources) -> None:
+@pytest.mark.parametrize("alone", [False, True], ids=["together", "one at a time"])
+async def test_insert_answers_each_row_as_select_reads_it(
+    resources: Resources, alone: bool
+) -> None:
     """insert_tasks answers rows made from what it sent and the times PostgreSQL
-    set (fresh_row): each must be the stored row, column for column."""
+    set (fresh_row): each must be the stored row, column for column. A lone
+    task has a statement of its own; a key taken leaves it out of the answer."""
     now = datetime.now(UTC)
     payload = {"seconds": 1, "nested": {"b": [1, 2.5, None, "é"], "a": True}}
     tasks = [
@@ -97,7 +102,14 @@ async def test_insert_answers_each_row_as_select_reads_it(resources: Resources) 
         new_task(2, run_at=now - timedelta(hours=1)),  # in the past: stored as now
     ]  # fmt: skip
     async with connection(resources) as conn:
-        answered = await repository.insert_tasks(conn=conn, tasks=tasks)
+        if alone:
+            answered = [
+                row for t in tasks for row in await repository.insert_tasks(conn=conn, tasks=[t])
+            ]
+            again = replace(tasks[1], id=uuid7())  # the same key
+            assert await repository.insert_tasks(conn=conn, tasks=[again]) == []
+        else:
+            answered = await repository.insert_tasks(conn=conn, tasks=tasks)
         stored = await conn.fetch("SELECT * FROM tasks WHERE id = ANY($1::uuid[])",
                                   [task.id for task in tasks])  # fmt: skip
     assert len(answered) == 3
