@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from app.lifespan import Resources
-from app.redis import Keys, RedisClient
+from app.redis import Keys, RedisClient, send_pipeline
 from tasks import sharded
 from tasks.sharded import ID_CHARS
 
@@ -91,14 +91,14 @@ class Doorbell:
             queues.add(bell.queue)
         if not by_key and not also:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for step in also:  # first: an event is never behind the ring it announces
-                step(pipe)
-            for key, members in by_key.items():
-                pipe.zadd(key, members)
-            if queues:
-                pipe.sadd(self.keys.queues, *queues)
-            await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for step in also:  # first: an event is never behind the ring it announces
+            step(pipe)
+        for key, members in by_key.items():
+            pipe.zadd(key, members)
+        if queues:
+            pipe.sadd(self.keys.queues, *queues)
+        await send_pipeline(pipe)
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;
