@@ -9,6 +9,8 @@ import uuid
 
 _lock = threading.Lock()
 _last = {"ms": 0, "seq": 0}
+_MS_MASK, _RAND_MASK = (1 << 48) - 1, (1 << 62) - 1
+_VERSION, _VARIANT = 0x7 << 76, 0b10 << 62
 
 
 def uuid7() -> uuid.UUID:
@@ -19,15 +21,25 @@ def uuid7() -> uuid.UUID:
 
 def uuid7_many(count: int) -> list[uuid.UUID]:
     """`count` ids, increasing, as `count` calls of uuid7 would make them: one
-    lock and one read of random bytes for all (a batch of 1,000 tasks)."""
-    random = os.urandom(8 * count)
-    ids = []
+    lock and one read of random bytes for all (a batch of 1,000 tasks). The
+    first takes the next stamp; the others follow it in the counter, borrowing
+    the next millisecond when it is spent, as _next_stamp would."""
+    if count <= 0:
+        return []
+    randoms = memoryview(os.urandom(8 * count)).cast("Q")  # random in any byte order
     with _lock:
-        for index in range(count):
-            ms, seq = _next_stamp()
-            rand = int.from_bytes(random[8 * index : 8 * index + 8]) & ((1 << 62) - 1)
-            value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand
-            ids.append(uuid.UUID(int=value))
+        first_ms, first_seq = _next_stamp()
+        last = first_seq + count - 1
+        _last["ms"], _last["seq"] = first_ms + (last >> 12), last & 0xFFF
+    ids = []
+    for offset, rand in enumerate(randoms):
+        step = first_seq + offset
+        ms, seq = first_ms + (step >> 12), step & 0xFFF
+        ids.append(
+            uuid.UUID(
+                int=(ms & _MS_MASK) << 80 | _VERSION | seq << 64 | _VARIANT | rand & _RAND_MASK
+            )
+        )
     return ids
 
 
