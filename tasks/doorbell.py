@@ -30,7 +30,10 @@ from tasks.sharded import ID_CHARS
 STRICT_STEP_S = 1e10  # ~300 years: no wait makes up one rank
 
 
-@dataclass(frozen=True, slots=True)
+# Bell and Popped are made once per task on the hot paths; not frozen, as a
+# frozen dataclass sets each field through object.__setattr__ (Bell: 1.6 µs to
+# make, against 0.35). Nothing changes one once made.
+@dataclass(slots=True)
 class Bell:
     """Where and in what order a task waits: its queue, its rank, and the time
     (Unix seconds) it is or becomes ready; `kind` names its parked set, if any."""
@@ -42,7 +45,7 @@ class Bell:
     kind: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Popped:
     id: uuid.UUID
     queue: str

@@ -16,7 +16,11 @@ from tasks.doorbell import Bell
 from tasks.models import Task, TaskStatus
 
 
-@dataclass(frozen=True, slots=True)
+# ClaimedTask, Outcome and Recorded are made once per task by the worker; not
+# frozen, as a frozen dataclass sets each field through object.__setattr__
+# (ClaimedTask: 2.6 µs to make, against 0.4; the three and their Bells came to
+# 7 µs of the worker's ~100 µs of CPU per task). Nothing changes one once made.
+@dataclass(slots=True)
 class ClaimedTask:
     id: uuid.UUID
     kind: str
@@ -39,7 +43,7 @@ class ClaimedTask:
         }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How one attempt ended; written back in batches by the worker.
 
@@ -64,7 +68,7 @@ class Outcome:
         return {**fields, "kind": self.kind, "queue": self.queue} if self.kind else fields
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recorded:
     task_id: uuid.UUID
     status: str
