@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline, PubSub
@@ -55,7 +55,8 @@ def _pool(settings: Settings, options: dict[str, Any]) -> ConnectionPool:
     return pool
 
 
-_SERIALIZER = HiredisRespSerializer()
+# Called through Any: redis 8.2 gave its __init__ parameters without types.
+_SERIALIZER: HiredisRespSerializer = cast(Any, HiredisRespSerializer)()
 
 
 class _HiredisPacking(AbstractConnection):
