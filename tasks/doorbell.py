@@ -80,9 +80,12 @@ class Doorbell:
         ready: Iterable[Bell] = (),
         later: Iterable[Bell] = (),
         also: Sequence[Callable[[Any], None]] = (),
+        sent: Callable[[], None] | None = None,
     ) -> None:
         """Ring `ready`, schedule `later`, and add the `also` steps (each adds
-        commands to the pipeline, e.g. events.stage) in one round trip."""
+        commands to the pipeline, e.g. events.stage) in one round trip. `sent`:
+        called once the commands are on their way, before Redis answers
+        (app.redis.send_pipeline), or at once when there is nothing to send."""
         by_key: dict[str, dict[str, float]] = {}
         queues: set[str] = set()
         for bell in ready:
@@ -93,6 +96,8 @@ class Doorbell:
             by_key.setdefault(self.keys.scheduled(bell.queue), {})[member] = bell.ready_at_s
             queues.add(bell.queue)
         if not by_key and not also:
+            if sent is not None:
+                sent()
             return
         pipe = self.redis.pipeline(transaction=False)
         for step in also:  # first: an event is never behind the ring it announces
@@ -101,7 +106,7 @@ class Doorbell:
             pipe.zadd(key, members)
         if queues:
             pipe.sadd(self.keys.queues, *queues)
-        await send_pipeline(pipe)
+        await send_pipeline(pipe, sent=sent)
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;

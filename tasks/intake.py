@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -234,15 +234,14 @@ class Intake:
                 if not future.done():
                     future.set_exception(StoreUnavailable(store_name(error), str(error)))
             return
-        await self._ring(rows)
-        for task, future in batch:
-            result = settled[task.id]
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        # The answers go out while Redis works on the ring: sent first, so a
+        # worker hears of a task no later than its creator; answered after, so
+        # a batch's creator does not wait for Redis.
+        answer = _Answers(batch, settled)
+        try:
+            await self._ring(rows, sent=answer)
+        finally:
+            answer()  # also when nothing was sent: committed is accepted
 
     async def _admit(self, batch: list[Entry]) -> list[Entry]:
         """Refuse what the rate limit or load shedding refuses; set the fairness
@@ -287,9 +286,9 @@ class Intake:
         except Exception as error:
             log.warning("could not count %d refusal(s): %s", sum(refusals.values()), error)
 
-    async def _ring(self, rows: list[Any]) -> None:
+    async def _ring(self, rows: list[Any], *, sent: Callable[[], None]) -> None:
         """Ready tasks are rung now, delayed ones scheduled for their time, and their
-        creation announced, in one round trip."""
+        creation announced, in one round trip; `sent` once it is on its way."""
         if self._resources.settings.fault_skip_push:
             return
         ready: list[Bell] = []
@@ -301,13 +300,35 @@ class Intake:
         refusals, self.refusals = self.refusals, Counter()
         try:
             await Doorbell(self._resources).send(
-                ready=ready, later=later, also=[events.stage(self._resources, created, refusals)]
-            )
+                ready=ready, later=later, sent=sent,
+                also=[events.stage(self._resources, created, refusals)],
+            )  # fmt: skip
             self._redis_answered_s = time.monotonic()
         except Exception as error:
             self._redis_answered_s = -math.inf  # the next batch asks Redis first
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)
+
+
+class _Answers:
+    """A written batch's answers: each request its row or its refusal, given
+    at the first call."""
+
+    __slots__ = ("batch", "settled")
+
+    def __init__(self, batch: list[Entry], settled: Settled) -> None:
+        self.batch, self.settled = batch, settled
+
+    def __call__(self) -> None:
+        batch, self.batch = self.batch, []
+        for task, future in batch:
+            result = self.settled[task.id]
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -> list[Any]:

@@ -134,3 +134,51 @@ async def test_a_pipeline_canceled_mid_flight_leaves_no_answer_behind(
         await admin.delete(f"{key}:s", f"{key}:list")
         await admin.aclose()
         await client.aclose()
+
+
+async def test_sent_is_called_once_the_commands_are_out_before_their_answers(
+    settings: Settings,
+) -> None:
+    """Whoever `sent` wakes runs while Redis works: here, while a BLPOP holds
+    the pipeline's answer back."""
+    client = create_redis(settings, max_connections=1)
+    admin = Redis.from_url(settings.cache_url, decode_responses=True)
+    key = f"{settings.redis_queue_name}:sent"
+    calls: list[None] = []
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.blpop([key], timeout=30)
+        sending = asyncio.create_task(send_pipeline(pipe, sent=lambda: calls.append(None)))
+
+        async def called() -> bool:
+            return len(calls) == 1
+
+        await wait_for(called, timeout_s=10)
+        assert not sending.done()  # the answer is still out
+        await admin.rpush(key, "in")
+        await asyncio.wait_for(sending, 10)
+        assert len(calls) == 1
+    finally:
+        await admin.delete(key)
+        await admin.aclose()
+        await client.aclose()
+
+
+async def test_sent_is_called_once_when_the_send_is_retried(settings: Settings) -> None:
+    client = create_redis(settings, max_connections=1)
+    admin = Redis.from_url(settings.cache_url, decode_responses=True)
+    key = f"{settings.redis_queue_name}:sent"
+    calls: list[None] = []
+    try:
+        # Redis closed the pooled connection: the first send fails on it, the
+        # retry goes on a new one.
+        assert await admin.client_kill_filter(_id=await client.client_id()) == 1
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, "after")
+        await send_pipeline(pipe, sent=lambda: calls.append(None))
+        assert await admin.get(key) == "after"
+        assert len(calls) == 1
+    finally:
+        await admin.delete(key)
+        await admin.aclose()
+        await client.aclose()

@@ -5,6 +5,7 @@ and refuses with 503 (tasks/intake.py)."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -13,8 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from app.embedded import EmbeddedValkey
+from app.redis import Keys
 from tasks import intake
-from tasks.tests.fixtures import app_client, make_settings
+from tasks.tests.fixtures import app_client, make_settings, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +45,37 @@ async def test_posts_after_an_answered_ring_send_no_ping(
             for n in range(10):
                 assert (await post(http, f"then {n}")).status_code == 201
             assert await pings(redis) == before
+    finally:
+        await redis.aclose()
+
+
+async def test_a_batch_is_answered_while_redis_works_on_its_ring(
+    database_url: str, namespace: str, valkey: EmbeddedValkey
+) -> None:
+    """The ring is sent before the answers, so no worker hears of a task later
+    than its creator; the answers do not wait for Redis to take it."""
+    redis = Redis.from_url(valkey.url(), decode_responses=True)
+    settings = make_settings(database_url, valkey.url(), namespace)
+    ready = Keys(namespace).ready("default")
+    try:
+        async with app_client(settings) as http:
+            assert (await post(http, "first")).status_code == 201  # Redis vouched for
+
+            async def rung(count: int) -> bool:
+                return bool(await redis.zcard(ready) == count)
+
+            await wait_for(partial(rung, 1), timeout_s=10, what="the first ring landed")
+            await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+            try:
+                answer = await asyncio.wait_for(
+                    http.post("/tasks/batch", json={"tasks": [{"message": "a"}, {"message": "b"}]}),
+                    timeout=20,
+                )
+                assert [item["status"] for item in answer.json()["results"]] == [201, 201]
+                assert await redis.zcard(ready) == 1  # only the first: the ring is held
+            finally:
+                await redis.execute_command("CLIENT", "UNPAUSE")
+            await wait_for(partial(rung, 3), timeout_s=10, what="the batch's ring landed")
     finally:
         await redis.aclose()
 
