@@ -70,6 +70,20 @@ _COPIED = (
 )  # fmt: skip
 
 
+# Columns a task usually leaves NULL (their default): a group where every task
+# does is copied without them, a third less for asyncpg to encode and for
+# PostgreSQL to parse.
+_NULLABLE = ("request_hash", "expires_at", "owner", "workflow_id", "inputs")
+_COPIED_SET = tuple(column for column in _COPIED if column not in _NULLABLE)
+
+
+def _has_nullable(t: Any) -> bool:
+    return not (
+        t.request_hash is None and t.expires_at is None and t.owner is None
+        and t.workflow_id is None and t.inputs is None
+    )  # fmt: skip
+
+
 async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
     """Many new tasks in one statement, as whole rows. A task whose idempotency
     key is taken is not inserted (and not returned). `conn`: asyncpg's, with
@@ -120,13 +134,22 @@ async def _copy_tasks(conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
         now = await conn.fetchval("SELECT now()")
         # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
         run_at = [now if t.run_at is None or t.run_at < now else t.run_at for t in tasks]
-        records = [
-            (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
-             due, t.request_hash, t.expires_at, t.queue, t.priority, t.fair_level, t.owner,
-             t.workflow_id, None if t.inputs is None else _json(t.inputs))
-            for t, due in zip(tasks, run_at, strict=True)
-        ]  # fmt: skip
-        await conn.copy_records_to_table("tasks", columns=_COPIED, records=records)
+        columns: tuple[str, ...]
+        records: list[tuple[Any, ...]]
+        if any(_has_nullable(t) for t in tasks):
+            columns, records = _COPIED, [
+                (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
+                 due, t.request_hash, t.expires_at, t.queue, t.priority, t.fair_level, t.owner,
+                 t.workflow_id, None if t.inputs is None else _json(t.inputs))
+                for t, due in zip(tasks, run_at, strict=True)
+            ]  # fmt: skip
+        else:
+            columns, records = _COPIED_SET, [
+                (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
+                 due, t.queue, t.priority, t.fair_level)
+                for t, due in zip(tasks, run_at, strict=True)
+            ]  # fmt: skip
+        await conn.copy_records_to_table("tasks", columns=columns, records=records)
     return [fresh_row(t, run_at=due, created_at=now) for t, due in zip(tasks, run_at, strict=True)]
 
 

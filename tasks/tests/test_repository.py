@@ -116,17 +116,23 @@ async def test_insert_answers_each_row_as_select_reads_it(
     assert {row["id"]: row for row in answered} == {row["id"]: dict(row) for row in stored}
 
 
+@pytest.mark.parametrize("nullable_set", [True, False], ids=["a task sets", "none sets"])
 async def test_a_large_group_without_keys_is_copied_and_answered_as_stored(
-    resources: Resources,
+    resources: Resources, nullable_set: bool
 ) -> None:
     """From COPY_FROM tasks without keys the rows are copied: each answered row
     must still be the stored one, run_at never in the past, and the count
-    trigger must count them as it counts an INSERT's."""
+    trigger must count them as it counts an INSERT's. When no task sets a
+    column that is usually NULL (owner, expiry, workflow), the copy leaves
+    those columns out: the stored rows must not differ."""
     now = datetime.now(UTC)
     tasks = [new_task(number, queue="bulk") for number in range(repository.COPY_FROM)]
-    tasks[1] = new_task(1, queue="bulk", run_at=now + timedelta(hours=1), owner="acme",
-                        payload={"n": [1, 2.5]}, expires_at=now + timedelta(days=1),
-                        workflow_id=uuid7(), inputs={"parent_result": 7})  # fmt: skip
+    nullable: dict[str, Any] = {
+        "owner": "acme", "expires_at": now + timedelta(days=1), "workflow_id": uuid7(),
+        "inputs": {"parent_result": 7},
+    }  # fmt: skip
+    tasks[1] = new_task(1, queue="bulk", run_at=now + timedelta(hours=1), payload={"n": [1, 2.5]},
+                        **(nullable if nullable_set else {}))  # fmt: skip
     tasks[2] = new_task(2, queue="bulk", run_at=now - timedelta(hours=1))
     async with connection(resources) as conn:
         answered = await repository.insert_tasks(conn=conn, tasks=tasks)
