@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from app.lifespan import Resources
 from app.redis import Keys, RedisClient, send_pipeline
 from tasks import sharded
 from tasks.sharded import ID_CHARS
+
+Gathered = Pipeline | ClusterPipeline  # a ring made, to send
 
 STRICT_STEP_S = 1e10  # ~300 years: no wait makes up one rank
 
@@ -86,6 +89,17 @@ class Doorbell:
         commands to the pipeline, e.g. events.stage) in one round trip. `sent`:
         called once the commands are on their way, before Redis answers
         (app.redis.send_pipeline), or at once when there is nothing to send."""
+        await send_gathered(self.gather(ready=ready, later=later, also=also), sent=sent)
+
+    def gather(
+        self,
+        *,
+        ready: Iterable[Bell] = (),
+        later: Iterable[Bell] = (),
+        also: Sequence[Callable[[Any], None]] = (),
+    ) -> Gathered | None:
+        """What `send` sends, as a pipeline to send later with send_gathered (the
+        intake makes it while PostgreSQL copies a batch); None: nothing to send."""
         by_key: dict[str, dict[str, float]] = {}
         queues: set[str] = set()
         for bell in ready:
@@ -96,9 +110,7 @@ class Doorbell:
             by_key.setdefault(self.keys.scheduled(bell.queue), {})[member] = bell.ready_at_s
             queues.add(bell.queue)
         if not by_key and not also:
-            if sent is not None:
-                sent()
-            return
+            return None
         pipe = self.redis.pipeline(transaction=False)
         for step in also:  # first: an event is never behind the ring it announces
             step(pipe)
@@ -106,7 +118,7 @@ class Doorbell:
             pipe.zadd(key, members)
         if queues:
             pipe.sadd(self.keys.queues, *queues)
-        await send_pipeline(pipe, sent=sent)
+        return pipe
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;
@@ -296,3 +308,12 @@ for i = 1, #popped, 2 do
 end
 return #popped / 2
 """.replace("ID_CHARS", str(ID_CHARS))
+
+
+async def send_gathered(pipe: Gathered | None, *, sent: Callable[[], None] | None = None) -> None:
+    """Send what Doorbell.gather made; `sent` as for Doorbell.send."""
+    if pipe is None:
+        if sent is not None:
+            sent()
+        return
+    await send_pipeline(pipe, sent=sent)

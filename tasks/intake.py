@@ -24,7 +24,7 @@ from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
 from app.loops import stop_if_canceled
 from tasks import events, limits, repository, tally
-from tasks.doorbell import Bell, Doorbell
+from tasks.doorbell import Bell, Doorbell, Gathered, send_gathered
 from tasks.exceptions import IdempotencyMismatch, RateLimited
 
 log = logging.getLogger("taskline.api")
@@ -221,8 +221,13 @@ class Intake:
                 await self._send_refusals()
                 return
             tasks = [task for task, _ in batch]
+            gathered: list[Gathered | None] = []  # the ring, made while a COPY runs
             async with self._conn.use() as conn:
-                rows = await repository.insert_tasks(conn=conn, tasks=tasks)
+                rows = await repository.insert_tasks(
+                    conn=conn,
+                    tasks=tasks,
+                    meanwhile=lambda made: gathered.append(self._gather(made)),
+                )
                 settled: Settled = {row["id"]: (row, True) for row in rows}
                 taken = [task for task in tasks if task.id not in settled]
                 if taken:
@@ -239,7 +244,9 @@ class Intake:
         # a batch's creator does not wait for Redis.
         answer = _Answers(batch, settled)
         try:
-            await self._ring(rows, sent=answer)
+            await self._ring(
+                gathered[0] if gathered else self._gather(rows), len(rows), sent=answer
+            )
         finally:
             answer()  # also when nothing was sent: committed is accepted
 
@@ -286,28 +293,37 @@ class Intake:
         except Exception as error:
             log.warning("could not count %d refusal(s): %s", sum(refusals.values()), error)
 
-    async def _ring(self, rows: list[Any], *, sent: Callable[[], None]) -> None:
-        """Ready tasks are rung now, delayed ones scheduled for their time, and their
-        creation announced, in one round trip; `sent` once it is on its way."""
+    def _gather(self, rows: list[Any]) -> Gathered | None:
+        """The ring of new rows, to send once they are committed: ready tasks rung,
+        delayed ones scheduled for their time, their creation announced and the
+        refusals counted, in one pipeline. Never raises: a ring that cannot be
+        made is left to the reconcile, as one that cannot be sent."""
         if self._resources.settings.fault_skip_push:
-            return
-        ready: list[Bell] = []
-        later: list[Bell] = []
-        for row in rows:
-            bell = repository.bell_of_row(row)
-            (later if row["run_at"] > row["created_at"] else ready).append(bell)
-        created = [events.of_row(row, events.CREATED) for row in rows]
-        refusals, self.refusals = self.refusals, Counter()
+            return None
         try:
-            await Doorbell(self._resources).send(
-                ready=ready, later=later, sent=sent,
-                also=[events.stage(self._resources, created, refusals)],
-            )  # fmt: skip
+            ready: list[Bell] = []
+            later: list[Bell] = []
+            for row in rows:
+                bell = repository.bell_of_row(row)
+                (later if row["run_at"] > row["created_at"] else ready).append(bell)
+            created = [events.of_row(row, events.CREATED) for row in rows]
+            refusals, self.refusals = self.refusals, Counter()
+            return Doorbell(self._resources).gather(
+                ready=ready, later=later, also=[events.stage(self._resources, created, refusals)]
+            )
+        except Exception:
+            log.exception("could not make the ring of %d task(s); reconcile will", len(rows))
+            return None
+
+    async def _ring(self, pipe: Gathered | None, count: int, *, sent: Callable[[], None]) -> None:
+        """Send a gathered ring in one round trip; `sent` once it is on its way."""
+        try:
+            await send_gathered(pipe, sent=sent)
             self._redis_answered_s = time.monotonic()
         except Exception as error:
             self._redis_answered_s = -math.inf  # the next batch asks Redis first
             # Committed is accepted: the reconcile rings these doorbells when they are due.
-            log.warning("%d task(s) committed but not rung (%s); reconcile will", len(rows), error)
+            log.warning("%d task(s) committed but not rung (%s); reconcile will", count, error)
 
 
 class _Answers:

@@ -10,7 +10,8 @@ needs RETURNING, and the copy costs both sides less.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -84,15 +85,25 @@ def _has_nullable(t: Any) -> bool:
     )  # fmt: skip
 
 
-async def insert_tasks(*, conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
+Meanwhile = Callable[[list[dict[str, Any]]], None]  # given the rows while they are copied
+
+
+async def insert_tasks(
+    *,
+    conn: Any,
+    tasks: Sequence[Any],
+    meanwhile: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Many new tasks in one statement, as whole rows. A task whose idempotency
     key is taken is not inserted (and not returned). `conn`: asyncpg's, with
-    the jsonb codec the engine sets (app/db.py)."""
+    the jsonb codec the engine sets (app/db.py). `meanwhile`: given the rows
+    while PostgreSQL copies them, when the group is copied (never called
+    otherwise); it must not raise."""
     keyed = any(t.idempotency_key is not None for t in tasks)
     if len(tasks) == 1:
         return await _insert_one(conn, tasks[0], keyed)
     if not keyed and len(tasks) >= COPY_FROM:
-        return await _copy_tasks(conn, tasks)
+        return await _copy_tasks(conn, tasks, meanwhile)
     made = await conn.fetch(
         _INSERT_KEYED if keyed else _INSERT_UNKEYED,
         [t.id for t in tasks],
@@ -127,9 +138,14 @@ async def _insert_one(conn: Any, task: Any, keyed: bool) -> list[dict[str, Any]]
     return [] if made is None else [fresh_row(task, run_at=made[1], created_at=made[2])]
 
 
-async def _copy_tasks(conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
+async def _copy_tasks(
+    conn: Any, tasks: Sequence[Any], meanwhile: Meanwhile | None
+) -> list[dict[str, Any]]:
     """The same rows by COPY, in a transaction whose now() is every row's
-    created_at (the column's default), read first to answer the rows."""
+    created_at (the column's default), read first to answer the rows. The
+    rows answered (and what `meanwhile` makes of them) are made while
+    PostgreSQL copies: one batch at a time, that CPU would otherwise come on
+    top of the COPY's wait."""
     async with conn.transaction():
         now = await conn.fetchval("SELECT now()")
         # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
@@ -149,8 +165,21 @@ async def _copy_tasks(conn: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
                  due, t.queue, t.priority, t.fair_level)
                 for t, due in zip(tasks, run_at, strict=True)
             ]  # fmt: skip
-        await conn.copy_records_to_table("tasks", columns=columns, records=records)
-    return [fresh_row(t, run_at=due, created_at=now) for t, due in zip(tasks, run_at, strict=True)]
+        copying = asyncio.ensure_future(
+            conn.copy_records_to_table("tasks", columns=columns, records=records)
+        )
+        try:
+            await asyncio.sleep(0)  # the COPY encodes and sends its rows: PostgreSQL works
+            rows = [fresh_row(t, run_at=due, created_at=now)
+                    for t, due in zip(tasks, run_at, strict=True)]  # fmt: skip
+            if meanwhile is not None:
+                meanwhile(rows)
+        except BaseException:
+            copying.cancel()  # nothing is committed
+            await asyncio.gather(copying, return_exceptions=True)
+            raise
+        await copying
+    return rows
 
 
 def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str, Any]:
