@@ -81,7 +81,7 @@ def new_task(
         idempotency_key=idempotency_key,
         request_hash=body.fingerprint() if idempotency_key else None,
         queue=body.queue or rule.queue or DEFAULT_QUEUE,
-        priority=_first_set(body.priority, rule.priority, DEFAULT_PRIORITY),
+        priority=_priority(body.priority, rule.priority),
         owner=owner,
         client=client,
     )
@@ -108,13 +108,17 @@ _NO_RULE = KindRule()
 def kind_rule(settings: Settings, kind: str) -> KindRule:
     """The KIND_RULES entry for a kind: its exact name, else the first matching pattern."""
     rules = settings.kind_rules
+    if not rules:  # the usual case, on every task of a batch
+        return _NO_RULE
     if kind in rules:
         return rules[kind]
     return next((rule for pattern, rule in rules.items() if fnmatchcase(kind, pattern)), _NO_RULE)
 
 
-def _first_set(*values: int | None) -> int:
-    return next(value for value in values if value is not None)
+def _priority(asked: int | None, ruled: int | None) -> int:
+    if asked is not None:
+        return asked
+    return ruled if ruled is not None else DEFAULT_PRIORITY
 
 
 async def get_task(
