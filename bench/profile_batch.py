@@ -3,15 +3,16 @@
 Runs bench/batch.py's workload (one client, one batch in flight, ids answered)
 against one `taskline api` with py-spy sampling the API process, and prints
 its CPU per task by phase of the request, beside the batch's wall time and the
-time of the same INSERT (a COPY) alone. What the API spends on CPU comes on
-top of what PostgreSQL spends on the COPY: one batch at a time, nothing runs
-beside the COPY in the API.
+time of the same INSERT (a COPY) alone. One batch at a time, the API's CPU
+comes on top of PostgreSQL's COPY, but for what the intake makes while
+PostgreSQL copies (part of "insert").
 
 Phases, by the innermost of these functions on a sample's stack:
 - validate: the items (tasks/batch.py `_validate`);
 - build: each item's NewTask and id (`_new_task`, `uuid7_many`);
-- insert: the COPY's records and asyncpg's encoding (tasks/repository/inserts.py);
-- ring: the doorbell and the event entry (tasks/intake.py `_ring`);
+- insert: the COPY's records, asyncpg's encoding of them, and what the intake
+  makes while PostgreSQL copies (the rows answered, the ring);
+- ring: sending the doorbell and the event entry (tasks/intake.py `_ring`);
 - answer: each item's result and the JSON (`_result`, `to_json`);
 - http: uvicorn, Starlette and FastAPI: reading the request, the JSON body.
 
@@ -42,6 +43,8 @@ from profile_drain import find_py_spy, print_speedscope
 PHASES = (
     ("ring", "_ring", "tasks/intake.py"),
     ("insert", "insert_tasks", "tasks/repository/inserts.py"),
+    # the COPY runs as a task of its own (its rows are encoded there): no caller on its stack
+    ("insert", "copy_records_to_table", "asyncpg/connection.py"),
     ("answer", "_result", "tasks/batch.py"),
     ("answer", "create_tasks", "tasks/batch_router.py"),
     ("validate", "_validate", "tasks/batch.py"),
