@@ -319,7 +319,8 @@ class Intake:
         """Send a gathered ring in one round trip; `sent` once it is on its way."""
         try:
             await send_gathered(pipe, sent=sent)
-            self._redis_answered_s = time.monotonic()
+            if pipe is not None:  # nothing sent: Redis vouched for nothing
+                self._redis_answered_s = time.monotonic()
         except Exception as error:
             self._redis_answered_s = -math.inf  # the next batch asks Redis first
             # Committed is accepted: the reconcile rings these doorbells when they are due.
