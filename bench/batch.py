@@ -141,8 +141,8 @@ async def insert_run(found: Stack, tasks: int, size: int) -> Run:
     batches), straight from asyncpg: what the table costs, without HTTP,
     validation or Redis."""
     from app.ids import uuid7_many
-    from tasks.intake import NewTask
     from tasks.repository import insert_tasks
+    from tasks.submissions import NewTask
 
     await truncate(found.dsn)
     conn = await asyncpg.connect(found.dsn)

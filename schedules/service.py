@@ -14,8 +14,9 @@ from schedules.schemas import ScheduleCreate, SchedulePatch
 from tasks import repository as task_repository
 from tasks import service as task_service
 from tasks.handlers import Registry
-from tasks.intake import Accepted, Intake
+from tasks.intake import Intake
 from tasks.schemas import TaskCreate
+from tasks.submissions import Accepted
 
 # A PATCH may set these back to null (the kind rule's default, or the default).
 NULLABLE = frozenset({"priority", "queue"})

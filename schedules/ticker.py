@@ -28,8 +28,8 @@ from tasks import repository as task_repository
 from tasks.doorbell import Doorbell
 from tasks.handlers import Registry
 from tasks.handlers import Schedule as Declared
-from tasks.intake import NewTask
 from tasks.service import DEFAULT_PRIORITY, DEFAULT_QUEUE, kind_rule
+from tasks.submissions import NewTask
 
 log = logging.getLogger("taskline.schedules")
 

@@ -21,8 +21,9 @@ from tasks import service
 from tasks.batch_schemas import TaskBatchItem
 from tasks.exceptions import TaskError
 from tasks.handlers import Registry
-from tasks.intake import Accepted, Intake, NewTask
+from tasks.intake import Intake
 from tasks.schemas import task_values
+from tasks.submissions import Accepted, NewTask
 
 
 async def create_tasks(
@@ -41,17 +42,29 @@ async def create_tasks(
     load shedding, a reused key) is refused per item with what POST /tasks would
     answer. StoreUnavailable (503 for the whole request, nothing written) if
     PostgreSQL or Redis is down."""
-    checked = _validate(items)
-    ids = iter(uuid7_many(sum(isinstance(one, TaskBatchItem) for one in checked)))
-    prepared = [
-        _new_task(index, one, next(ids), registry=registry, settings=settings, caller=caller,
-                  client=client)
-        if isinstance(one, TaskBatchItem)
-        else one
-        for index, one in enumerate(checked)
-    ]  # fmt: skip
-    tasks = [one for one in prepared if isinstance(one, NewTask)]
-    outcomes = iter(await intake.submit_many(tasks) if tasks else [])
+    prepared: list[NewTask | Result] = []
+
+    def prepare(start: int) -> list[NewTask]:
+        """The tasks of the items from `start` (a slice), each validated and built;
+        the refused ones answered."""
+        checked = _validate(items[start : start + SLICE_ITEMS], start)
+        ids = iter(uuid7_many(sum(isinstance(one, TaskBatchItem) for one in checked)))
+        made = [
+            _new_task(index, one, next(ids), registry=registry, settings=settings,
+                      caller=caller, client=client)
+            if isinstance(one, TaskBatchItem)
+            else one
+            for index, one in enumerate(checked, start)
+        ]  # fmt: skip
+        prepared.extend(made)
+        return [one for one in made if isinstance(one, NewTask)]
+
+    if len(items) > SLICE_ITEMS:  # each slice made while the one before is copied
+        starts = range(0, len(items), SLICE_ITEMS)
+        outcomes = iter(await intake.submit_slices(prepare(start) for start in starts))
+    else:
+        tasks = prepare(0)
+        outcomes = iter(await intake.submit_many(tasks) if tasks else [])
     results = [
         _result(index, next(outcomes), return_minimal) if isinstance(one, NewTask) else one
         for index, one in enumerate(prepared)
@@ -62,6 +75,11 @@ async def create_tasks(
     return {"results": results, "created": created, "replayed": replayed, "refused": refused}
 
 
+# A larger batch is validated, built and copied a slice of this many items at a
+# time, each slice's COPY in flight while the next is made: 1,000 tasks took
+# about 25 ms of CPU to make before their COPY (15 ms) began.
+SLICE_ITEMS = 200
+
 # The answer is plain values shaped as BatchOut, serialized once by the route:
 # a TaskOut model per task would cost more than the INSERT. The tests hold
 # each task to what GET /tasks/{id} answers.
@@ -69,14 +87,15 @@ Result = dict[str, Any]
 _ITEMS = TypeAdapter(list[TaskBatchItem])
 
 
-def _validate(items: list[dict[str, Any]]) -> list[TaskBatchItem | Result]:
-    """Every item at once; when some do not fit, each on its own for its errors."""
+def _validate(items: list[dict[str, Any]], start: int) -> list[TaskBatchItem | Result]:
+    """Every item at once; when some do not fit, each on its own for its errors.
+    `start`: the first item's index in the request."""
     try:
         return list(_ITEMS.validate_python(items))
     except ValidationError:
         pass
     checked: list[TaskBatchItem | Result] = []
-    for index, raw in enumerate(items):
+    for index, raw in enumerate(items, start):
         try:
             checked.append(TaskBatchItem.model_validate(raw))
         except ValidationError as error:
@@ -131,5 +150,5 @@ def _result(index: int, outcome: Accepted | Exception, return_minimal: bool) -> 
     row, created = outcome
     status = 201 if created else 200
     if return_minimal:
-        return {"index": index, "status": status, "id": row["id"]}
+        return {"index": index, "status": status, "id": str(row["id"])}  # see task_values
     return {"index": index, "status": status, "task": task_values(row)}

@@ -97,9 +97,11 @@ class Doorbell:
         ready: Iterable[Bell] = (),
         later: Iterable[Bell] = (),
         also: Sequence[Callable[[Any], None]] = (),
+        into: Gathered | None = None,
     ) -> Gathered | None:
         """What `send` sends, as a pipeline to send later with send_gathered (the
-        intake makes it while PostgreSQL copies a batch); None: nothing to send."""
+        intake makes it while PostgreSQL copies a batch), added to `into` when
+        given (a batch copied a slice at a time rings once); None: nothing to send."""
         by_key: dict[str, dict[str, float]] = {}
         queues: set[str] = set()
         for bell in ready:
@@ -110,8 +112,8 @@ class Doorbell:
             by_key.setdefault(self.keys.scheduled(bell.queue), {})[member] = bell.ready_at_s
             queues.add(bell.queue)
         if not by_key and not also:
-            return None
-        pipe = self.redis.pipeline(transaction=False)
+            return into
+        pipe = self.redis.pipeline(transaction=False) if into is None else into
         for step in also:  # first: an event is never behind the ring it announces
             step(pipe)
         for key, members in by_key.items():

@@ -12,13 +12,11 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
@@ -26,6 +24,16 @@ from app.loops import stop_if_canceled
 from tasks import events, limits, repository, tally
 from tasks.doorbell import Bell, Doorbell, Gathered, send_gathered
 from tasks.exceptions import IdempotencyMismatch, RateLimited
+from tasks.submissions import (
+    Accepted,
+    Answers,
+    Entry,
+    Group,
+    Member,
+    NewTask,
+    Settled,
+    Stream,
+)
 
 log = logging.getLogger("taskline.api")
 
@@ -37,84 +45,6 @@ REFUSALS_EVERY_S = 1.0
 REDIS_VOUCHED_S = 1.0
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__,
-# 3.0 µs a task against 0.6, on every POST and 1,000 times a batch. Nothing
-# changes a NewTask once made; `replace` makes another.
-@dataclass(slots=True)
-class NewTask:
-    id: uuid.UUID
-    kind: str
-    message: str
-    payload: dict[str, Any]
-    max_attempts: int
-    timeout_seconds: float
-    run_at: datetime | None = None  # None: now
-    expires_at: datetime | None = None
-    idempotency_key: str | None = None
-    request_hash: str | None = None
-    queue: str = "default"
-    priority: int = 5
-    owner: str | None = None
-    client: str | None = None  # whose RATE_LIMIT bucket pays for it
-    fair_level: int = 0  # set by the intake (FAIRNESS=levels)
-    workflow_id: uuid.UUID | None = None  # a step of a workflow (workflows/)
-    inputs: dict[str, Any] | None = None  # what the steps before it handed on
-
-
-# What a request gets: the row and whether it was created now (201) or replayed (200).
-Accepted = tuple[Any, bool]
-Settled = dict[uuid.UUID, Accepted | Exception]
-
-
-class Outcome(Protocol):
-    """Where a task's outcome goes: a request's future, or a place in a group."""
-
-    def done(self) -> bool: ...
-    def set_result(self, result: Accepted, /) -> None: ...
-    def set_exception(self, exception: BaseException, /) -> None: ...
-
-
-Entry = tuple[NewTask, Outcome]
-
-
-class Group:
-    """The outcomes of tasks submitted together, and one future for them all:
-    a future per task would cost the event loop a callback per task."""
-
-    def __init__(self, size: int) -> None:
-        self.outcomes: list[Accepted | Exception | None] = [None] * size
-        self.left = size
-        self.all_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def settle(self, index: int, outcome: Accepted | Exception) -> None:
-        if self.outcomes[index] is None:
-            self.outcomes[index] = outcome
-            self.left -= 1
-            if self.left == 0 and not self.all_done.done():
-                self.all_done.set_result(None)
-
-
-class Member:
-    """One task's place in a Group, answering as its future would."""
-
-    __slots__ = ("group", "index")
-
-    def __init__(self, group: Group, index: int) -> None:
-        self.group, self.index = group, index
-
-    def done(self) -> bool:
-        return self.group.outcomes[self.index] is not None
-
-    def set_result(self, result: Accepted, /) -> None:
-        self.group.settle(self.index, result)
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        error = exception
-        if not isinstance(error, Exception):  # never set by the intake; a 503 if it were
-            error = StoreUnavailable("api", f"the intake stopped: {exception!r}")
-        self.group.settle(self.index, error)
-
-
 IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 
 
@@ -124,11 +54,11 @@ class Intake:
         self._conn = repository.HeldConnection(resources.engine)  # one batch at a time
         self._redis_answered_s = -math.inf  # monotonic: when Redis last answered a batch
         # Groups of entries, each written whole: a POST is a group of one, a
-        # POST /tasks/batch one group of all the tasks it admits
-        self._waiting: deque[list[Entry]] = deque()
+        # POST /tasks/batch one group of all the tasks it admits (a stream, if large)
+        self._waiting: deque[list[Entry] | Stream] = deque()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._writing: list[Entry] = []
+        self._writing: list[Entry] | Stream = []
         self._idle = asyncio.Event()
         self._idle.set()
         self._known_refusals = limits.KnownRefusals()
@@ -149,10 +79,8 @@ class Intake:
             if runner is not None:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
-        waiting = [entry for group in self._waiting for entry in group]
-        for _, future in [*self._writing, *waiting]:
-            if not future.done():
-                future.set_exception(StoreUnavailable("api", "the API is shutting down"))
+        for group in [self._writing, *self._waiting]:
+            _fail(group, StoreUnavailable("api", "the API is shutting down"))
         await self._send_refusals()
         await self._conn.close()
 
@@ -188,16 +116,38 @@ class Intake:
         await group.all_done
         return [outcome for outcome in group.outcomes if outcome is not None]
 
-    def _enqueue(self, group: list[Entry]) -> None:
+    async def submit_slices(
+        self, slices: Iterator[Sequence[NewTask]]
+    ) -> list[Accepted | Exception]:
+        """As submit_many for the tasks of all `slices`, in order, with each slice
+        made (pulled) while PostgreSQL copies the one before: one transaction,
+        one ring. That needs an admission with nothing to decide (no RATE_LIMIT,
+        QUEUE_MAX_PENDING or FAIRNESS=levels); else every slice is made first
+        and the tasks go to submit_many."""
+        if limits.active(self._resources.settings):
+            return await self.submit_many([task for tasks in slices for task in tasks])
+        stream = Stream(slices)
+        self._enqueue(stream)
+        return await stream.answered
+
+    def _enqueue(self, group: list[Entry] | Stream) -> None:
         self._waiting.append(group)
         self._idle.clear()
         self._wake.set()
 
-    def _next_batch(self) -> list[Entry]:
-        """Whole groups in arrival order, up to MAX_BATCH tasks; a larger group alone."""
-        batch = list(self._waiting.popleft())  # the submitter's list stays its own
-        while self._waiting and len(batch) + len(self._waiting[0]) <= MAX_BATCH:
-            batch += self._waiting.popleft()
+    def _next_batch(self) -> list[Entry] | Stream:
+        """Whole groups in arrival order, up to MAX_BATCH tasks; a larger group
+        or a stream alone."""
+        first = self._waiting.popleft()
+        if isinstance(first, Stream):
+            return first
+        batch = list(first)  # the submitter's list stays its own
+        while self._waiting:
+            group = self._waiting[0]
+            if isinstance(group, Stream) or len(batch) + len(group) > MAX_BATCH:
+                break
+            batch += group
+            self._waiting.popleft()
         return batch
 
     async def _run(self) -> None:
@@ -207,8 +157,11 @@ class Intake:
             self._wake.clear()
             while self._waiting:
                 stop_if_canceled()
-                self._writing = self._next_batch()
-                await self._write(self._writing)
+                self._writing = batch = self._next_batch()
+                if isinstance(batch, Stream):
+                    await self._write_stream(batch)
+                else:
+                    await self._write(batch)
                 self._writing = []
             self._idle.set()
 
@@ -220,33 +173,45 @@ class Intake:
             if not batch:
                 await self._send_refusals()
                 return
-            tasks = [task for task, _ in batch]
-            gathered: list[Gathered | None] = []  # the ring, made while a COPY runs
+            ring = _Ring(self._gather)  # made while a COPY runs
+            settled: Settled = {}
             async with self._conn.use() as conn:
-                rows = await repository.insert_tasks(
-                    conn=conn,
-                    tasks=tasks,
-                    meanwhile=lambda made: gathered.append(self._gather(made)),
-                )
-                settled: Settled = {row["id"]: (row, True) for row in rows}
-                taken = [task for task in tasks if task.id not in settled]
-                if taken:
-                    rows += await settle_taken_keys(conn, taken, settled)
+                rows = await _store(conn, [task for task, _ in batch], settled, ring.add)
         except Exception as error:
-            if not is_store_error(error):
-                log.exception("could not store %d task(s)", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(store_name(error), str(error)))
+            _fail(batch, _unavailable(error, len(batch)))
             return
-        # The answers go out while Redis works on the ring: sent first, so a
-        # worker hears of a task no later than its creator; answered after, so
-        # a batch's creator does not wait for Redis.
-        answer = _Answers(batch, settled)
+        await self._answer_and_ring(ring, rows, Answers(batch, settled))
+
+    async def _write_stream(self, stream: Stream) -> None:
+        """A stream's slices copied in one transaction as they are made; those
+        with idempotency keys inserted after them, in it."""
+        keyed: list[NewTask] = []
+        ring = _Ring(self._gather)
+        settled: Settled = {}
         try:
-            await self._ring(
-                gathered[0] if gathered else self._gather(rows), len(rows), sent=answer
-            )
+            await self._admit([])  # finds Redis down, unless it answered just now
+            async with self._conn.use() as conn, conn.transaction():
+                rows = await repository.copy_slices(
+                    conn=conn, slices=stream.pull(keyed), meanwhile=ring.add
+                )
+                settled.update((row["id"], (row, True)) for row in rows)
+                if keyed:  # inserted, not copied: their ring is made here
+                    more = await _store(conn, keyed, settled)
+                    ring.add(more)
+                    rows += more
+        except Exception as error:
+            stream.fail(_unavailable(error, len(stream.tasks)))
+            return
+        await self._answer_and_ring(ring, rows, lambda: stream.answer(settled))
+
+    async def _answer_and_ring(
+        self, ring: _Ring, rows: list[Any], answer: Callable[[], None]
+    ) -> None:
+        """The answers go out while Redis works on the ring: sent first, so a
+        worker hears of a task no later than its creator; answered after, so a
+        batch's creator does not wait for Redis."""
+        try:
+            await self._ring(ring.made(rows), len(rows), sent=answer)
         finally:
             answer()  # also when nothing was sent: committed is accepted
 
@@ -293,11 +258,12 @@ class Intake:
         except Exception as error:
             log.warning("could not count %d refusal(s): %s", sum(refusals.values()), error)
 
-    def _gather(self, rows: list[Any]) -> Gathered | None:
+    def _gather(self, rows: list[Any], into: Gathered | None = None) -> Gathered | None:
         """The ring of new rows, to send once they are committed: ready tasks rung,
         delayed ones scheduled for their time, their creation announced and the
-        refusals counted, in one pipeline. Never raises: a ring that cannot be
-        made is left to the reconcile, as one that cannot be sent."""
+        refusals counted, in one pipeline (`into`, if given). Never raises: a
+        ring that cannot be made is left to the reconcile, as one that cannot be
+        sent."""
         if self._resources.settings.fault_skip_push:
             return None
         try:
@@ -309,11 +275,12 @@ class Intake:
             created = [events.of_row(row, events.CREATED) for row in rows]
             refusals, self.refusals = self.refusals, Counter()
             return Doorbell(self._resources).gather(
-                ready=ready, later=later, also=[events.stage(self._resources, created, refusals)]
-            )
+                ready=ready, later=later, also=[events.stage(self._resources, created, refusals)],
+                into=into,
+            )  # fmt: skip
         except Exception:
             log.exception("could not make the ring of %d task(s); reconcile will", len(rows))
-            return None
+            return into
 
     async def _ring(self, pipe: Gathered | None, count: int, *, sent: Callable[[], None]) -> None:
         """Send a gathered ring in one round trip; `sent` once it is on its way."""
@@ -327,25 +294,55 @@ class Intake:
             log.warning("%d task(s) committed but not rung (%s); reconcile will", count, error)
 
 
-class _Answers:
-    """A written batch's answers: each request its row or its refusal, given
-    at the first call."""
+class _Ring:
+    """One batch's ring, made as its rows are copied (a slice at a time), else
+    once they are stored."""
 
-    __slots__ = ("batch", "settled")
+    __slots__ = ("gather", "gathered", "made_any")
 
-    def __init__(self, batch: list[Entry], settled: Settled) -> None:
-        self.batch, self.settled = batch, settled
+    def __init__(self, gather: Callable[[list[Any], Gathered | None], Gathered | None]) -> None:
+        self.gather = gather  # Intake._gather
+        self.gathered: Gathered | None = None
+        self.made_any = False
 
-    def __call__(self) -> None:
-        batch, self.batch = self.batch, []
-        for task, future in batch:
-            result = self.settled[task.id]
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+    def add(self, rows: list[Any]) -> None:
+        self.gathered = self.gather(rows, self.gathered)
+        self.made_any = True
+
+    def made(self, rows: list[Any]) -> Gathered | None:
+        """The ring of all `rows`: what was added, else made now."""
+        return self.gathered if self.made_any else self.gather(rows, None)
+
+
+async def _store(
+    conn: Any,
+    tasks: list[NewTask],
+    settled: Settled,
+    meanwhile: repository.Meanwhile | None = None,
+) -> list[Any]:
+    """Insert `tasks` and settle each one in `settled`: created, or its key's
+    first task replayed (or refused); returns the rows created."""
+    rows = await repository.insert_tasks(conn=conn, tasks=tasks, meanwhile=meanwhile)
+    settled.update((row["id"], (row, True)) for row in rows)
+    taken = [task for task in tasks if task.id not in settled]
+    if taken:
+        rows += await settle_taken_keys(conn, taken, settled)
+    return rows
+
+
+def _unavailable(error: Exception, count: int) -> StoreUnavailable:
+    if not is_store_error(error):
+        log.exception("could not store %d task(s)", count)
+    return StoreUnavailable(store_name(error), str(error))
+
+
+def _fail(group: list[Entry] | Stream, error: StoreUnavailable) -> None:
+    if isinstance(group, Stream):
+        group.fail(error)
+        return
+    for _, future in group:
+        if not future.done():
+            future.set_exception(error)
 
 
 async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -> list[Any]:

@@ -25,9 +25,10 @@ from tasks.exceptions import (
     UnknownKind,
 )
 from tasks.handlers import Registry
-from tasks.intake import Accepted, Intake, NewTask
+from tasks.intake import Intake
 from tasks.models import Task, TaskStatus
 from tasks.schemas import PriorityCounts, QueueOut, TaskCreate
+from tasks.submissions import Accepted, NewTask
 from tasks.waiters import Waiters
 
 log = logging.getLogger("taskline.api")

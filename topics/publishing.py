@@ -15,7 +15,7 @@ from app.lifespan import Resources
 from tasks import events
 from tasks import repository as tasks_repository
 from tasks.doorbell import Doorbell
-from tasks.intake import NewTask
+from tasks.submissions import NewTask
 from topics import repository
 from topics.exceptions import QueueNotFound, TopicNotFound
 from topics.message_schemas import MessageIn, PublishedMessage

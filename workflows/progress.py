@@ -22,7 +22,7 @@ from app.lifespan import Resources
 from app.loops import stop_if_canceled
 from tasks import repository as task_repository
 from tasks.doorbell import Bell, Doorbell
-from tasks.intake import NewTask
+from tasks.submissions import NewTask
 from tasks.worker.flows import TRANSIENT
 from workflows import repository
 

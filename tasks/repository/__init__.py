@@ -25,7 +25,7 @@ from tasks.repository.claims import (
     finish,
     release,
 )
-from tasks.repository.inserts import COPY_FROM, insert_tasks
+from tasks.repository.inserts import COPY_FROM, Meanwhile, copy_slices, insert_tasks
 from tasks.repository.rows import (
     ClaimedTask,
     HeldConnection,
@@ -54,6 +54,7 @@ __all__ = [
     "QUEUE_COUNTS",
     "ClaimedTask",
     "HeldConnection",
+    "Meanwhile",
     "Outcome",
     "PendingChunk",
     "PendingCursor",
@@ -65,6 +66,7 @@ __all__ = [
     "claim",
     "claim_kinds",
     "claim_limited",
+    "copy_slices",
     "driver_connection",
     "expire_ids",
     "expire_overdue",

@@ -11,7 +11,7 @@ needs RETURNING, and the copy costs both sides less.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -141,45 +141,68 @@ async def _insert_one(conn: Any, task: Any, keyed: bool) -> list[dict[str, Any]]
 async def _copy_tasks(
     conn: Any, tasks: Sequence[Any], meanwhile: Meanwhile | None
 ) -> list[dict[str, Any]]:
-    """The same rows by COPY, in a transaction whose now() is every row's
-    created_at (the column's default), read first to answer the rows. The
-    rows answered (and what `meanwhile` makes of them) are made while
-    PostgreSQL copies: one batch at a time, that CPU would otherwise come on
-    top of the COPY's wait."""
     async with conn.transaction():
-        now = await conn.fetchval("SELECT now()")
-        # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
-        run_at = [now if t.run_at is None or t.run_at < now else t.run_at for t in tasks]
-        columns: tuple[str, ...]
-        records: list[tuple[Any, ...]]
-        if any(_has_nullable(t) for t in tasks):
-            columns, records = _COPIED, [
-                (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
-                 due, t.request_hash, t.expires_at, t.queue, t.priority, t.fair_level, t.owner,
-                 t.workflow_id, None if t.inputs is None else _json(t.inputs))
-                for t, due in zip(tasks, run_at, strict=True)
-            ]  # fmt: skip
-        else:
-            columns, records = _COPIED_SET, [
-                (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
-                 due, t.queue, t.priority, t.fair_level)
-                for t, due in zip(tasks, run_at, strict=True)
-            ]  # fmt: skip
-        copying = asyncio.ensure_future(
-            conn.copy_records_to_table("tasks", columns=columns, records=records)
-        )
-        try:
+        return await copy_slices(conn=conn, slices=[tasks], meanwhile=meanwhile)
+
+
+async def copy_slices(
+    *, conn: Any, slices: Iterable[Sequence[Any]], meanwhile: Meanwhile | None = None
+) -> list[dict[str, Any]]:
+    """Tasks without idempotency keys, copied a slice at a time in the caller's
+    transaction, whose now() is every row's created_at (the column's default),
+    read first to answer the rows. While PostgreSQL copies a slice, the rows
+    answered for it (and what `meanwhile` makes of them) are built and the
+    next slice is made: `slices` may be lazy (a large POST /tasks/batch
+    validates and builds its items as they are pulled). One batch at a time,
+    that CPU would otherwise come on top of the COPY's wait. One COPY at a
+    time: asyncpg runs one command per connection."""
+    now = await conn.fetchval("SELECT now()")
+    rows: list[dict[str, Any]] = []
+    copying: asyncio.Future[Any] | None = None
+    try:
+        for tasks in slices:  # the next slice is made while the last one is copied
+            if not tasks:
+                continue
+            # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
+            run_at = [now if t.run_at is None or t.run_at < now else t.run_at for t in tasks]
+            columns, records = _records(tasks, run_at)
+            if copying is not None:
+                await copying
+            copying = asyncio.ensure_future(
+                conn.copy_records_to_table("tasks", columns=columns, records=records)
+            )
             await asyncio.sleep(0)  # the COPY encodes and sends its rows: PostgreSQL works
-            rows = [fresh_row(t, run_at=due, created_at=now)
+            made = [fresh_row(t, run_at=due, created_at=now)
                     for t, due in zip(tasks, run_at, strict=True)]  # fmt: skip
+            rows += made
             if meanwhile is not None:
-                meanwhile(rows)
-        except BaseException:
-            copying.cancel()  # nothing is committed
+                meanwhile(made)
+        if copying is not None:
+            await copying
+    except BaseException:
+        if copying is not None:
+            copying.cancel()  # nothing is committed: the caller's transaction rolls back
             await asyncio.gather(copying, return_exceptions=True)
-            raise
-        await copying
+        raise
     return rows
+
+
+def _records(
+    tasks: Sequence[Any], run_at: list[datetime]
+) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """The columns to copy and each task's values for them."""
+    if any(_has_nullable(t) for t in tasks):
+        return _COPIED, [
+            (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
+             due, t.request_hash, t.expires_at, t.queue, t.priority, t.fair_level, t.owner,
+             t.workflow_id, None if t.inputs is None else _json(t.inputs))
+            for t, due in zip(tasks, run_at, strict=True)
+        ]  # fmt: skip
+    return _COPIED_SET, [
+        (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
+         due, t.queue, t.priority, t.fair_level)
+        for t, due in zip(tasks, run_at, strict=True)
+    ]  # fmt: skip
 
 
 def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str, Any]:

@@ -4,6 +4,8 @@ POST /tasks judges it, the admitted ones written together, an answer per item.""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import uuid
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from app.config import Settings
 from app.lifespan import Resources, close_resources, open_resources
 from auth.tests.conftest import Keys, bearer, keys_settings
+from tasks.batch import SLICE_ITEMS
 from tasks.tests.fixtures import (
     Stores,
     WorkerFactory,
@@ -120,17 +123,22 @@ async def test_a_thousand_tasks_are_written_together_and_run(
     resources: Resources,
     start_worker: WorkerFactory,
 ) -> None:
-    entries_before = await resources.redis.xlen(resources.keys.events)
+    before = await resources.redis.xrange(resources.keys.events)
     body = await batch(client, [{"message": f"task {n}"} for n in range(1000)])
     assert body["created"] == 1000 and set(statuses(body)) == {201}
     stored = await rows(db)
     assert len(stored) == 1000
-    # One INSERT: one transaction, so one now() for every row; one ring, one event entry
+    # One transaction (copied a slice at a time), so one now() for every row; every
+    # id rung; each task's creation announced once, an event entry per slice
     assert len({row["created_at"] for row in stored}) == 1
     assert len(await rung(resources)) == 1000
-    assert await resources.redis.xlen(resources.keys.events) == entries_before + 1
-    await start_worker()
+    entries = (await resources.redis.xrange(resources.keys.events))[len(before) :]
+    announced = [event for _, fields in entries for event in json.loads(fields["e"])]
     ids = [result["task"]["id"] for result in body["results"]]
+    assert sorted(event[0] for event in announced) == sorted(ids)
+    assert {event[1] for event in announced} == {"created"}
+    assert len(entries) == math.ceil(1000 / SLICE_ITEMS)
+    await start_worker()
     await wait_status(db, ids, "completed", timeout_s=60)
 
 
@@ -189,6 +197,45 @@ async def test_an_idempotency_key_per_item_replays_or_refuses_that_item(
     replayed = await batch(client, [{"message": "x", "idempotency_key": "k"}])
     assert replayed["results"][0]["task"]["id"] == other.json()["id"]
     assert await db.fetchval("SELECT count(*) FROM tasks") == 4
+
+
+async def test_a_batch_of_many_slices_judges_each_item_as_a_small_batch_would(
+    client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources
+) -> None:
+    """Beyond SLICE_ITEMS, the items are validated, built and copied a slice at a
+    time: the answers, their order and what is stored are the same."""
+    earlier = await batch(client, [{"message": "pay", "idempotency_key": "k-old"}])
+    items: list[Any] = [{"message": f"m{n}"} for n in range(2 * SLICE_ITEMS + 50)]
+    second, third = SLICE_ITEMS + 7, 2 * SLICE_ITEMS + 3  # in the 2nd and 3rd slices
+    items[second] = {"message": ""}
+    items[second + 1] = {"message": "pay", "idempotency_key": "k-old"}
+    items[second + 2] = {"message": "new", "idempotency_key": "k-new"}
+    items[third] = {"message": "new", "idempotency_key": "k-new"}
+    items[third + 1] = {"message": "other body", "idempotency_key": "k-old"}
+    items[third + 2] = {"message": "later", "queue": "other", "delay_seconds": 60}
+    body = await batch(client, items)
+
+    expected = [201] * len(items)
+    expected[second], expected[second + 1], expected[third], expected[third + 1] = (
+        422, 200, 200, 422,
+    )  # fmt: skip
+    assert statuses(body) == expected
+    results = body["results"]
+    assert results[second]["error"]["errors"][0]["loc"] == ["body", "tasks", second, "message"]
+    assert results[second + 1]["task"] == earlier["results"][0]["task"]
+    assert results[third]["task"]["id"] == results[second + 2]["task"]["id"]
+    assert "different request body" in results[third + 1]["error"]["detail"]
+    created = [result["task"]["id"] for result in results if result["status"] == 201]
+    stored = await rows(db)
+    assert len(stored) == 1 + len(created) == 1 + len(items) - 4
+    assert len({row["created_at"] for row in stored[1:]}) == 1  # one transaction
+    for index in (0, SLICE_ITEMS, second + 2, third + 2, len(items) - 1):
+        task = results[index]["task"]
+        assert (await client.get(f"/tasks/{task['id']}")).json() == task
+    delayed = results[third + 2]["task"]["id"]
+    assert await rung(resources) == {str(row["id"]) for row in stored} - {delayed}
+    scheduled = await resources.redis.zrange(resources.keys.scheduled("other"), 0, -1)
+    assert [member.split(":", 1)[1] for member in scheduled] == [delayed]
 
 
 async def test_prefer_return_minimal_answers_ids_instead_of_tasks(
@@ -273,6 +320,19 @@ async def test_each_item_takes_a_rate_limit_token(
     assert await db.fetchval("SELECT count(*) FROM tasks") == 4
 
 
+async def test_a_batch_of_many_slices_is_admitted_as_one(
+    database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
+) -> None:
+    burst = SLICE_ITEMS + 20
+    settings = make_settings(
+        database_url, stores.redis_url, namespace, rate_limit=f"1/m burst {burst}"
+    )
+    async with app_client(settings) as http:
+        body = await batch(http, [{"message": f"m{n}"} for n in range(2 * SLICE_ITEMS)])
+    assert statuses(body) == [201] * burst + [429] * (2 * SLICE_ITEMS - burst)
+    assert await db.fetchval("SELECT count(*) FROM tasks") == burst
+
+
 async def test_tasks_belong_to_the_keys_owner_and_only_an_admin_names_another(
     database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection
 ) -> None:
@@ -319,11 +379,14 @@ async def test_tasks_belong_to_the_keys_owner_and_only_an_admin_names_another(
     assert [(row["owner"], row["n"]) for row in owners] == [("a", 3), ("b", 1), ("ops", 1)]
 
 
+@pytest.mark.parametrize("count", [2, SLICE_ITEMS + 1], ids=["small", "many slices"])
 async def test_a_store_down_fails_the_whole_batch_and_writes_nothing(
-    database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection,
+    count: int, database_url: str, stores: Stores, namespace: str, db: asyncpg.Connection,
     resources: Resources,
 ) -> None:  # fmt: skip
-    items = [{"message": "a"}, {"message": "b", "kind": "no_such_kind"}]
+    items = [{"message": f"m{n}"} for n in range(count - 1)] + [
+        {"message": "b", "kind": "no_such_kind"}
+    ]
     pg_down = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
     redis_down = f"redis://127.0.0.1:{free_port()}/0"
     for store, settings in [

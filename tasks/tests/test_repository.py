@@ -20,10 +20,10 @@ from sqlalchemy import event
 from app.ids import uuid7
 from app.lifespan import Resources
 from tasks import repository
-from tasks.intake import NewTask
 from tasks.models import TaskStatus
 from tasks.repository import Outcome, claims
 from tasks.repository import api as api_statements
+from tasks.submissions import NewTask
 
 
 def connection(resources: Resources) -> AbstractAsyncContextManager[Any]:
