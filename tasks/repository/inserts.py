@@ -76,6 +76,9 @@ _COPIED = (
 # PostgreSQL to parse.
 _NULLABLE = ("request_hash", "expires_at", "owner", "workflow_id", "inputs")
 _COPIED_SET = tuple(column for column in _COPIED if column not in _NULLABLE)
+# A slice whose tasks are all due now leaves run_at to its default, now(): a
+# timestamptz took asyncpg about 1 µs to encode, half of a row's.
+_COPIED_NOW = tuple(column for column in _COPIED_SET if column != "run_at")
 
 
 def _has_nullable(t: Any) -> bool:
@@ -165,7 +168,7 @@ async def copy_slices(
                 continue
             # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
             run_at = [now if t.run_at is None or t.run_at < now else t.run_at for t in tasks]
-            columns, records = _records(tasks, run_at)
+            columns, records = _records(tasks, run_at, now)
             if copying is not None:
                 await copying
             copying = asyncio.ensure_future(
@@ -188,9 +191,10 @@ async def copy_slices(
 
 
 def _records(
-    tasks: Sequence[Any], run_at: list[datetime]
+    tasks: Sequence[Any], run_at: list[datetime], now: datetime
 ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    """The columns to copy and each task's values for them."""
+    """The columns to copy and each task's values for them: those every task
+    leaves at its default are left out."""
     if any(_has_nullable(t) for t in tasks):
         return _COPIED, [
             (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
@@ -198,11 +202,29 @@ def _records(
              t.workflow_id, None if t.inputs is None else _json(t.inputs))
             for t, due in zip(tasks, run_at, strict=True)
         ]  # fmt: skip
-    return _COPIED_SET, [
+    if any(due is not now for due in run_at):
+        return _COPIED_SET, [
+            (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
+             due, t.queue, t.priority, t.fair_level)
+            for t, due in zip(tasks, run_at, strict=True)
+        ]  # fmt: skip
+    return _COPIED_NOW, [
         (t.id, t.kind, t.message, _json(t.payload), t.max_attempts, t.timeout_seconds,
-         due, t.queue, t.priority, t.fair_level)
-        for t, due in zip(tasks, run_at, strict=True)
+         t.queue, t.priority, t.fair_level)
+        for t in tasks
     ]  # fmt: skip
+
+
+# Every column of a new task, in the table's order, at its default: fresh_row
+# copies it and sets what the task and PostgreSQL decided (1.0 µs a row against
+# 1.6 for the whole literal).
+_NEW_ROW: dict[str, Any] = dict.fromkeys(
+    ("id", "kind", "message", "payload", "status", "result", "error", "errors", "attempts",
+     "max_attempts", "redrives", "timeout_seconds", "run_at", "expires_at",
+     "lease_expires_at", "worker_id", "queue", "priority", "fair_level", "owner",
+     "cancel_requested", "idempotency_key", "request_hash", "workflow_id", "inputs",
+     "dead_from", "created_at", "updated_at", "started_at", "finished_at")
+) | {"status": "pending", "attempts": 0, "redrives": 0, "cancel_requested": False}  # fmt: skip
 
 
 def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str, Any]:
@@ -210,20 +232,19 @@ def fresh_row(task: Any, *, run_at: datetime, created_at: datetime) -> dict[str,
     sent, the columns' defaults for a new task, and the times PostgreSQL set.
     Decoding 1,000 whole rows (RETURNING *) cost the API about 9 ms of its
     75 ms for a batch. test_repository holds this to what `SELECT *` reads."""
-    return {
-        "id": task.id, "kind": task.kind, "message": task.message, "payload": task.payload,
-        "status": "pending", "result": None, "error": None, "errors": [], "attempts": 0,
-        "max_attempts": task.max_attempts, "redrives": 0,
-        "timeout_seconds": task.timeout_seconds, "run_at": run_at,
-        "expires_at": task.expires_at, "lease_expires_at": None, "worker_id": None,
-        "queue": task.queue, "priority": task.priority, "fair_level": task.fair_level,
-        "owner": task.owner, "cancel_requested": False,
-        "idempotency_key": task.idempotency_key, "request_hash": task.request_hash,
-        "workflow_id": task.workflow_id, "inputs": task.inputs, "dead_from": None,
-        "created_at": created_at, "updated_at": created_at, "started_at": None,
-        "finished_at": None,
-    }  # fmt: skip
+    row = _NEW_ROW.copy()
+    row.update(
+        id=task.id, kind=task.kind, message=task.message, payload=task.payload, errors=[],
+        max_attempts=task.max_attempts, timeout_seconds=task.timeout_seconds, run_at=run_at,
+        expires_at=task.expires_at, queue=task.queue, priority=task.priority,
+        fair_level=task.fair_level, owner=task.owner, idempotency_key=task.idempotency_key,
+        request_hash=task.request_hash, workflow_id=task.workflow_id, inputs=task.inputs,
+        created_at=created_at, updated_at=created_at,
+    )  # fmt: skip
+    return row
 
 
 def _json(value: Any) -> str:
+    if isinstance(value, dict) and not value:  # `{}`, the default payload
+        return "{}"
     return to_json(value).decode()  # a tenth of json.dumps' time for a small payload

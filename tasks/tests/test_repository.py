@@ -116,23 +116,27 @@ async def test_insert_answers_each_row_as_select_reads_it(
     assert {row["id"]: row for row in answered} == {row["id"]: dict(row) for row in stored}
 
 
-@pytest.mark.parametrize("nullable_set", [True, False], ids=["a task sets", "none sets"])
+@pytest.mark.parametrize(
+    ("nullable_set", "delayed"),
+    [(True, True), (False, True), (False, False)],
+    ids=["a task sets a usually NULL column", "one is delayed", "all are due now"],
+)
 async def test_a_large_group_without_keys_is_copied_and_answered_as_stored(
-    resources: Resources, nullable_set: bool
+    resources: Resources, nullable_set: bool, delayed: bool
 ) -> None:
     """From COPY_FROM tasks without keys the rows are copied: each answered row
     must still be the stored one, run_at never in the past, and the count
-    trigger must count them as it counts an INSERT's. When no task sets a
-    column that is usually NULL (owner, expiry, workflow), the copy leaves
-    those columns out: the stored rows must not differ."""
+    trigger must count them as it counts an INSERT's. Columns every task leaves
+    at its default (owner, expiry, workflow; run_at when all are due now) are
+    left out of the copy: the stored rows must not differ."""
     now = datetime.now(UTC)
     tasks = [new_task(number, queue="bulk") for number in range(repository.COPY_FROM)]
     nullable: dict[str, Any] = {
         "owner": "acme", "expires_at": now + timedelta(days=1), "workflow_id": uuid7(),
         "inputs": {"parent_result": 7},
     }  # fmt: skip
-    tasks[1] = new_task(1, queue="bulk", run_at=now + timedelta(hours=1), payload={"n": [1, 2.5]},
-                        **(nullable if nullable_set else {}))  # fmt: skip
+    tasks[1] = new_task(1, queue="bulk", run_at=now + timedelta(hours=1) if delayed else None,
+                        payload={"n": [1, 2.5]}, **(nullable if nullable_set else {}))  # fmt: skip
     tasks[2] = new_task(2, queue="bulk", run_at=now - timedelta(hours=1))
     async with connection(resources) as conn:
         answered = await repository.insert_tasks(conn=conn, tasks=tasks)
@@ -141,7 +145,7 @@ async def test_a_large_group_without_keys_is_copied_and_answered_as_stored(
     assert [row["id"] for row in answered] == [task.id for task in tasks]
     assert {row["id"]: row for row in answered} == {row["id"]: dict(row) for row in stored}
     assert answered[2]["run_at"] == answered[2]["created_at"]  # a past run_at: now
-    assert (counts["pending"], counts["scheduled"]) == (repository.COPY_FROM, 1)
+    assert (counts["pending"], counts["scheduled"]) == (repository.COPY_FROM, int(delayed))
 
 
 async def test_list_is_newest_first_filtered_and_keyset_paged(
