@@ -127,7 +127,7 @@ async def tick_once(resources: Resources) -> int:
             last_run_at=work.last_run_at,
             last_task_id=[i if i in created else None for i in work.last_task],
         )
-    announce = events.stage(resources, [events.of_row(row, events.CREATED) for row in rows])
+    announce = events.stage(resources, events.of_created(rows))
     try:
         await Doorbell(resources).send(
             ready=[task_repository.bell_of_row(row) for row in rows], also=[announce]

@@ -272,7 +272,7 @@ class Intake:
             for row in rows:
                 bell = repository.bell_of_row(row)
                 (later if row["run_at"] > row["created_at"] else ready).append(bell)
-            created = [events.of_row(row, events.CREATED) for row in rows]
+            created = events.of_created(rows)
             refusals, self.refusals = self.refusals, Counter()
             return Doorbell(self._resources).gather(
                 ready=ready, later=later, also=[events.stage(self._resources, created, refusals)],

@@ -133,6 +133,8 @@ def check_message(value: str) -> str:
 
 def check_payload(value: dict[str, Any]) -> dict[str, Any]:
     """A task's payload: no NUL, no NaN or Infinity, at most MAX_PAYLOAD_BYTES of JSON."""
+    if not value:  # `{}`, the default: nothing to check (0.6 µs a task of a batch)
+        return value
     if has_nul(value):
         raise ValueError("payload must not contain NUL characters")
     try:

@@ -105,7 +105,7 @@ async def ring(resources: Resources, rows: list[Any]) -> None:
     """Ring the new messages and announce them: one pipeline for the request."""
     if resources.settings.fault_skip_push or not rows:
         return
-    created = [events.of_row(row, events.CREATED) for row in rows]
+    created = events.of_created(rows)
     try:
         await Doorbell(resources).send(
             ready=[tasks_repository.bell_of_row(row) for row in rows],
