@@ -103,10 +103,14 @@ class Doorbell:
         intake makes it while PostgreSQL copies a batch), added to `into` when
         given (a batch copied a slice at a time rings once); None: nothing to send."""
         by_key: dict[str, dict[str, float]] = {}
-        queues: set[str] = set()
-        for bell in ready:
-            by_key.setdefault(self.keys.ready(bell.queue), {})[str(bell.id)] = self.score(bell)
-            queues.add(bell.queue)
+        by_queue: dict[str, dict[str, float]] = {}  # by_key's ready sets, by queue
+        step_s = self.step_s
+        for bell in ready:  # a thousand at a time: as score(), without a call per bell
+            members = by_queue.get(bell.queue)
+            if members is None:
+                members = by_queue[bell.queue] = by_key.setdefault(self.keys.ready(bell.queue), {})
+            members[str(bell.id)] = bell.rank * step_s + bell.ready_at_s
+        queues: set[str] = set(by_queue)
         for bell in later:
             member = f"{bell.rank}:{bell.id}"
             by_key.setdefault(self.keys.scheduled(bell.queue), {})[member] = bell.ready_at_s
