@@ -11,7 +11,9 @@ Phases, by the innermost of these functions on a sample's stack:
 - validate: the items (tasks/batch.py `_validate`);
 - build: each item's NewTask and id (`_new_task`, `uuid7_many`);
 - insert: the COPY's records, asyncpg's encoding of them, and what the intake
-  makes while PostgreSQL copies (the rows answered, the ring);
+  makes while PostgreSQL copies (the rows answered, the ring); a large batch's
+  items are validated and built inside it, a slice at a time, but count as
+  validate and build;
 - ring: sending the doorbell and the event entry (tasks/intake.py `_ring`);
 - answer: each item's result and the JSON (`_result`, `to_json`);
 - http: uvicorn, Starlette and FastAPI: reading the request, the JSON body.
@@ -43,6 +45,7 @@ from profile_drain import find_py_spy, print_speedscope
 PHASES = (
     ("ring", "_ring", "tasks/intake.py"),
     ("insert", "insert_tasks", "tasks/repository/inserts.py"),
+    ("insert", "copy_slices", "tasks/repository/inserts.py"),  # a large batch, a slice at a time
     # the COPY runs as a task of its own (its rows are encoded there): no caller on its stack
     ("insert", "copy_records_to_table", "asyncpg/connection.py"),
     ("answer", "_result", "tasks/batch.py"),
