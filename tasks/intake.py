@@ -23,7 +23,8 @@ from app.lifespan import Resources
 from app.loops import stop_if_canceled
 from tasks import events, limits, repository, tally
 from tasks.doorbell import Bell, Doorbell, Gathered, send_gathered
-from tasks.exceptions import IdempotencyMismatch, RateLimited
+from tasks.exceptions import RateLimited
+from tasks.idempotency import store_tasks
 from tasks.submissions import (
     Accepted,
     Answers,
@@ -43,9 +44,6 @@ REFUSALS_EVERY_S = 1.0
 # down before anything is written. An answer from Redis this recent (the last
 # batch's ring) stands for that PING.
 REDIS_VOUCHED_S = 1.0
-
-
-IDEMPOTENCY_KEY_TTL_S = 24 * 3600
 
 
 class Intake:
@@ -176,7 +174,7 @@ class Intake:
             ring = _Ring(self._gather)  # made while a COPY runs
             settled: Settled = {}
             async with self._conn.use() as conn:
-                rows = await _store(conn, [task for task, _ in batch], settled, ring.add)
+                rows = await store_tasks(conn, [task for task, _ in batch], settled, ring.add)
         except Exception as error:
             _fail(batch, _unavailable(error, len(batch)))
             return
@@ -196,7 +194,7 @@ class Intake:
                 )
                 settled.update((row["id"], (row, True)) for row in rows)
                 if keyed:  # inserted, not copied: their ring is made here
-                    more = await _store(conn, keyed, settled)
+                    more = await store_tasks(conn, keyed, settled)
                     ring.add(more)
                     rows += more
         except Exception as error:
@@ -314,22 +312,6 @@ class _Ring:
         return self.gathered if self.made_any else self.gather(rows, None)
 
 
-async def _store(
-    conn: Any,
-    tasks: list[NewTask],
-    settled: Settled,
-    meanwhile: repository.Meanwhile | None = None,
-) -> list[Any]:
-    """Insert `tasks` and settle each one in `settled`: created, or its key's
-    first task replayed (or refused); returns the rows created."""
-    rows = await repository.insert_tasks(conn=conn, tasks=tasks, meanwhile=meanwhile)
-    settled.update((row["id"], (row, True)) for row in rows)
-    taken = [task for task in tasks if task.id not in settled]
-    if taken:
-        rows += await settle_taken_keys(conn, taken, settled)
-    return rows
-
-
 def _unavailable(error: Exception, count: int) -> StoreUnavailable:
     if not is_store_error(error):
         log.exception("could not store %d task(s)", count)
@@ -343,36 +325,3 @@ def _fail(group: list[Entry] | Stream, error: StoreUnavailable) -> None:
     for _, future in group:
         if not future.done():
             future.set_exception(error)
-
-
-async def settle_taken_keys(conn: Any, taken: list[NewTask], settled: Settled) -> list[Any]:
-    """Tasks whose Idempotency-Key was already used: the first task again when the
-    body is the same, a refusal when it differs; an expired key is used anew.
-    Returns the rows created here (they still need their doorbell)."""
-    keys = [task.idempotency_key or "" for task in taken]
-    existing = await repository.tasks_by_idempotency_key(
-        conn=conn, keys=keys, key_ttl_s=IDEMPOTENCY_KEY_TTL_S
-    )
-    created = []
-    for task, key in zip(taken, keys, strict=True):
-        row = existing.get(key)
-        if row is None or row["key_expired"]:
-            await repository.release_expired_key(
-                conn=conn, key=key, key_ttl_s=IDEMPOTENCY_KEY_TTL_S
-            )
-            fresh = await repository.insert_tasks(conn=conn, tasks=[task])
-            if fresh:
-                settled[task.id] = (fresh[0], True)
-                created.append(fresh[0])
-                continue
-            found = await repository.tasks_by_idempotency_key(
-                conn=conn, keys=[key], key_ttl_s=IDEMPOTENCY_KEY_TTL_S
-            )
-            row = found[key]
-        # Keys are one namespace for every owner: another owner's task under the
-        # same key is refused like another body, never handed to this caller.
-        if row["request_hash"] != task.request_hash or row["owner"] != task.owner:
-            settled[task.id] = IdempotencyMismatch(key)
-        else:
-            settled[task.id] = (row, False)
-    return created
