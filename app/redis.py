@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeAlias, cast
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.client import Pipeline, PubSub
-from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
@@ -60,6 +56,12 @@ def _pool(settings: Settings, options: dict[str, Any]) -> ConnectionPool:
 _SERIALIZER: HiredisRespSerializer = cast(Any, HiredisRespSerializer)()
 
 
+def pack_command(*args: Any) -> list[bytes]:
+    """A command's bytes as a pool's connection sends them (see _HiredisPacking)."""
+    packed: list[bytes] = _SERIALIZER.pack(*args)
+    return packed
+
+
 class _HiredisPacking(AbstractConnection):
     """redis-py's asyncio connections pack each command in Python, argument by
     argument; its sync client packs with hiredis (a dependency, redis[hiredis])
@@ -68,8 +70,7 @@ class _HiredisPacking(AbstractConnection):
     keeps redis-py's packing."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        packed: list[bytes] = _SERIALIZER.pack(*args)
-        return packed
+        return pack_command(*args)
 
 
 def create_reader_redis(settings: Settings, *, read_timeout_s: float) -> RedisClient:
@@ -87,69 +88,6 @@ def create_reader_redis(settings: Settings, *, read_timeout_s: float) -> RedisCl
     if settings.redis_cluster:
         return _cluster(settings, options)
     return Redis.from_pool(_pool(settings, options))
-
-
-async def send_pipeline(
-    pipe: Pipeline | ClusterPipeline, *, sent: Callable[[], None] | None = None
-) -> None:
-    """Send what a pipeline (`redis.pipeline(transaction=False)`) gathered, in
-    one round trip, and read every answer; raise the first command's error, if
-    any. A single Redis's commands go straight on a pooled connection: redis-py's
-    Pipeline.execute cost a doorbell of one task (with its event entry) 50 µs
-    more of CPU (271 against 221 µs) and 58 µs more of wall time, on the path
-    from a POST to its handler. Retried on a new connection as the pool's
-    commands are. A cluster's pipeline sends each command to its node itself.
-
-    `sent` is called once the commands are written, before their answers are
-    read (a cluster's: once answered), and only then: whoever it wakes runs
-    while Redis works, and it is never called twice, also when a send is
-    retried."""
-    if isinstance(pipe, ClusterPipeline):
-        await pipe.execute()
-        if sent is not None:
-            sent()
-        return
-    commands = [args for args, _ in pipe.command_stack]
-    if not commands:
-        return
-    pool = pipe.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    once = _Once(sent)
-    try:
-        # A send or read cut short (an error, a cancel) closes the connection
-        # (redis-py's own rule), so no answer is left for the next command.
-        await conn.retry.call_with_retry(
-            partial(_send_and_read, conn, commands, once), lambda _: conn.disconnect()
-        )
-    finally:
-        await pool.release(conn)
-
-
-class _Once:
-    __slots__ = ("call",)
-
-    def __init__(self, call: Callable[[], None] | None) -> None:
-        self.call = call
-
-    def __call__(self) -> None:
-        call, self.call = self.call, None
-        if call is not None:
-            call()
-
-
-async def _send_and_read(
-    conn: AbstractConnection, commands: list[tuple[Any, ...]], sent: _Once
-) -> None:
-    await conn.send_packed_command(conn.pack_commands(commands))
-    sent()
-    failed: ResponseError | None = None
-    for _ in commands:
-        try:
-            await conn.read_response()
-        except ResponseError as error:
-            failed = failed or error
-    if failed is not None:
-        raise failed
 
 
 async def ping(redis: RedisClient) -> None:

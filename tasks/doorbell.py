@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
 
 from app.lifespan import Resources
-from app.redis import Keys, RedisClient, send_pipeline
+from app.pipelines import PackedPipeline, send_pipeline
+from app.redis import Keys, RedisClient
 from tasks import sharded
 from tasks.sharded import ID_CHARS
 
-Gathered = Pipeline | ClusterPipeline  # a ring made, to send
+Gathered = PackedPipeline  # a ring made, to send
 
 STRICT_STEP_S = 1e10  # ~300 years: no wait makes up one rank
 
@@ -88,7 +88,7 @@ class Doorbell:
         """Ring `ready`, schedule `later`, and add the `also` steps (each adds
         commands to the pipeline, e.g. events.stage) in one round trip. `sent`:
         called once the commands are on their way, before Redis answers
-        (app.redis.send_pipeline), or at once when there is nothing to send."""
+        (app.pipelines.send_pipeline), or at once when there is nothing to send."""
         await send_gathered(self.gather(ready=ready, later=later, also=also), sent=sent)
 
     def gather(
@@ -100,8 +100,9 @@ class Doorbell:
         into: Gathered | None = None,
     ) -> Gathered | None:
         """What `send` sends, as a pipeline to send later with send_gathered (the
-        intake makes it while PostgreSQL copies a batch), added to `into` when
-        given (a batch copied a slice at a time rings once); None: nothing to send."""
+        intake makes it while PostgreSQL copies a batch), packed as far as it
+        goes, added to `into` when given (a batch copied a slice at a time rings
+        once); None: nothing to send."""
         by_key: dict[str, dict[str, float]] = {}
         by_queue: dict[str, dict[str, float]] = {}  # by_key's ready sets, by queue
         step_s = self.step_s
@@ -117,14 +118,16 @@ class Doorbell:
             queues.add(bell.queue)
         if not by_key and not also:
             return into
-        pipe = self.redis.pipeline(transaction=False) if into is None else into
+        gathered = PackedPipeline(self.redis.pipeline(transaction=False)) if into is None else into
+        pipe = gathered.pipe
         for step in also:  # first: an event is never behind the ring it announces
             step(pipe)
         for key, members in by_key.items():
             pipe.zadd(key, members)
         if queues:
             pipe.sadd(self.keys.queues, *queues)
-        return pipe
+        gathered.pack()
+        return gathered
 
     async def pop(self, queues: Sequence[str], *, count: int, timeout_s: float) -> list[Popped]:
         """Up to `count` ids from the first queue that has any, lowest score first;
