@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from pydantic_core import to_json
@@ -153,17 +154,21 @@ async def copy_slices(
 ) -> list[dict[str, Any]]:
     """Tasks without idempotency keys, copied a slice at a time in the caller's
     transaction, whose now() is every row's created_at (the column's default),
-    read first to answer the rows. While PostgreSQL copies a slice, the rows
-    answered for it (and what `meanwhile` makes of them) are built and the
-    next slice is made: `slices` may be lazy (a large POST /tasks/batch
-    validates and builds its items as they are pulled). One batch at a time,
-    that CPU would otherwise come on top of the COPY's wait. One COPY at a
-    time: asyncpg runs one command per connection."""
-    now = await conn.fetchval("SELECT now()")
-    rows: list[dict[str, Any]] = []
+    read first (while the first slice is made) to answer the rows. While
+    PostgreSQL copies a slice, the rows answered for it (and what `meanwhile`
+    makes of them) are built and the next slice is made: `slices` may be lazy
+    (a large POST /tasks/batch validates and builds its items as they are
+    pulled). One batch at a time, that CPU would otherwise come on top of the
+    COPY's wait. One command at a time: asyncpg runs one per connection."""
+    pending = iter(slices)
+    reading: asyncio.Future[Any] = asyncio.ensure_future(conn.fetchval("SELECT now()"))
     copying: asyncio.Future[Any] | None = None
+    rows: list[dict[str, Any]] = []
     try:
-        for tasks in slices:  # the next slice is made while the last one is copied
+        await asyncio.sleep(0)  # the query is out: PostgreSQL answers while the slice is made
+        first = next(pending, ())
+        now = await reading
+        for tasks in chain([first], pending):  # the next slice is made while the last is copied
             if not tasks:
                 continue
             # As the INSERT's greatest(coalesce(run_at, now()), now()): never in the past.
@@ -183,11 +188,18 @@ async def copy_slices(
         if copying is not None:
             await copying
     except BaseException:
-        if copying is not None:
-            copying.cancel()  # nothing is committed: the caller's transaction rolls back
-            await asyncio.gather(copying, return_exceptions=True)
+        # Nothing is committed: the caller's transaction rolls back once the
+        # connection's command is over.
+        await _stop(reading, copying)
         raise
     return rows
+
+
+async def _stop(*futures: asyncio.Future[Any] | None) -> None:
+    running = [future for future in futures if future is not None]
+    for future in running:
+        future.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 def _records(

@@ -148,6 +148,38 @@ async def test_a_large_group_without_keys_is_copied_and_answered_as_stored(
     assert (counts["pending"], counts["scheduled"]) == (repository.COPY_FROM, int(delayed))
 
 
+class SliceFailed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("failing", [0, 1], ids=["first slice", "second slice"])
+async def test_a_slice_that_fails_to_be_made_leaves_nothing_and_the_connection_free(
+    resources: Resources, failing: int
+) -> None:
+    """Slices are made while PostgreSQL works (the first while it reads now(),
+    the next while it copies the one before): a slice that raises stops the
+    command in flight, the transaction rolls back whole, and the connection
+    takes the next statement."""
+    made = [[new_task(number, queue="torn") for number in range(start, start + 3)]
+            for start in (0, 3, 6)]  # fmt: skip
+
+    def slices() -> Any:
+        for index, tasks in enumerate(made):
+            if index == failing:
+                raise SliceFailed
+            yield tasks
+
+    async with connection(resources) as conn:
+        with pytest.raises(SliceFailed):
+            async with conn.transaction():
+                await repository.copy_slices(conn=conn, slices=slices())
+        assert await conn.fetchval("SELECT count(*) FROM tasks WHERE queue = 'torn'") == 0
+        async with conn.transaction():
+            rows = await repository.copy_slices(conn=conn, slices=iter(made))
+        assert await conn.fetchval("SELECT count(*) FROM tasks WHERE queue = 'torn'") == 9
+    assert [row["id"] for row in rows] == [task.id for tasks in made for task in tasks]
+
+
 async def test_list_is_newest_first_filtered_and_keyset_paged(
     resources: Resources, db: asyncpg.Connection
 ) -> None:
