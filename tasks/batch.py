@@ -4,6 +4,7 @@ statement, one ring), and an answer per item."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections import Counter
@@ -59,9 +60,11 @@ async def create_tasks(
         prepared.extend(made)
         return [one for one in made if isinstance(one, NewTask)]
 
+    committed: asyncio.Future[None] | None = None
     if len(items) > SLICE_ITEMS:  # each slice made while the one before is copied
         starts = range(0, len(items), SLICE_ITEMS)
-        outcomes = iter(await intake.submit_slices(prepare(start) for start in starts))
+        found, committed = await intake.submit_slices(prepare(start) for start in starts)
+        outcomes = iter(found)
     else:
         tasks = prepare(0)
         outcomes = iter(await intake.submit_many(tasks) if tasks else [])
@@ -72,6 +75,8 @@ async def create_tasks(
     counts = Counter(result["status"] for result in results)
     created, replayed = counts[201], counts[200]
     refused = len(results) - created - replayed
+    if committed is not None:  # the answer was made while the COMMIT was out
+        await committed
     return {"results": results, "created": created, "replayed": replayed, "refused": refused}
 
 

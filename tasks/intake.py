@@ -32,6 +32,7 @@ from tasks.submissions import (
     Group,
     Member,
     NewTask,
+    Ring,
     Settled,
     Stream,
 )
@@ -116,17 +117,23 @@ class Intake:
 
     async def submit_slices(
         self, slices: Iterator[Sequence[NewTask]]
-    ) -> list[Accepted | Exception]:
+    ) -> tuple[list[Accepted | Exception], asyncio.Future[None]]:
         """As submit_many for the tasks of all `slices`, in order, with each slice
         made (pulled) while PostgreSQL copies the one before: one transaction,
         one ring. That needs an admission with nothing to decide (no RATE_LIMIT,
         QUEUE_MAX_PENDING or FAIRNESS=levels); else every slice is made first
-        and the tasks go to submit_many."""
+        and the tasks go to submit_many. The outcomes come before the COMMIT,
+        so that the caller makes its answer while PostgreSQL flushes it, with
+        the future to await before answering: the COMMIT's (StoreUnavailable
+        if it failed; done once the ring is on its way)."""
         if limits.active(self._resources.settings):
-            return await self.submit_many([task for tasks in slices for task in tasks])
+            outcomes = await self.submit_many([task for tasks in slices for task in tasks])
+            committed = asyncio.get_running_loop().create_future()
+            committed.set_result(None)
+            return outcomes, committed
         stream = Stream(slices)
         self._enqueue(stream)
-        return await stream.answered
+        return await stream.settled, stream.committed
 
     def _enqueue(self, group: list[Entry] | Stream) -> None:
         self._waiting.append(group)
@@ -171,7 +178,7 @@ class Intake:
             if not batch:
                 await self._send_refusals()
                 return
-            ring = _Ring(self._gather)  # made while a COPY runs
+            ring = Ring(self._gather)  # made while a COPY runs
             settled: Settled = {}
             async with self._conn.use() as conn:
                 rows = await store_tasks(conn, [task for task, _ in batch], settled, ring.add)
@@ -184,7 +191,7 @@ class Intake:
         """A stream's slices copied in one transaction as they are made; those
         with idempotency keys inserted after them, in it."""
         keyed: list[NewTask] = []
-        ring = _Ring(self._gather)
+        ring = Ring(self._gather)
         settled: Settled = {}
         try:
             await self._admit([])  # finds Redis down, unless it answered just now
@@ -197,13 +204,14 @@ class Intake:
                     more = await store_tasks(conn, keyed, settled)
                     ring.add(more)
                     rows += more
+                stream.settle(settled)  # its submitter answers while the COMMIT is out
         except Exception as error:
             stream.fail(_unavailable(error, len(stream.tasks)))
             return
-        await self._answer_and_ring(ring, rows, lambda: stream.answer(settled))
+        await self._answer_and_ring(ring, rows, stream.commit)
 
     async def _answer_and_ring(
-        self, ring: _Ring, rows: list[Any], answer: Callable[[], None]
+        self, ring: Ring, rows: list[Any], answer: Callable[[], None]
     ) -> None:
         """The answers go out while Redis works on the ring: sent first, so a
         worker hears of a task no later than its creator; answered after, so a
@@ -290,26 +298,6 @@ class Intake:
             self._redis_answered_s = -math.inf  # the next batch asks Redis first
             # Committed is accepted: the reconcile rings these doorbells when they are due.
             log.warning("%d task(s) committed but not rung (%s); reconcile will", count, error)
-
-
-class _Ring:
-    """One batch's ring, made as its rows are copied (a slice at a time), else
-    once they are stored."""
-
-    __slots__ = ("gather", "gathered", "made_any")
-
-    def __init__(self, gather: Callable[[list[Any], Gathered | None], Gathered | None]) -> None:
-        self.gather = gather  # Intake._gather
-        self.gathered: Gathered | None = None
-        self.made_any = False
-
-    def add(self, rows: list[Any]) -> None:
-        self.gathered = self.gather(rows, self.gathered)
-        self.made_any = True
-
-    def made(self, rows: list[Any]) -> Gathered | None:
-        """The ring of all `rows`: what was added, else made now."""
-        return self.gathered if self.made_any else self.gather(rows, None)
 
 
 def _unavailable(error: Exception, count: int) -> StoreUnavailable:

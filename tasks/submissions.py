@@ -1,17 +1,21 @@
 """What the intake takes and how it answers: a NewTask, and the outcome of each
 task submitted, alone (a future), in a group (POST /tasks/batch) or in a
-stream (a large POST /tasks/batch, made a slice at a time as it is copied)."""
+stream (a large POST /tasks/batch, made a slice at a time as it is copied);
+and the ring of a batch, made as its rows are."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from tasks.doorbell import Gathered
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__,
@@ -115,17 +119,19 @@ class Answers:
 
 class Stream:
     """Tasks submitted as lazy slices (Intake.submit_slices): each slice is made
-    when the intake pulls it, while PostgreSQL copies the one before. Answered
-    once, all together, in the order the tasks were made."""
+    when the intake pulls it, while PostgreSQL copies the one before. Settled
+    once, all together, in the order the tasks were made, before the COMMIT
+    (so the submitter makes its answer while the COMMIT is out), then committed."""
 
-    __slots__ = ("answered", "slices", "tasks")
+    __slots__ = ("committed", "settled", "slices", "tasks")
 
     def __init__(self, slices: Iterator[Sequence[NewTask]]) -> None:
         self.slices = slices
         self.tasks: list[NewTask] = []  # those made so far, in order
-        self.answered: asyncio.Future[list[Accepted | Exception]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        # Each task's outcome once every statement ran; final once `committed` is set.
+        self.settled: asyncio.Future[list[Accepted | Exception]] = loop.create_future()
+        self.committed: asyncio.Future[None] = loop.create_future()
 
     def pull(self, keyed: list[NewTask]) -> Iterator[list[NewTask]]:
         """Each slice's tasks without an idempotency key, to copy; those with one
@@ -135,10 +141,37 @@ class Stream:
             keyed += [task for task in tasks if task.idempotency_key is not None]
             yield [task for task in tasks if task.idempotency_key is None]
 
-    def answer(self, settled: Settled) -> None:
-        if not self.answered.done():
-            self.answered.set_result([settled[task.id] for task in self.tasks])
+    def settle(self, settled: Settled) -> None:
+        if not self.settled.done():
+            self.settled.set_result([settled[task.id] for task in self.tasks])
+
+    def commit(self) -> None:
+        if not self.committed.done():
+            self.committed.set_result(None)
 
     def fail(self, error: Exception) -> None:
-        if not self.answered.done():
-            self.answered.set_exception(error)
+        """Heard where the submitter waits: the outcomes, else the COMMIT."""
+        if not self.settled.done():
+            self.settled.set_exception(error)
+        elif not self.committed.done():
+            self.committed.set_exception(error)
+
+
+class Ring:
+    """One batch's ring, made as its rows are copied (a slice at a time), else
+    once they are stored."""
+
+    __slots__ = ("gather", "gathered", "made_any")
+
+    def __init__(self, gather: Callable[[list[Any], Gathered | None], Gathered | None]) -> None:
+        self.gather = gather  # Intake._gather
+        self.gathered: Gathered | None = None
+        self.made_any = False
+
+    def add(self, rows: list[Any]) -> None:
+        self.gathered = self.gather(rows, self.gathered)
+        self.made_any = True
+
+    def made(self, rows: list[Any]) -> Gathered | None:
+        """The ring of all `rows`: what was added, else made now."""
+        return self.gathered if self.made_any else self.gather(rows, None)

@@ -400,6 +400,31 @@ async def test_a_store_down_fails_the_whole_batch_and_writes_nothing(
     assert await rows(db) == [] and await rung(resources) == set()
 
 
+@pytest.mark.parametrize("count", [2, SLICE_ITEMS + 1], ids=["small", "many slices"])
+async def test_a_commit_that_fails_fails_the_whole_batch_and_writes_nothing(
+    count: int, client: httpx.AsyncClient, db: asyncpg.Connection, resources: Resources
+) -> None:
+    """A large batch's answer is made while its COMMIT is out: a COMMIT that
+    fails (here a deferred check PostgreSQL runs only then) must still answer
+    503, with nothing written and nothing rung."""
+    await db.execute("""
+        CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.message = 'refused at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+            RETURN NULL;
+        END $$;
+        CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON tasks
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
+    """)  # fmt: skip
+    items = [{"message": f"m{n}"} for n in range(count - 1)] + [{"message": "refused at commit"}]
+    answer = await client.post("/tasks/batch", json={"tasks": items})
+    assert answer.status_code == 503, answer.text
+    assert "postgres" in answer.json()["detail"] and answer.headers["retry-after"]
+    assert await rows(db) == [] and await rung(resources) == set()
+    body = await batch(client, [{"message": f"m{n}"} for n in range(count)])  # the next one goes
+    assert body["created"] == count and len(await rows(db)) == count
+
+
 async def test_the_body_limit_is_larger_for_this_route_only(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
