@@ -80,6 +80,41 @@ async def test_a_batch_is_answered_while_redis_works_on_its_ring(
         await redis.aclose()
 
 
+async def test_the_next_batch_is_written_while_redis_answers_the_last_ring(
+    database_url: str, namespace: str, valkey: EmbeddedValkey, db: asyncpg.Connection
+) -> None:
+    """The intake goes on to the next batch without waiting for Redis to answer
+    a ring; the next ring still waits for the one before, so rings land in
+    order, and the next batch's answer for its own ring to go out."""
+    redis = Redis.from_url(valkey.url(), decode_responses=True)
+    settings = make_settings(database_url, valkey.url(), namespace)
+    ready = Keys(namespace).ready("default")
+
+    async def rung(count: int) -> bool:
+        return bool(await redis.zcard(ready) == count)
+
+    async def stored(message: str) -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM tasks WHERE message = $1", message))
+
+    try:
+        async with app_client(settings) as http:
+            assert (await post(http, "first")).status_code == 201
+            await wait_for(partial(rung, 1), timeout_s=10, what="the first ring landed")
+            await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+            try:
+                held = await asyncio.wait_for(post(http, "held"), timeout=20)
+                assert held.status_code == 201  # its ring is out, Redis's answer held
+                following = asyncio.create_task(post(http, "next"))
+                await wait_for(partial(stored, "next"), timeout_s=10, what="the next batch written")
+                assert not following.done()  # its ring waits for the one before
+            finally:
+                await redis.execute_command("CLIENT", "UNPAUSE")
+            assert (await asyncio.wait_for(following, timeout=20)).status_code == 201
+            await wait_for(partial(rung, 3), timeout_s=10, what="both rings landed")
+    finally:
+        await redis.aclose()
+
+
 async def test_limits_are_decided_in_redis_for_every_batch(
     database_url: str, namespace: str, valkey: EmbeddedValkey
 ) -> None:
