@@ -120,19 +120,23 @@ class TasklineSystem(System):
         try:
             rate = await asyncio.to_thread(client_rate, url, count)
             results.append(self.result("enqueue", "(Python client)", jobs_per_s=rate))
-            results.append(await self.run_batches(url, self.options.tasks))
+            results += await self.run_batches(url, self.options.tasks)
         finally:
             await self.close()
         await self.reset()
         return results
 
-    async def run_batches(self, url: str, count: int) -> Result:
+    async def run_batches(self, url: str, count: int) -> list[Result]:
+        """Written as bytes, then through httpx: what a Python caller adds."""
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             form = batch_form((await http.get("/openapi.json")).json())
-            if form is None:
-                return self.result("bulk", skipped="no POST /tasks/batch")
-            rate, size = await post_batches(http, form, count)
-        return self.result("bulk", jobs_per_s=rate, batch=size)
+        if form is None:
+            return [self.result("bulk", skipped="no POST /tasks/batch")]
+        results = []
+        for client, label in (("raw", ""), ("httpx", "(httpx client)")):
+            rate, size = await post_batches(url, form, count, client=client)
+            results.append(self.result("bulk", label, jobs_per_s=rate, batch=size))
+        return results
 
     async def run_wrk(self) -> list[Result]:
         await self.reset()
