@@ -223,7 +223,11 @@ class Intake:
         ring at a time, so that rings and the events they carry land in order."""
         made = ring.made(rows)
         if self._ringing is not None:
-            await self._ringing  # answered long ago, but for a slow Redis
+            try:  # answered long ago, but for a slow Redis
+                await asyncio.shield(self._ringing)
+            except asyncio.CancelledError:  # closing: the reconcile rings these
+                answer()  # committed is accepted
+                raise
         self._ringing = asyncio.create_task(
             self._ring_and_answer(made, len(rows), answer), name="intake-ring"
         )

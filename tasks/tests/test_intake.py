@@ -14,8 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from app.embedded import EmbeddedValkey
+from app.ids import uuid7
+from app.lifespan import close_resources, open_resources
 from app.redis import Keys
 from tasks import intake
+from tasks.submissions import NewTask
 from tasks.tests.fixtures import app_client, make_settings, wait_for
 
 
@@ -112,6 +115,41 @@ async def test_the_next_batch_is_written_while_redis_answers_the_last_ring(
             assert (await asyncio.wait_for(following, timeout=20)).status_code == 201
             await wait_for(partial(rung, 3), timeout_s=10, what="both rings landed")
     finally:
+        await redis.aclose()
+
+
+async def test_a_batch_committed_while_the_intake_closes_is_answered_as_created(
+    database_url: str, namespace: str, valkey: EmbeddedValkey, db: asyncpg.Connection
+) -> None:
+    """Closed while its ring waits behind one Redis holds, a committed batch is
+    answered with its task (the reconcile rings it), never refused: a refusal
+    would have its creator send it again, a second task."""
+    redis = Redis.from_url(valkey.url(), decode_responses=True)
+    resources = open_resources(make_settings(database_url, valkey.url(), namespace))
+    writer = intake.Intake(resources)
+    writer.start()
+
+    def task(message: str) -> NewTask:
+        return NewTask(uuid7(), "echo", message, {}, 3, 300.0)
+
+    async def stored() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM tasks WHERE message = 'next'"))
+
+    try:
+        await writer.submit(task("first"))  # Redis vouched for
+        await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+        try:
+            await asyncio.wait_for(writer.submit(task("held")), timeout=20)  # ring out, held
+            following = asyncio.create_task(writer.submit(task("next")))
+            await wait_for(stored, timeout_s=10, what="the next batch written")
+            closing = asyncio.create_task(writer.close(grace_s=0.1))
+            row, created = await asyncio.wait_for(following, timeout=20)
+            assert created and row["message"] == "next"
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+        await asyncio.wait_for(closing, timeout=20)
+    finally:
+        await close_resources(resources)
         await redis.aclose()
 
 
