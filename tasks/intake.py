@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any
 
 from app.errors import StoreUnavailable, is_store_error, store_name
 from app.lifespan import Resources
 from app.loops import stop_if_canceled
-from tasks import events, limits, repository, tally
-from tasks.doorbell import Bell, Doorbell, Gathered, send_gathered
-from tasks.exceptions import RateLimited
+from tasks import limits, repository
 from tasks.idempotency import store_tasks
+from tasks.ringing import Ringer
 from tasks.submissions import (
     Accepted,
     Answers,
@@ -32,7 +29,6 @@ from tasks.submissions import (
     Group,
     Member,
     NewTask,
-    Ring,
     Settled,
     Stream,
 )
@@ -40,7 +36,6 @@ from tasks.submissions import (
 log = logging.getLogger("taskline.api")
 
 MAX_BATCH = 500  # tasks per INSERT; a larger group (POST /tasks/batch) goes alone
-REFUSALS_EVERY_S = 1.0
 # With no limit set, admission decides nothing; it is a PING that finds Redis
 # down before anything is written. An answer from Redis this recent (the last
 # batch's ring) stands for that PING.
@@ -51,39 +46,31 @@ class Intake:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
         self._conn = repository.HeldConnection(resources.engine)  # one batch at a time
-        self._redis_answered_s = -math.inf  # monotonic: when Redis last answered a batch
+        self._ringer = Ringer(resources)
         # Groups of entries, each written whole: a POST is a group of one, a
         # POST /tasks/batch one group of all the tasks it admits (a stream, if large)
         self._waiting: deque[list[Entry] | Stream] = deque()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._writing: list[Entry] | Stream = []
-        self._ringing: asyncio.Task[None] | None = None  # the last batch's ring
         self._idle = asyncio.Event()
         self._idle.set()
         self._known_refusals = limits.KnownRefusals()
-        # Refusals by reason (tasks/tally.py), sent with the next batch's pipeline,
-        # else within REFUSALS_EVERY_S (refusals known here make no batch)
-        self.refusals: Counter[str] = Counter()
-        self._refusals_runner: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="intake")
-        self._refusals_runner = asyncio.create_task(self._send_refusals_loop(), name="refusals")
+        self._ringer.start()
 
     async def close(self, *, grace_s: float = 5.0) -> None:
         """Write what is waiting (bounded), then stop; whoever is left gets a 503."""
         with suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace_s)
-        for runner in (self._runner, self._refusals_runner):
-            if runner is not None:
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
-        if self._ringing is not None:  # bounded by the Redis pool's timeouts and retries
-            await asyncio.gather(self._ringing, return_exceptions=True)
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
         for group in [self._writing, *self._waiting]:
             _fail(group, StoreUnavailable("api", "the API is shutting down"))
-        await self._send_refusals()
+        await self._ringer.close()
         await self._conn.close()
 
     async def submit(self, task: NewTask) -> Accepted:
@@ -91,7 +78,7 @@ class Intake:
         StoreUnavailable if a store is down; RateLimited or Overloaded if refused."""
         refusal = self._known_refusals.refusal(task.client, task.queue)
         if refusal is not None:
-            self._count_refusal(refusal)
+            self._ringer.count_refusal(refusal)
             raise refusal
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._enqueue([(task, future)])
@@ -111,7 +98,7 @@ class Intake:
             if refusal is None:
                 entries.append((task, Member(group, index)))
             else:
-                self._count_refusal(refusal)
+                self._ringer.count_refusal(refusal)
                 group.settle(index, refusal)
         if entries:
             self._enqueue(entries)
@@ -179,22 +166,22 @@ class Intake:
             # before writing; the tasks would wait for Redis anyway.
             batch = await self._admit(batch)
             if not batch:
-                await self._send_refusals()
+                await self._ringer.send_refusals()
                 return
-            ring = Ring(self._gather)  # made while a COPY runs
+            ring = self._ringer.ring()  # made while a COPY runs
             settled: Settled = {}
             async with self._conn.use() as conn:
                 rows = await store_tasks(conn, [task for task, _ in batch], settled, ring.add)
         except Exception as error:
             _fail(batch, _unavailable(error, len(batch)))
             return
-        await self._answer_and_ring(ring, rows, Answers(batch, settled))
+        await self._ringer.answer_and_ring(ring, rows, Answers(batch, settled))
 
     async def _write_stream(self, stream: Stream) -> None:
         """A stream's slices copied in one transaction as they are made; those
         with idempotency keys inserted after them, in it."""
         keyed: list[NewTask] = []
-        ring = Ring(self._gather)
+        ring = self._ringer.ring()
         settled: Settled = {}
         try:
             await self._admit([])  # finds Redis down, unless it answered just now
@@ -211,48 +198,20 @@ class Intake:
         except Exception as error:
             stream.fail(_unavailable(error, len(stream.tasks)))
             return
-        await self._answer_and_ring(ring, rows, stream.commit)
-
-    async def _answer_and_ring(
-        self, ring: Ring, rows: list[Any], answer: Callable[[], None]
-    ) -> None:
-        """The answers go out while Redis works on the ring: sent first, so a
-        worker hears of a task no later than its creator; answered after, so a
-        batch's creator does not wait for Redis, and neither does the next
-        batch (Redis took 0.5-0.8 ms to answer the ring of 1,000 tasks). One
-        ring at a time, so that rings and the events they carry land in order."""
-        made = ring.made(rows)
-        if self._ringing is not None:
-            try:  # answered long ago, but for a slow Redis
-                await asyncio.shield(self._ringing)
-            except asyncio.CancelledError:  # closing: the reconcile rings these
-                answer()  # committed is accepted
-                raise
-        self._ringing = asyncio.create_task(
-            self._ring_and_answer(made, len(rows), answer), name="intake-ring"
-        )
-        await asyncio.sleep(0)  # the ring goes out now
-
-    async def _ring_and_answer(
-        self, made: Gathered | None, count: int, answer: Callable[[], None]
-    ) -> None:
-        try:
-            await self._ring(made, count, sent=answer)
-        finally:
-            answer()  # also when nothing was sent: committed is accepted
+        await self._ringer.answer_and_ring(ring, rows, stream.commit)
 
     async def _admit(self, batch: list[Entry]) -> list[Entry]:
         """Refuse what the rate limit or load shedding refuses; set the fairness
         level of the rest. No round trip when there is nothing to decide and
         Redis answered within REDIS_VOUCHED_S."""
-        recent = time.monotonic() - self._redis_answered_s < REDIS_VOUCHED_S
+        recent = time.monotonic() - self._ringer.answered_s < REDIS_VOUCHED_S
         if recent and not limits.active(self._resources.settings):
             return batch
         applicants = [
             limits.Applicant(task.id, task.queue, task.owner, task.client) for task, _ in batch
         ]
         decisions = await limits.admit(self._resources, applicants)
-        self._redis_answered_s = time.monotonic()
+        self._ringer.answered_s = time.monotonic()
         admitted = []
         for (task, future), applicant, decision in zip(batch, applicants, decisions, strict=True):
             if isinstance(decision, int):
@@ -261,63 +220,10 @@ class Intake:
                 admitted.append((task, future))
                 continue
             self._known_refusals.note(applicant, decision)
-            self._count_refusal(decision)
+            self._ringer.count_refusal(decision)
             if not future.done():
                 future.set_exception(decision)
         return admitted
-
-    def _count_refusal(self, refusal: Exception) -> None:
-        reason = tally.RATE_LIMIT if isinstance(refusal, RateLimited) else tally.QUEUE_FULL
-        self.refusals[f"r|{reason}"] += 1
-
-    async def _send_refusals_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFUSALS_EVERY_S)
-            await self._send_refusals()
-
-    async def _send_refusals(self) -> None:
-        refusals, self.refusals = self.refusals, Counter()
-        if not refusals:
-            return
-        try:
-            await tally.send(self._resources, refusals)
-        except Exception as error:
-            log.warning("could not count %d refusal(s): %s", sum(refusals.values()), error)
-
-    def _gather(self, rows: list[Any], into: Gathered | None = None) -> Gathered | None:
-        """The ring of new rows, to send once they are committed: ready tasks rung,
-        delayed ones scheduled for their time, their creation announced and the
-        refusals counted, in one pipeline (`into`, if given). Never raises: a
-        ring that cannot be made is left to the reconcile, as one that cannot be
-        sent."""
-        if self._resources.settings.fault_skip_push:
-            return None
-        try:
-            ready: list[Bell] = []
-            later: list[Bell] = []
-            for row in rows:
-                bell = repository.bell_of_row(row)
-                (later if row["run_at"] > row["created_at"] else ready).append(bell)
-            created = events.of_created(rows)
-            refusals, self.refusals = self.refusals, Counter()
-            return Doorbell(self._resources).gather(
-                ready=ready, later=later, also=[events.stage(self._resources, created, refusals)],
-                into=into,
-            )  # fmt: skip
-        except Exception:
-            log.exception("could not make the ring of %d task(s); reconcile will", len(rows))
-            return into
-
-    async def _ring(self, pipe: Gathered | None, count: int, *, sent: Callable[[], None]) -> None:
-        """Send a gathered ring in one round trip; `sent` once it is on its way."""
-        try:
-            await send_gathered(pipe, sent=sent)
-            if pipe is not None:  # nothing sent: Redis vouched for nothing
-                self._redis_answered_s = time.monotonic()
-        except Exception as error:
-            self._redis_answered_s = -math.inf  # the next batch asks Redis first
-            # Committed is accepted: the reconcile rings these doorbells when they are due.
-            log.warning("%d task(s) committed but not rung (%s); reconcile will", count, error)
 
 
 def _unavailable(error: Exception, count: int) -> StoreUnavailable:
