@@ -127,16 +127,17 @@ class TasklineSystem(System):
         return results
 
     async def run_batches(self, url: str, count: int) -> list[Result]:
-        """Written as bytes, then through httpx: what a Python caller adds."""
+        """Written as bytes and through httpx, a batch each in turn: what a
+        Python caller adds."""
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             form = batch_form((await http.get("/openapi.json")).json())
         if form is None:
             return [self.result("bulk", skipped="no POST /tasks/batch")]
-        results = []
-        for client, label in (("raw", ""), ("httpx", "(httpx client)")):
-            rate, size = await post_batches(url, form, count, client=client)
-            results.append(self.result("bulk", label, jobs_per_s=rate, batch=size))
-        return results
+        rates, size = await post_batches(url, form, count)
+        return [
+            self.result("bulk", label, jobs_per_s=rates[client], batch=size)
+            for client, label in (("raw", ""), ("httpx", "(httpx client)"))
+        ]
 
     async def run_wrk(self) -> list[Result]:
         await self.reset()

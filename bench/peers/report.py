@@ -52,6 +52,8 @@ HOW = """How each system ran (one worker process, 10 at a time, no-op jobs):
   encoded as httpx encodes it, inside the timing, and written as bytes on one
   keep-alive connection (from 4 December 2026 14:40 UTC); "(httpx client)"
   through httpx.AsyncClient, which costs the caller about 4 ms of CPU a batch.
+  The two take turns, a batch each, each batch timed (from 15:30 UTC; before,
+  the caller as bytes ran first, and was the slower in 4 of 6 rounds).
 - Drain: jobs enqueued before the worker starts (Taskline: one COPY; PgQueuer: its
   batch enqueue), timed inside the worker from the first job's start to the last
   one's (the worker's start-up excluded); CPU is the worker process's (psutil) over

@@ -8,8 +8,8 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,26 +57,35 @@ def batch_form(openapi: dict[str, Any]) -> BatchForm | None:
 
 
 async def post_batches(
-    url: str, form: BatchForm, count: int, *, client: str = "raw"
-) -> tuple[float, int]:
-    """`count` tasks in batches, one request at a time: (tasks/s, batch size). Ids
-    back only (Prefer: return=minimal), as PgQueuer's bulk enqueue answers ids.
-    `client` "httpx": through httpx.AsyncClient (`json=`); "raw": the same JSON,
-    encoded the same way inside the timing, written as bytes on one keep-alive
-    connection, as the latency workload's first caller: the API's rate without
-    the HTTP client's own CPU (httpx's is about 4 ms a batch of 1,000)."""
+    url: str, form: BatchForm, count: int, clients: Sequence[str] = ("raw", "httpx")
+) -> tuple[dict[str, float], int]:
+    """`count` tasks in batches by each client, one request at a time: (tasks/s
+    by client, batch size). Ids back only (Prefer: return=minimal), as
+    PgQueuer's bulk enqueue answers ids. "httpx": through httpx.AsyncClient
+    (`json=`); "raw": the same JSON, encoded the same way inside the timing,
+    written as bytes on one keep-alive connection, as the latency workload's
+    first caller: the API's rate without the HTTP client's own CPU (httpx's is
+    about 4 ms a batch of 1,000). The clients take turns, a batch each, each
+    batch timed: run one after the other, the first ran slower (the table,
+    the WAL and autovacuum catching up with the enqueue workload before)."""
     size = min(BULK_SIZE, form.max_items)
-    async with _poster(url, client) as post:
+    spent_s = dict.fromkeys(clients, 0.0)
+    async with AsyncExitStack() as stack:
+        posts = {client: await stack.enter_async_context(_poster(url, client))
+                 for client in clients}  # fmt: skip
 
-        async def batch(first: int, last: int) -> None:
+        async def batch(client: str, first: int, last: int) -> float:
+            began = time.perf_counter()
             tasks = [{"message": f"e{n}"} for n in range(first, last)]
-            await post(tasks if form.field is None else {form.field: tasks})
+            await posts[client](tasks if form.field is None else {form.field: tasks})
+            return time.perf_counter() - began
 
-        await batch(0, size)  # warm-up
-        began = time.perf_counter()
-        for first in range(0, count, size):
-            await batch(first, min(count, first + size))
-        return count / (time.perf_counter() - began), size
+        for client in clients:
+            await batch(client, 0, size)  # warm-up
+        for turn, first in enumerate(range(0, count, size)):
+            for client in clients[turn % 2 :] + clients[: turn % 2]:  # who goes first turns too
+                spent_s[client] += await batch(client, first, min(count, first + size))
+    return {client: count / spent for client, spent in spent_s.items()}, size
 
 
 Post = Callable[[Any], Awaitable[None]]
