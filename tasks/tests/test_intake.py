@@ -37,6 +37,15 @@ async def post(http: httpx.AsyncClient, message: str) -> httpx.Response:
     return await http.post("/tasks", json={"message": message})
 
 
+async def rung(redis: Redis, namespace: str, count: int) -> bool:
+    """The default queue holds `count` ready ids: that many rings landed."""
+    return bool(await redis.zcard(Keys(namespace).ready("default")) == count)
+
+
+async def stored(db: asyncpg.Connection, message: str) -> bool:
+    return bool(await db.fetchval("SELECT count(*) FROM tasks WHERE message = $1", message))
+
+
 async def test_posts_after_an_answered_ring_send_no_ping(
     database_url: str, namespace: str, valkey: EmbeddedValkey
 ) -> None:
@@ -59,15 +68,11 @@ async def test_a_batch_is_answered_while_redis_works_on_its_ring(
     than its creator; the answers do not wait for Redis to take it."""
     redis = Redis.from_url(valkey.url(), decode_responses=True)
     settings = make_settings(database_url, valkey.url(), namespace)
-    ready = Keys(namespace).ready("default")
     try:
         async with app_client(settings) as http:
             assert (await post(http, "first")).status_code == 201  # Redis vouched for
-
-            async def rung(count: int) -> bool:
-                return bool(await redis.zcard(ready) == count)
-
-            await wait_for(partial(rung, 1), timeout_s=10, what="the first ring landed")
+            await wait_for(partial(rung, redis, namespace, 1), timeout_s=10,
+                           what="the first ring landed")  # fmt: skip
             await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
             try:
                 answer = await asyncio.wait_for(
@@ -75,10 +80,11 @@ async def test_a_batch_is_answered_while_redis_works_on_its_ring(
                     timeout=20,
                 )
                 assert [item["status"] for item in answer.json()["results"]] == [201, 201]
-                assert await redis.zcard(ready) == 1  # only the first: the ring is held
+                assert await rung(redis, namespace, 1)  # only the first: the ring is held
             finally:
                 await redis.execute_command("CLIENT", "UNPAUSE")
-            await wait_for(partial(rung, 3), timeout_s=10, what="the batch's ring landed")
+            await wait_for(partial(rung, redis, namespace, 3), timeout_s=10,
+                           what="the batch's ring landed")  # fmt: skip
     finally:
         await redis.aclose()
 
@@ -91,29 +97,24 @@ async def test_the_next_batch_is_written_while_redis_answers_the_last_ring(
     order, and the next batch's answer for its own ring to go out."""
     redis = Redis.from_url(valkey.url(), decode_responses=True)
     settings = make_settings(database_url, valkey.url(), namespace)
-    ready = Keys(namespace).ready("default")
-
-    async def rung(count: int) -> bool:
-        return bool(await redis.zcard(ready) == count)
-
-    async def stored(message: str) -> bool:
-        return bool(await db.fetchval("SELECT count(*) FROM tasks WHERE message = $1", message))
-
     try:
         async with app_client(settings) as http:
             assert (await post(http, "first")).status_code == 201
-            await wait_for(partial(rung, 1), timeout_s=10, what="the first ring landed")
+            await wait_for(partial(rung, redis, namespace, 1), timeout_s=10,
+                           what="the first ring landed")  # fmt: skip
             await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
             try:
                 held = await asyncio.wait_for(post(http, "held"), timeout=20)
                 assert held.status_code == 201  # its ring is out, Redis's answer held
                 following = asyncio.create_task(post(http, "next"))
-                await wait_for(partial(stored, "next"), timeout_s=10, what="the next batch written")
+                await wait_for(partial(stored, db, "next"), timeout_s=10,
+                               what="the next batch written")  # fmt: skip
                 assert not following.done()  # its ring waits for the one before
             finally:
                 await redis.execute_command("CLIENT", "UNPAUSE")
             assert (await asyncio.wait_for(following, timeout=20)).status_code == 201
-            await wait_for(partial(rung, 3), timeout_s=10, what="both rings landed")
+            await wait_for(partial(rung, redis, namespace, 3), timeout_s=10,
+                           what="both rings landed")  # fmt: skip
     finally:
         await redis.aclose()
 
@@ -132,16 +133,14 @@ async def test_a_batch_committed_while_the_intake_closes_is_answered_as_created(
     def task(message: str) -> NewTask:
         return NewTask(uuid7(), "echo", message, {}, 3, 300.0)
 
-    async def stored() -> bool:
-        return bool(await db.fetchval("SELECT count(*) FROM tasks WHERE message = 'next'"))
-
     try:
         await writer.submit(task("first"))  # Redis vouched for
         await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
         try:
             await asyncio.wait_for(writer.submit(task("held")), timeout=20)  # ring out, held
             following = asyncio.create_task(writer.submit(task("next")))
-            await wait_for(stored, timeout_s=10, what="the next batch written")
+            await wait_for(partial(stored, db, "next"), timeout_s=10,
+                           what="the next batch written")  # fmt: skip
             closing = asyncio.create_task(writer.close(grace_s=0.1))
             row, created = await asyncio.wait_for(following, timeout=20)
             assert created and row["message"] == "next"
